@@ -1,0 +1,159 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+
+	"github.com/rs/zerolog"
+	"github.com/spf13/cobra"
+	"golang.org/x/term"
+)
+
+// Exit codes, as DESIGN.md fixes them.
+const (
+	exitOK      = 0
+	exitFailure = 1
+	exitUsage   = 2
+)
+
+// globalOptions are the flags every command shares, plus the process's standard streams.
+type globalOptions struct {
+	Endpoint  string // --endpoint, else $HF_ENDPOINT, else https://huggingface.co
+	Token     string // --token (highest-priority token source)
+	LogFormat string // --log-format: auto, console or json
+	Verbose   int    // -v, repeatable
+
+	stdin  io.Reader
+	stdout io.Writer
+	stderr io.Writer
+	log    zerolog.Logger
+}
+
+// usageError marks a command-line mistake; it exits with code 2.
+type usageError struct{ err error }
+
+func (e usageError) Error() string { return e.err.Error() }
+func (e usageError) Unwrap() error { return e.err }
+
+func usagef(format string, args ...any) error { return usageError{fmt.Errorf(format, args...)} }
+
+// run executes the command line and returns the process exit code.
+func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.Writer) int {
+	g := &globalOptions{stdin: stdin, stdout: stdout, stderr: stderr}
+	root := newRootCommand(g)
+	root.SetArgs(args)
+	root.SetIn(stdin)
+	root.SetOut(stdout)
+	root.SetErr(stderr)
+	err := root.ExecuteContext(ctx)
+	if err == nil {
+		return exitOK
+	}
+	fmt.Fprintf(stderr, "hubsync: %v\n", err)
+	var ue usageError
+	if errors.As(err, &ue) {
+		return exitUsage
+	}
+	return exitFailure
+}
+
+func newRootCommand(g *globalOptions) *cobra.Command {
+	root := &cobra.Command{
+		Use:   "hubsync",
+		Short: "Merge LoRA checkpoints and publish them to the Hugging Face Hub",
+		Long: `hubsync merges LoRA/QLoRA adapters into their base models (bitsandbytes 4-bit or 16-bit),
+shards the result as safetensors and publishes it to the Hugging Face Hub with parallel,
+resumable uploads, once (push, merge) or as a daemon that watches a trainer's output (watch).`,
+		SilenceUsage:  true,
+		SilenceErrors: true,
+		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
+			return g.setup()
+		},
+	}
+	root.SetFlagErrorFunc(func(_ *cobra.Command, err error) error { return usageError{err} })
+	pf := root.PersistentFlags()
+	pf.StringVar(&g.Endpoint, "endpoint", "", "Hub endpoint (default $HF_ENDPOINT, else https://huggingface.co)")
+	pf.StringVar(&g.Token, "token", "", "Hub token (default: $CREDENTIALS_DIRECTORY/hf_token, $HF_TOKEN, keyring, $HF_HOME/token)")
+	pf.StringVar(&g.LogFormat, "log-format", "auto", "log format: auto (console on a terminal, else json), console or json")
+	pf.CountVarP(&g.Verbose, "verbose", "v", "more log output (-v debug, -vv trace)")
+
+	root.AddCommand(
+		newLoginCommand(g),
+		newLogoutCommand(g),
+		newWhoamiCommand(g),
+		newMergeCommand(g),
+		newPushCommand(g),
+		newDownloadCommand(g),
+		newWatchCommand(g),
+		newStatusCommand(g),
+		newDevhubCommand(g),
+		newDemoCommand(g),
+		newTestmodelCommand(g),
+	)
+	for _, c := range root.Commands() {
+		wrapArgs(c)
+	}
+	return root
+}
+
+// wrapArgs makes positional-argument errors usage errors (exit 2), recursively.
+func wrapArgs(c *cobra.Command) {
+	if c.Args != nil {
+		check := c.Args
+		c.Args = func(cmd *cobra.Command, args []string) error {
+			if err := check(cmd, args); err != nil {
+				return usageError{err}
+			}
+			return nil
+		}
+	}
+	for _, sub := range c.Commands() {
+		wrapArgs(sub)
+	}
+}
+
+// setup resolves defaults that depend on the environment and builds the logger.
+func (g *globalOptions) setup() error {
+	if g.Endpoint == "" {
+		g.Endpoint = os.Getenv("HF_ENDPOINT")
+	}
+	if g.Endpoint == "" {
+		g.Endpoint = "https://huggingface.co"
+	}
+	for len(g.Endpoint) > 0 && g.Endpoint[len(g.Endpoint)-1] == '/' {
+		g.Endpoint = g.Endpoint[:len(g.Endpoint)-1]
+	}
+	level := zerolog.InfoLevel
+	switch {
+	case g.Verbose == 1:
+		level = zerolog.DebugLevel
+	case g.Verbose >= 2:
+		level = zerolog.TraceLevel
+	}
+	var w io.Writer
+	switch g.LogFormat {
+	case "json":
+		w = g.stderr
+	case "console":
+		w = zerolog.ConsoleWriter{Out: g.stderr, TimeFormat: "15:04:05"}
+	case "auto", "":
+		if isTerminal(g.stderr) {
+			w = zerolog.ConsoleWriter{Out: g.stderr, TimeFormat: "15:04:05"}
+		} else {
+			w = g.stderr
+		}
+	default:
+		return usagef("--log-format must be auto, console or json, not %q", g.LogFormat)
+	}
+	g.log = zerolog.New(w).Level(level).With().Timestamp().Logger()
+	return nil
+}
+
+// isTerminal reports whether w is a terminal.
+func isTerminal(w io.Writer) bool {
+	f, ok := w.(*os.File)
+	return ok && term.IsTerminal(int(f.Fd()))
+}
