@@ -1,0 +1,252 @@
+package export
+
+import (
+	"bytes"
+	"fmt"
+	"math"
+	"regexp"
+	"runtime/debug"
+	"sort"
+	"strconv"
+	"strings"
+
+	"go.yaml.in/yaml/v3"
+
+	"github.com/hubsync/hubsync/internal/tensor"
+)
+
+// CardInfo describes a merge (or, for AdapterCard, an adapter) for its model card.
+type CardInfo struct {
+	// BaseModel is the base model's Hub repo id. A value that is not a valid repo id (a local path) is named in
+	// the text but kept out of the base_model metadata, which the Hub validates.
+	BaseModel string
+	// AdapterName is the adapter's path or name (e.g. outputs/checkpoint-500).
+	AdapterName string
+	// Step is the training step of the checkpoint (0: unknown).
+	Step          int
+	Rank          int
+	Alpha         float64
+	UseRSLoRA     bool
+	UseDoRA       bool
+	TargetModules []string
+	// DType is the output dtype of a merge.
+	DType tensor.DType
+	// Shards and TotalSize (bytes of tensor data) describe the merged weights.
+	Shards    int
+	TotalSize int64
+	// Tags are added after the standard tags (duplicates dropped).
+	Tags []string
+	// Extra holds free-form "key: value" lines, listed sorted by key.
+	Extra map[string]string
+	// RepoID is the repo the card is published in, for the loading snippet ("" → a local path placeholder).
+	RepoID string
+	// Version is the hubsync version ("" → the binary's module version from its build info).
+	Version string
+	// PipelineTag overrides the pipeline tag ("" → text-generation).
+	PipelineTag string
+}
+
+// repoIDPattern is huggingface_hub's validate_repo_id rule: [namespace/]name of word characters, '-' and '.'.
+var repoIDPattern = regexp.MustCompile(`^(\b[\w\-.]+\b/)?\b[\w\-.]{1,96}\b$`)
+
+// ValidRepoID reports whether s is a valid Hub repo id ("owner/name" or "name"), as huggingface_hub checks it.
+func ValidRepoID(s string) bool {
+	return repoIDPattern.MatchString(s) && !strings.Contains(s, "--") && !strings.Contains(s, "..") &&
+		!strings.HasSuffix(s, ".git")
+}
+
+// frontMatter is the card's YAML metadata, in the order written.
+type frontMatter struct {
+	BaseModel   string   `yaml:"base_model,omitempty"`
+	LibraryName string   `yaml:"library_name"`
+	Tags        []string `yaml:"tags"`
+	PipelineTag string   `yaml:"pipeline_tag,omitempty"`
+}
+
+func (ci CardInfo) frontMatter(library string, std ...string) []byte {
+	fm := frontMatter{LibraryName: library, PipelineTag: ci.PipelineTag}
+	if fm.PipelineTag == "" {
+		fm.PipelineTag = "text-generation"
+	}
+	if ValidRepoID(ci.BaseModel) {
+		fm.BaseModel = ci.BaseModel
+	}
+	seen := map[string]bool{}
+	for _, t := range append(std, ci.Tags...) {
+		t = strings.TrimSpace(t)
+		if t != "" && !seen[t] {
+			seen[t] = true
+			fm.Tags = append(fm.Tags, t)
+		}
+	}
+	var b bytes.Buffer
+	b.WriteString("---\n")
+	enc := yaml.NewEncoder(&b)
+	enc.SetIndent(2)
+	if err := enc.Encode(fm); err != nil { // strings and string lists always encode
+		panic(fmt.Sprintf("export: encode card metadata: %v", err))
+	}
+	enc.Close()
+	b.WriteString("---\n\n")
+	return b.Bytes()
+}
+
+// scaling is PEFT's LoRA scaling: alpha/r, or alpha/sqrt(r) with rsLoRA.
+func (ci CardInfo) scaling() float64 {
+	if ci.UseRSLoRA {
+		return ci.Alpha / math.Sqrt(float64(ci.Rank))
+	}
+	return ci.Alpha / float64(ci.Rank)
+}
+
+func (ci CardInfo) version() string {
+	if ci.Version != "" {
+		return ci.Version
+	}
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
+		return bi.Main.Version
+	}
+	return "(devel)"
+}
+
+func (ci CardInfo) loadPath() string {
+	if ci.RepoID != "" {
+		return ci.RepoID
+	}
+	return "path/to/this/model"
+}
+
+// code renders s as inline Markdown code, with a fence longer than any backtick run inside.
+func code(s string) string {
+	fence := "`"
+	for strings.Contains(s, fence) {
+		fence += "`"
+	}
+	if strings.HasPrefix(s, "`") || strings.HasSuffix(s, "`") {
+		s = " " + s + " "
+	}
+	return fence + s + fence
+}
+
+func fmtFloat(f float64) string { return strconv.FormatFloat(f, 'g', -1, 64) }
+
+// loraLines writes the adapter's hyper-parameters as a Markdown list.
+func (ci CardInfo) loraLines(b *bytes.Buffer) {
+	if ci.AdapterName != "" {
+		fmt.Fprintf(b, "- Adapter: %s\n", code(ci.AdapterName))
+	}
+	if ci.Step > 0 {
+		fmt.Fprintf(b, "- Training step: %d\n", ci.Step)
+	}
+	if ci.Rank > 0 {
+		fmt.Fprintf(b, "- LoRA rank (r): %d\n", ci.Rank)
+		fmt.Fprintf(b, "- LoRA alpha: %s\n", fmtFloat(ci.Alpha))
+		formula := "alpha / r"
+		if ci.UseRSLoRA {
+			formula = "alpha / sqrt(r)"
+		}
+		fmt.Fprintf(b, "- Scaling: %s (%s)\n", fmtFloat(ci.scaling()), formula)
+	}
+	fmt.Fprintf(b, "- rsLoRA: %t\n", ci.UseRSLoRA)
+	fmt.Fprintf(b, "- DoRA: %t\n", ci.UseDoRA)
+	if len(ci.TargetModules) > 0 {
+		mods := make([]string, len(ci.TargetModules))
+		for i, m := range ci.TargetModules {
+			mods[i] = code(m)
+		}
+		fmt.Fprintf(b, "- Target modules: %s\n", strings.Join(mods, ", "))
+	}
+}
+
+func (ci CardInfo) extraLines(b *bytes.Buffer) {
+	keys := make([]string, 0, len(ci.Extra))
+	for k := range ci.Extra {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys)
+	for _, k := range keys {
+		fmt.Fprintf(b, "- %s: %s\n", k, ci.Extra[k])
+	}
+}
+
+func (ci CardInfo) baseName() string {
+	if ci.BaseModel == "" {
+		return "the base model"
+	}
+	if ValidRepoID(ci.BaseModel) {
+		return fmt.Sprintf("[%s](https://huggingface.co/%s)", ci.BaseModel, ci.BaseModel)
+	}
+	return code(ci.BaseModel)
+}
+
+// ModelCard renders README.md for a merged model: YAML front matter (base_model, library_name: transformers,
+// tags lora, merged, peft, hubsync and ci.Tags, pipeline_tag) and a body saying what was merged and how, with a
+// loading snippet.
+func ModelCard(ci CardInfo) []byte {
+	var b bytes.Buffer
+	b.Write(ci.frontMatter("transformers", "lora", "merged", "peft", "hubsync"))
+	title := ci.RepoID
+	if title == "" {
+		title = "Merged LoRA model"
+	}
+	fmt.Fprintf(&b, "# %s\n\n", title)
+	fmt.Fprintf(&b, "This model is %s with a LoRA adapter merged into its weights by hubsync %s. It loads like any "+
+		"transformers model: no PEFT or bitsandbytes needed.\n\n", ci.baseName(), code(ci.version()))
+	b.WriteString("## Merge\n\n")
+	ci.loraLines(&b)
+	b.WriteString("- Merge: W' = W + scaling · (B · A)")
+	if ci.UseDoRA {
+		b.WriteString(", then rescaled row-wise by the DoRA magnitude")
+	}
+	b.WriteString(", computed in float32 from the dequantized base weights and rounded to nearest even\n")
+	if name := ci.DType.TorchName(); name != "" {
+		fmt.Fprintf(&b, "- Output dtype: %s\n", name)
+	}
+	if ci.Shards > 0 {
+		fmt.Fprintf(&b, "- Weights: %d safetensors file(s), %s of tensor data (%d bytes)\n", ci.Shards,
+			humanSize(ci.TotalSize), ci.TotalSize)
+	}
+	ci.extraLines(&b)
+	dtypeArg := ""
+	if name := ci.DType.TorchName(); name != "" {
+		dtypeArg = fmt.Sprintf(", torch_dtype=torch.%s", name)
+	}
+	fmt.Fprintf(&b, "\n## Usage\n\n```python\nimport torch\nfrom transformers import AutoModelForCausalLM, AutoTokenizer\n\n"+
+		"model = AutoModelForCausalLM.from_pretrained(%q%s, device_map=\"auto\")\n"+
+		"tokenizer = AutoTokenizer.from_pretrained(%q)\n```\n", ci.loadPath(), dtypeArg, ci.loadPath())
+	return b.Bytes()
+}
+
+// AdapterCard renders README.md for an adapter-only upload: YAML front matter (base_model, library_name: peft,
+// tags lora, hubsync and ci.Tags, pipeline_tag) and a body describing the adapter, with a loading snippet.
+// DType, Shards and TotalSize are not used.
+func AdapterCard(ci CardInfo) []byte {
+	var b bytes.Buffer
+	b.Write(ci.frontMatter("peft", "lora", "hubsync"))
+	title := ci.RepoID
+	if title == "" {
+		title = "LoRA adapter"
+	}
+	fmt.Fprintf(&b, "# %s\n\n", title)
+	fmt.Fprintf(&b, "A LoRA adapter for %s, uploaded by hubsync %s.\n\n## Adapter\n\n", ci.baseName(), code(ci.version()))
+	ci.loraLines(&b)
+	ci.extraLines(&b)
+	fmt.Fprintf(&b, "\n## Usage\n\n```python\nfrom peft import AutoPeftModelForCausalLM\n\n"+
+		"model = AutoPeftModelForCausalLM.from_pretrained(%q, device_map=\"auto\")\n```\n", ci.loadPath())
+	return b.Bytes()
+}
+
+// humanSize renders a byte count with decimal units, as the Hub shows sizes ("16.1 GB").
+func humanSize(n int64) string {
+	units := []string{"B", "kB", "MB", "GB", "TB", "PB"}
+	f := float64(n)
+	i := 0
+	for f >= 1000 && i < len(units)-1 {
+		f /= 1000
+		i++
+	}
+	if i == 0 {
+		return fmt.Sprintf("%d B", n)
+	}
+	return fmt.Sprintf("%.1f %s", f, units[i])
+}
