@@ -1,16 +1,160 @@
 package main
 
 import (
-	"errors"
+	"crypto/rand"
+	"encoding/hex"
+	"fmt"
+	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/hubsync/hubsync/hub/hubtest"
 )
 
-// PLACEHOLDER: replaced by the work on its issue.
+// devhubOptions are the flags of `hubsync devhub`.
+type devhubOptions struct {
+	Addr               string
+	StorageAddr        string
+	DataDir            string
+	Tokens             []string
+	Faults             string
+	URLTTL             time.Duration
+	MultipartThreshold string
+	ChunkSize          string
+	MinPartSize        string
+	PageSize           int
+	RateLimit          int
+	VerifyAction       bool
+}
+
 func newDevhubCommand(g *globalOptions) *cobra.Command {
-	return &cobra.Command{
+	o := &devhubOptions{}
+	cmd := &cobra.Command{
 		Use:   "devhub",
-		Short: "(not built yet)",
-		RunE:  func(*cobra.Command, []string) error { return errors.New("devhub: not built yet") },
+		Short: "Run a local Hugging Face Hub-compatible server (tests, CI, offline use)",
+		Long: `devhub serves a local Hub-compatible API (repos, branches, tags, preupload, LFS batch, signed
+storage URLs with multipart uploads, NDJSON commits, resolve downloads, tree/info/commits listings) with its
+state on disk. Point a client at it with HF_ENDPOINT=<printed URL>.
+
+Storage (presigned PUTs, multipart parts, LFS downloads) listens on a second address, like S3 beside
+huggingface.co; a request that carries an Authorization header to a storage or completion URL is refused
+with 400 and counted as a token leak in GET /_devhub/stats.
+
+Tokens: --token NAME=TOKEN[:write][:orgs=A+B] (repeatable); NAME is the user the token belongs to and the
+namespace it owns. Without --token, devhub generates a throwaway write token for user "dev" that may write to
+every namespace and prints it once ("devhub: token dev=..."). This is the one place hubsync prints a token:
+it is the local server's own generated credential, valid only for this process, never a Hub token.
+
+Faults (for testing clients): --faults "part-5xx=0.1,part-reset=0.05,put-5xx=0.05,rate-limit=0.05,
+commit-lost=0.1,batch-error=0.02,complete-5xx=0.05,seed=1".
+
+On start it prints, one per line:
+  devhub: listening on <API URL>
+  devhub: storage on <storage URL>
+  devhub: data in <dir>
+and serves until interrupted (SIGINT/SIGTERM), then exits 0.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error { return runDevhub(cmd, g, o) },
 	}
+	f := cmd.Flags()
+	f.StringVar(&o.Addr, "addr", "127.0.0.1:8089", "API listen address")
+	f.StringVar(&o.StorageAddr, "storage-addr", "127.0.0.1:0", "storage listen address (fix it to keep signed URLs valid across restarts)")
+	f.StringVar(&o.DataDir, "data", "", "data directory; repos survive restarts (default: a temporary directory removed at exit)")
+	f.StringArrayVar(&o.Tokens, "token", nil, "accepted token NAME=TOKEN[:write][:orgs=A+B] (repeatable; default: a generated write token for user dev)")
+	f.StringVar(&o.Faults, "faults", "", "probabilistic faults, e.g. part-5xx=0.1,part-reset=0.05,rate-limit=0.05,commit-lost=0.1,seed=1")
+	f.DurationVar(&o.URLTTL, "url-ttl", hubtest.DefaultURLTTL, "validity of signed storage and completion URLs")
+	f.StringVar(&o.MultipartThreshold, "multipart-threshold", "8MiB", "objects of at least this size are uploaded in parts")
+	f.StringVar(&o.ChunkSize, "chunk-size", "", "multipart part size (default: the minimum part size, raised to keep ≤ 10000 parts)")
+	f.StringVar(&o.MinPartSize, "min-part-size", "5MiB", "minimum size of every part but the last (S3: 5MiB)")
+	f.IntVar(&o.PageSize, "page-size", hubtest.DefaultPageSize, "entries per page of tree and commit listings")
+	f.IntVar(&o.RateLimit, "rate-limit", hubtest.DefaultRateLimitQuota, "requests per token and bucket per 5-minute window")
+	f.BoolVar(&o.VerifyAction, "verify-action", false, "add a git-lfs verify action to upload answers")
+	return cmd
+}
+
+// options turns the flags into server options.
+func (o *devhubOptions) options() (hubtest.Options, []string, error) {
+	opts := hubtest.Options{
+		DataDir: o.DataDir, StorageAddr: o.StorageAddr, URLTTL: o.URLTTL, PageSize: o.PageSize,
+		RateLimitQuota: o.RateLimit, VerifyAction: o.VerifyAction,
+	}
+	if o.URLTTL <= 0 {
+		return opts, nil, usagef("--url-ttl must be positive")
+	}
+	if o.PageSize <= 0 || o.RateLimit <= 0 {
+		return opts, nil, usagef("--page-size and --rate-limit must be positive")
+	}
+	sizes := []struct {
+		flag, val string
+		dst       *int64
+	}{
+		{"--multipart-threshold", o.MultipartThreshold, &opts.MultipartThreshold},
+		{"--chunk-size", o.ChunkSize, &opts.ChunkSize},
+		{"--min-part-size", o.MinPartSize, &opts.MinPartSize},
+	}
+	for _, s := range sizes {
+		if s.val == "" {
+			continue
+		}
+		n, err := hubtest.ParseByteSize(s.val)
+		if err != nil {
+			return opts, nil, usagef("%s: %v", s.flag, err)
+		}
+		if n <= 0 {
+			return opts, nil, usagef("%s must be positive", s.flag)
+		}
+		*s.dst = n
+	}
+	faults, err := hubtest.ParseFaults(o.Faults)
+	if err != nil {
+		return opts, nil, usagef("--faults: %v", err)
+	}
+	opts.Faults = faults
+	var notes []string
+	for _, t := range o.Tokens {
+		tok, err := hubtest.ParseTokenFlag(t)
+		if err != nil {
+			return opts, nil, usagef("--token: %v", err)
+		}
+		opts.Tokens = append(opts.Tokens, tok)
+	}
+	if len(opts.Tokens) == 0 {
+		b := make([]byte, 16)
+		if _, err := rand.Read(b); err != nil {
+			return opts, nil, err
+		}
+		tok := hubtest.Token{Name: "dev", Value: "hf_dev_" + hex.EncodeToString(b), Write: true, Orgs: []string{"*"}}
+		opts.Tokens = append(opts.Tokens, tok)
+		// The server's own throwaway credential, printed once on purpose (see the help text).
+		notes = append(notes, fmt.Sprintf("devhub: token %s=%s", tok.Name, tok.Value))
+	}
+	return opts, notes, nil
+}
+
+func runDevhub(cmd *cobra.Command, g *globalOptions, o *devhubOptions) error {
+	opts, notes, err := o.options()
+	if err != nil {
+		return err
+	}
+	opts.Logger = g.log
+	srv, err := hubtest.NewServer(opts)
+	if err != nil {
+		return fmt.Errorf("devhub: %w", err)
+	}
+	if err := srv.Start(o.Addr); err != nil {
+		srv.Close()
+		return fmt.Errorf("devhub: %w", err)
+	}
+	fmt.Fprintf(g.stdout, "devhub: listening on %s\n", srv.URL())
+	fmt.Fprintf(g.stdout, "devhub: storage on %s\n", srv.StorageURL())
+	fmt.Fprintf(g.stdout, "devhub: data in %s\n", srv.DataDir())
+	for _, n := range notes {
+		fmt.Fprintln(g.stdout, n)
+	}
+	<-cmd.Context().Done()
+	fmt.Fprintln(g.stdout, "devhub: shutting down")
+	if err := srv.Close(); err != nil {
+		return fmt.Errorf("devhub: %w", err)
+	}
+	return nil
 }
