@@ -1,16 +1,356 @@
 package main
 
 import (
+	"context"
 	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"sync"
+	"time"
 
+	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
+	"github.com/spf13/pflag"
+	"github.com/vbauerster/mpb/v8"
+	"github.com/vbauerster/mpb/v8/decor"
+
+	"github.com/hubsync/hubsync/hub"
 )
 
-// PLACEHOLDER: replaced by the work on its issue.
-func newPushCommand(g *globalOptions) *cobra.Command {
-	return &cobra.Command{
-		Use:   "push",
-		Short: "(not built yet)",
-		RunE:  func(*cobra.Command, []string) error { return errors.New("push: not built yet") },
+// pushOptions are the flags of `hubsync push`.
+type pushOptions struct {
+	Repo          string
+	Revision      string
+	PathInRepo    string
+	Private       bool
+	Message       string
+	Tag           string
+	CreatePR      bool
+	Exclude       []string
+	ParallelFiles int
+	ParallelParts int
+}
+
+// AddFlags registers the flags.
+func (o *pushOptions) AddFlags(f *pflag.FlagSet) {
+	f.StringVar(&o.Repo, "repo", "", "target model repo OWNER/NAME (created when missing)")
+	f.StringVar(&o.Revision, "revision", "main", "branch to commit to (created from the default branch when missing)")
+	f.StringVar(&o.PathInRepo, "path-in-repo", "", "folder in the repo to upload into (default: the root)")
+	f.BoolVar(&o.Private, "private", false, "create the repo private (when it does not exist yet)")
+	f.StringVarP(&o.Message, "message", "m", "", "commit title (default \"Upload folder using hubsync\")")
+	f.StringVar(&o.Tag, "tag", "", "tag the new commit with this name")
+	f.BoolVar(&o.CreatePR, "create-pr", false, "open a pull request instead of committing to the branch")
+	f.StringArrayVar(&o.Exclude, "exclude", nil, "glob of files to leave out, on the folder- or repo-relative path; ** matches any depth (repeatable)")
+	f.IntVar(&o.ParallelFiles, "parallel-files", hub.DefaultParallelFiles, "files uploaded at once")
+	f.IntVar(&o.ParallelParts, "parallel-parts", hub.DefaultParallelParts, "parts of one file uploaded at once")
+}
+
+// validate checks the flags that do not need the network.
+func (o *pushOptions) validate() error {
+	if o.Repo == "" {
+		return usagef("--repo OWNER/NAME is required")
 	}
+	if owner, name, ok := strings.Cut(o.Repo, "/"); !ok || owner == "" || name == "" || strings.Contains(name, "/") {
+		return usagef("--repo must be OWNER/NAME, not %q", o.Repo)
+	}
+	if o.ParallelFiles < 1 || o.ParallelParts < 1 {
+		return usagef("--parallel-files and --parallel-parts must be at least 1")
+	}
+	if o.Revision == "" {
+		o.Revision = "main"
+	}
+	for _, p := range o.Exclude {
+		if err := hub.ValidateGlob(p); err != nil {
+			return usagef("--exclude: %v", err)
+		}
+	}
+	return nil
+}
+
+func newPushCommand(g *globalOptions) *cobra.Command {
+	o := &pushOptions{}
+	cmd := &cobra.Command{
+		Use:   "push [DIR] --repo OWNER/NAME",
+		Short: "Upload a folder to a Hub model repo as one commit",
+		Long: `push uploads DIR (default: the current directory) to a model repo as one commit: files the Hub
+already has are skipped, large files go through parallel, resumable multipart uploads (finished parts are
+journaled in $STATE_DIRECTORY/hubsync.db, else $XDG_STATE_HOME/hubsync/uploads.db, else
+~/.local/state/hubsync/uploads.db, so a rerun after a crash sends only the missing parts), .git/ and .cache/
+are never uploaded. The repo is created when missing, the branch too; --tag tags the new commit.
+On success the commit URL is printed on standard output.`,
+		Args: cobra.MaximumNArgs(1),
+		RunE: func(cmd *cobra.Command, args []string) error { return runPush(cmd.Context(), g, o, args) },
+	}
+	o.AddFlags(cmd.Flags())
+	return cmd
+}
+
+// uploadJournalPath is where the CLI keeps multipart upload state.
+func uploadJournalPath(getenv hub.Getenv) string {
+	if d := getenv("STATE_DIRECTORY"); d != "" {
+		// systemd passes a colon-separated list when several state directories are configured.
+		first, _, _ := strings.Cut(d, ":")
+		return filepath.Join(first, "hubsync.db")
+	}
+	if x := getenv("XDG_STATE_HOME"); x != "" {
+		return filepath.Join(x, "hubsync", "uploads.db")
+	}
+	home := getenv("HOME")
+	if home == "" {
+		home, _ = os.UserHomeDir()
+	}
+	return filepath.Join(home, ".local", "state", "hubsync", "uploads.db")
+}
+
+func runPush(ctx context.Context, g *globalOptions, o *pushOptions, args []string) error {
+	if err := o.validate(); err != nil {
+		return err
+	}
+	dir := "."
+	if len(args) == 1 {
+		dir = args[0]
+	}
+	files, err := hub.ListFolder(dir, hub.FolderOptions{PathInRepo: o.PathInRepo, Exclude: o.Exclude})
+	if err != nil {
+		return err
+	}
+	if len(files) == 0 {
+		return fmt.Errorf("%s: no files to upload", dir)
+	}
+	summary := o.Message
+	if summary == "" {
+		summary = "Upload folder using hubsync"
+	}
+	return pushFiles(ctx, g, o, files, summary, "")
+}
+
+// pushFiles ensures the repo and branch exist, commits files as one commit, tags it and prints the commit URL.
+// It is the part of push shared with the merged-model flow (which passes files with known digests).
+func pushFiles(ctx context.Context, g *globalOptions, o *pushOptions, files []hub.UploadFile, summary, description string) error {
+	a := defaultAuthEnv()
+	tok, err := a.findToken(ctx, g)
+	if err != nil {
+		return err
+	}
+	if !tok.Found() {
+		return errors.New("no Hub token: run `hubsync login`, or set $HF_TOKEN, or pass --token")
+	}
+	g.log.Debug().Str("token_source", tok.String()).Msg("using token")
+
+	var journal hub.Journal
+	jpath := uploadJournalPath(a.getenv)
+	if bj, err := hub.OpenBoltJournal(jpath); err != nil {
+		g.log.Warn().Err(err).Msg("upload journal unavailable: an interrupted upload will restart its files from zero")
+	} else {
+		defer bj.Close()
+		journal = bj
+	}
+	prog := newProgressReporter(ctx, g, 5*time.Second)
+	defer prog.close()
+	c, err := newHubClient(g, tok.Value, func(ho *hub.Options) {
+		ho.Journal = journal
+		ho.ParallelFiles = o.ParallelFiles
+		ho.ParallelParts = o.ParallelParts
+	})
+	if err != nil {
+		return err
+	}
+	if _, created, err := c.CreateRepo(ctx, o.Repo, hub.CreateRepoOptions{Private: o.Private, ExistOK: true}); err != nil {
+		return err
+	} else if created {
+		g.log.Info().Str("repo", o.Repo).Bool("private", o.Private).Msg("created the repo")
+	}
+	if o.Revision != "main" && !strings.HasPrefix(o.Revision, "refs/pr/") {
+		refs, err := c.ListRefs(ctx, o.Repo)
+		if err != nil {
+			return err
+		}
+		if !refs.HasBranch(o.Revision) {
+			if err := c.CreateBranch(ctx, o.Repo, o.Revision, hub.BranchOptions{ExistOK: true}); err != nil {
+				return err
+			}
+			g.log.Info().Str("branch", o.Revision).Msg("created the branch")
+		}
+	}
+	res, err := c.Commit(ctx, o.Repo, files, hub.CommitOptions{
+		Revision: o.Revision, Summary: summary, Description: description, CreatePR: o.CreatePR, Progress: prog.event,
+	})
+	prog.close()
+	if err != nil {
+		return err
+	}
+	switch {
+	case res.NoOp:
+		g.log.Info().Str("commit", res.CommitOID).Msg("nothing to commit: the repo already has these files")
+	case res.Recovered:
+		g.log.Info().Str("commit", res.CommitOID).Msg("committed (the answer was lost; found the commit on the branch)")
+	default:
+		g.log.Info().Str("commit", res.CommitOID).Int("uploaded", res.Uploaded).Int("unchanged", res.Unchanged).Msg("committed")
+	}
+	if len(res.Ignored) > 0 {
+		g.log.Warn().Strs("paths", res.Ignored).Msg("the repo's .gitignore excluded these files")
+	}
+	if res.PullRequestURL != "" {
+		g.log.Info().Str("url", res.PullRequestURL).Msg("pull request")
+	}
+	url := res.CommitURL
+	if url == "" && res.CommitOID != "" {
+		url = c.Endpoint() + "/" + o.Repo + "/commit/" + res.CommitOID
+	}
+	fmt.Fprintln(g.stdout, url)
+	if o.Tag != "" {
+		if res.CommitOID == "" {
+			return fmt.Errorf("tag %s: the repo has no commit to tag", o.Tag)
+		}
+		if err := c.CreateTag(ctx, o.Repo, res.CommitOID, o.Tag, summary); err != nil {
+			return fmt.Errorf("the commit landed, but tagging it failed: %w", err)
+		}
+		g.log.Info().Str("tag", o.Tag).Str("commit", res.CommitOID).Msg("tagged")
+	}
+	return nil
+}
+
+// progressReporter shows hub.ProgressEvents: mpb bars when stderr is a terminal, else a structured log line
+// every interval.
+type progressReporter struct {
+	mu       sync.Mutex
+	log      zerolog.Logger
+	bars     *mpb.Progress
+	bar      map[string]*mpb.Bar
+	state    map[string]hub.ProgressEvent
+	stop     chan struct{}
+	stopped  chan struct{}
+	closed   bool
+	lastSum  int64
+	lastTime time.Time
+}
+
+func progressKey(ev hub.ProgressEvent) string { return string(ev.Phase) + "\x00" + ev.File }
+
+func newProgressReporter(ctx context.Context, g *globalOptions, interval time.Duration) *progressReporter {
+	r := &progressReporter{log: g.log, bar: map[string]*mpb.Bar{}, state: map[string]hub.ProgressEvent{},
+		stop: make(chan struct{}), stopped: make(chan struct{}), lastTime: time.Now()}
+	if isTerminal(g.stderr) {
+		r.bars = mpb.NewWithContext(ctx, mpb.WithOutput(g.stderr), mpb.WithWidth(40), mpb.WithRefreshRate(200*time.Millisecond))
+		close(r.stopped)
+		return r
+	}
+	go func() {
+		defer close(r.stopped)
+		t := time.NewTicker(interval)
+		defer t.Stop()
+		for {
+			select {
+			case <-t.C:
+				r.logLine("progress")
+			case <-r.stop:
+				return
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	return r
+}
+
+// event records one progress event (hub serialises the calls; the ticker reads concurrently).
+func (r *progressReporter) event(ev hub.ProgressEvent) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	if r.closed {
+		return
+	}
+	k := progressKey(ev)
+	r.state[k] = ev
+	if r.bars == nil || ev.Total <= 0 {
+		return
+	}
+	b, ok := r.bar[k]
+	if !ok {
+		name := ev.File
+		if name == "" {
+			name = "commit"
+		}
+		if len(name) > 40 {
+			name = "…" + name[len(name)-39:]
+		}
+		b = r.bars.AddBar(ev.Total,
+			mpb.PrependDecorators(decor.Name(fmt.Sprintf("%-10s", ev.Phase)), decor.Name(name, decor.WC{W: 41, C: decor.DindentRight})),
+			mpb.AppendDecorators(decor.Counters(decor.SizeB1024(0), "% .1f / % .1f"), decor.Name("  "),
+				decor.AverageSpeed(decor.SizeB1024(0), "% .1f")))
+		r.bar[k] = b
+	}
+	b.SetCurrent(ev.Done)
+}
+
+// logLine writes the aggregate state as one structured line.
+func (r *progressReporter) logLine(msg string) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	type agg struct {
+		files, done int
+		bytes, tot  int64
+	}
+	phases := map[hub.Phase]*agg{}
+	for _, ev := range r.state {
+		a := phases[ev.Phase]
+		if a == nil {
+			a = &agg{}
+			phases[ev.Phase] = a
+		}
+		a.files++
+		a.bytes += ev.Done
+		a.tot += ev.Total
+		if ev.Done >= ev.Total {
+			a.done++
+		}
+	}
+	if len(phases) == 0 {
+		return
+	}
+	names := make([]string, 0, len(phases))
+	for p := range phases {
+		names = append(names, string(p))
+	}
+	sort.Strings(names)
+	now := time.Now()
+	e := r.log.Info()
+	for _, n := range names {
+		a := phases[hub.Phase(n)]
+		e = e.Dict(n, zerolog.Dict().Int("files", a.files).Int("files_done", a.done).Int64("bytes", a.bytes).Int64("total", a.tot))
+	}
+	if up := phases[hub.PhaseUploading]; up != nil {
+		if dt := now.Sub(r.lastTime).Seconds(); dt > 0 {
+			e = e.Float64("upload_mb_s", float64(up.bytes-r.lastSum)/1e6/dt)
+		}
+		r.lastSum = up.bytes
+	}
+	r.lastTime = now
+	e.Msg(msg)
+}
+
+// close stops the display (idempotent): bars are finished or dropped, the periodic logger stops.
+func (r *progressReporter) close() {
+	r.mu.Lock()
+	if r.closed {
+		r.mu.Unlock()
+		return
+	}
+	r.closed = true
+	bars := r.bars
+	for _, b := range r.bar {
+		if !b.Completed() {
+			b.Abort(false)
+		}
+	}
+	r.mu.Unlock()
+	if bars != nil {
+		bars.Wait()
+		return
+	}
+	close(r.stop)
+	<-r.stopped
 }

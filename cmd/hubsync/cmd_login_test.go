@@ -1,0 +1,164 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/rs/zerolog"
+
+	"github.com/hubsync/hubsync/hub"
+	"github.com/hubsync/hubsync/hub/hubtest"
+)
+
+// hubcliToken is the write token of user "w" on the CLI tests' Hub.
+const hubcliToken = "hf_cli_test_secret"
+
+func hubcliServer(t *testing.T) *hubtest.Server {
+	t.Helper()
+	return hubtest.NewTestServer(t, hubtest.Options{
+		Tokens:             []hubtest.Token{{Name: "w", Value: hubcliToken, Write: true}},
+		MinPartSize:        64 << 10,
+		ChunkSize:          64 << 10,
+		MultipartThreshold: 256 << 10,
+	})
+}
+
+// hubcliGlobals returns global options wired to buffers.
+func hubcliGlobals(endpoint, stdin string) (*globalOptions, *bytes.Buffer, *bytes.Buffer) {
+	var out, errb bytes.Buffer
+	return &globalOptions{Endpoint: endpoint, stdin: strings.NewReader(stdin), stdout: &out, stderr: &errb, log: zerolog.Nop()}, &out, &errb
+}
+
+func hubcliEnv(m map[string]string) hub.Getenv { return func(k string) string { return m[k] } }
+
+func TestLoginLogoutWhoami(t *testing.T) {
+	s := hubcliServer(t)
+	ctx := context.Background()
+	home := t.TempDir()
+	env := map[string]string{"HF_HOME": filepath.Join(home, "hf")}
+	tokenFile := filepath.Join(home, "hf", "token")
+	user := hub.KeyringUser(s.URL())
+
+	t.Run("login stores in the keyring", func(t *testing.T) {
+		kr := &hub.MemoryKeyring{}
+		g, out, errb := hubcliGlobals(s.URL(), hubcliToken+"\n")
+		if err := runLogin(ctx, g, &loginOptions{TokenStdin: true}, authEnv{getenv: hubcliEnv(env), keyring: kr}); err != nil {
+			t.Fatal(err)
+		}
+		if v, _ := kr.Get(ctx, hub.KeyringService, user); v != hubcliToken {
+			t.Errorf("keyring holds %q", v)
+		}
+		if !strings.Contains(out.String(), "as w") || strings.Contains(out.String()+errb.String(), hubcliToken) {
+			t.Errorf("output %q / %q", out, errb)
+		}
+		if _, err := os.Stat(tokenFile); err == nil {
+			t.Error("a token file was written although the keyring works")
+		}
+		// whoami finds it in the keyring and says so.
+		g, out, _ = hubcliGlobals(s.URL(), "")
+		if err := runWhoami(ctx, g, authEnv{getenv: hubcliEnv(env), keyring: kr}); err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(out.String(), "user:     w") || !strings.Contains(out.String(), "source:   keyring (hubsync/"+user+")") ||
+			!strings.Contains(out.String(), "role write") || strings.Contains(out.String(), hubcliToken) {
+			t.Errorf("whoami output:\n%s", out)
+		}
+		// HF_TOKEN outranks the keyring.
+		g, out, _ = hubcliGlobals(s.URL(), "")
+		if err := runWhoami(ctx, g, authEnv{getenv: hubcliEnv(map[string]string{"HF_TOKEN": hubcliToken}), keyring: kr}); err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(out.String(), "source:   HF_TOKEN") {
+			t.Errorf("whoami output:\n%s", out)
+		}
+		// logout removes it.
+		g, out, _ = hubcliGlobals(s.URL(), "")
+		if err := runLogout(ctx, g, &logoutOptions{}, authEnv{getenv: hubcliEnv(env), keyring: kr}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := kr.Get(ctx, hub.KeyringService, user); !errors.Is(err, hub.ErrKeyringNotFound) {
+			t.Errorf("token still in the keyring: %v", err)
+		}
+		g, _, _ = hubcliGlobals(s.URL(), "")
+		if err := runWhoami(ctx, g, authEnv{getenv: hubcliEnv(env), keyring: kr}); err == nil || !strings.Contains(err.Error(), "not logged in") {
+			t.Errorf("whoami after logout: %v", err)
+		}
+	})
+
+	t.Run("no keyring: refuse without --insecure-storage", func(t *testing.T) {
+		g, _, _ := hubcliGlobals(s.URL(), hubcliToken)
+		err := runLogin(ctx, g, &loginOptions{TokenStdin: true}, authEnv{getenv: hubcliEnv(env), keyring: &hub.MemoryKeyring{Unavailable: true}})
+		if err == nil || !strings.Contains(err.Error(), "--insecure-storage") || strings.Contains(err.Error(), hubcliToken) {
+			t.Fatalf("err = %v", err)
+		}
+		if _, err := os.Stat(tokenFile); err == nil {
+			t.Error("token file written without --insecure-storage")
+		}
+	})
+
+	t.Run("no keyring: --insecure-storage writes a 0600 file", func(t *testing.T) {
+		g, _, errb := hubcliGlobals(s.URL(), hubcliToken)
+		kr := &hub.MemoryKeyring{Unavailable: true}
+		if err := runLogin(ctx, g, &loginOptions{TokenStdin: true, InsecureStorage: true}, authEnv{getenv: hubcliEnv(env), keyring: kr}); err != nil {
+			t.Fatal(err)
+		}
+		st, err := os.Stat(tokenFile)
+		if err != nil || st.Mode().Perm() != 0o600 {
+			t.Fatalf("token file: %v %v", st, err)
+		}
+		if dst, _ := os.Stat(filepath.Dir(tokenFile)); dst.Mode().Perm() != 0o700 {
+			t.Errorf("dir mode %o", dst.Mode().Perm())
+		}
+		if !strings.Contains(errb.String(), "plain text") {
+			t.Errorf("no warning: %q", errb)
+		}
+		// whoami reads it; logout without the flag keeps it and says where it is; with the flag deletes it.
+		g, out, _ := hubcliGlobals(s.URL(), "")
+		if err := runWhoami(ctx, g, authEnv{getenv: hubcliEnv(env), keyring: kr}); err != nil {
+			t.Fatal(err)
+		}
+		if !strings.Contains(out.String(), "source:   token file ("+tokenFile+")") {
+			t.Errorf("whoami:\n%s", out)
+		}
+		g, _, errb = hubcliGlobals(s.URL(), "")
+		runLogout(ctx, g, &logoutOptions{}, authEnv{getenv: hubcliEnv(env), keyring: &hub.MemoryKeyring{}})
+		if _, err := os.Stat(tokenFile); err != nil || !strings.Contains(errb.String(), tokenFile) {
+			t.Errorf("logout without the flag: file %v, stderr %q", err, errb)
+		}
+		g, _, _ = hubcliGlobals(s.URL(), "")
+		if err := runLogout(ctx, g, &logoutOptions{InsecureStorage: true}, authEnv{getenv: hubcliEnv(env), keyring: &hub.MemoryKeyring{}}); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := os.Stat(tokenFile); err == nil {
+			t.Error("token file survived logout --insecure-storage")
+		}
+	})
+
+	t.Run("bad tokens are not stored", func(t *testing.T) {
+		for _, tok := range []string{"hf_wrong", "api_org_abc", ""} {
+			kr := &hub.MemoryKeyring{}
+			g, _, _ := hubcliGlobals(s.URL(), tok+"\n")
+			err := runLogin(ctx, g, &loginOptions{TokenStdin: true}, authEnv{getenv: hubcliEnv(env), keyring: kr})
+			if err == nil {
+				t.Errorf("token %q accepted", tok)
+			}
+			if _, gerr := kr.Get(ctx, hub.KeyringService, user); gerr == nil {
+				t.Errorf("token %q stored", tok)
+			}
+		}
+	})
+
+	t.Run("non-terminal stdin needs --token-stdin", func(t *testing.T) {
+		g, _, _ := hubcliGlobals(s.URL(), hubcliToken)
+		err := runLogin(ctx, g, &loginOptions{}, authEnv{getenv: hubcliEnv(env), keyring: &hub.MemoryKeyring{}})
+		var ue usageError
+		if !errors.As(err, &ue) {
+			t.Errorf("err = %v, want a usage error", err)
+		}
+	})
+}

@@ -1,0 +1,232 @@
+package hub
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"net/http"
+	"net/url"
+	"strings"
+	"time"
+)
+
+// Sentinel errors. Every error the client returns for an HTTP failure is an *HTTPError (or wraps one), and
+// errors.Is maps its status (and X-Error-Code) onto these.
+var (
+	// ErrNotFound: 404 (repo, revision or entry; HTTPError.Code tells which).
+	ErrNotFound = errors.New("not found")
+	// ErrRepoNotFound: 404 with X-Error-Code RepoNotFound. It also matches ErrNotFound.
+	ErrRepoNotFound = errors.New("repository not found")
+	// ErrRevisionNotFound: 404 with X-Error-Code RevisionNotFound. It also matches ErrNotFound.
+	ErrRevisionNotFound = errors.New("revision not found")
+	// ErrEntryNotFound: 404 with X-Error-Code EntryNotFound. It also matches ErrNotFound.
+	ErrEntryNotFound = errors.New("entry not found")
+	// ErrUnauthorized: 401, the token is missing or invalid.
+	ErrUnauthorized = errors.New("unauthorized")
+	// ErrForbidden: 403, the token lacks the permission.
+	ErrForbidden = errors.New("forbidden")
+	// ErrConflict: 409, e.g. the repository, branch or tag already exists.
+	ErrConflict = errors.New("conflict")
+	// ErrPreconditionFailed: 412, the commit's parentCommit is not the branch head any more.
+	ErrPreconditionFailed = errors.New("precondition failed")
+	// ErrRateLimited: 429. The error is a *RateLimitError carrying the advertised wait.
+	ErrRateLimited = errors.New("rate limited")
+	// ErrNotCached: ResolveCachedSnapshot found no snapshot for the repo and revision in the local cache.
+	ErrNotCached = errors.New("not in the local cache")
+)
+
+// HTTPError is a non-2xx answer from the Hub or from a storage URL.
+type HTTPError struct {
+	Status    int    // HTTP status code
+	Code      string // X-Error-Code (RepoNotFound, RevisionNotFound, EntryNotFound, GatedRepo, ...)
+	Message   string // X-Error-Message, else the message found in the body
+	RequestID string // X-Request-Id (else X-Amzn-Trace-Id / x-amz-cf-id echoed by the server, else ours)
+	Method    string // request method
+	URL       string // request URL without its query string (presigned queries are credentials)
+}
+
+// Error formats the failure on one line; it never contains a token or a query string.
+func (e *HTTPError) Error() string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "%s %s: %d %s", e.Method, e.URL, e.Status, http.StatusText(e.Status))
+	if e.Code != "" {
+		fmt.Fprintf(&b, " (%s)", e.Code)
+	}
+	if e.Message != "" {
+		fmt.Fprintf(&b, ": %s", e.Message)
+	}
+	if e.RequestID != "" {
+		fmt.Fprintf(&b, " [request id %s]", e.RequestID)
+	}
+	return b.String()
+}
+
+// Is maps the status code (and X-Error-Code) onto the package's sentinel errors.
+func (e *HTTPError) Is(target error) bool {
+	switch target {
+	case ErrNotFound:
+		return e.Status == http.StatusNotFound
+	case ErrRepoNotFound:
+		return e.Status == http.StatusNotFound && e.Code == "RepoNotFound"
+	case ErrRevisionNotFound:
+		return e.Status == http.StatusNotFound && e.Code == "RevisionNotFound"
+	case ErrEntryNotFound:
+		return e.Status == http.StatusNotFound && e.Code == "EntryNotFound"
+	case ErrUnauthorized:
+		return e.Status == http.StatusUnauthorized
+	case ErrForbidden:
+		return e.Status == http.StatusForbidden
+	case ErrConflict:
+		return e.Status == http.StatusConflict
+	case ErrPreconditionFailed:
+		return e.Status == http.StatusPreconditionFailed
+	case ErrRateLimited:
+		return e.Status == http.StatusTooManyRequests
+	}
+	return false
+}
+
+// RateLimitError is returned when the Hub kept answering 429 (or asked for a longer wait than the retry policy
+// allows). RetryAfter is the wait the server advertised (Retry-After or RateLimit "t=").
+type RateLimitError struct {
+	RetryAfter time.Duration
+	Err        *HTTPError
+}
+
+// Error describes the rate limit.
+func (e *RateLimitError) Error() string {
+	return fmt.Sprintf("rate limited, retry after %s: %v", e.RetryAfter, e.Err)
+}
+
+// Unwrap returns the underlying *HTTPError.
+func (e *RateLimitError) Unwrap() error { return e.Err }
+
+// Is reports ErrRateLimited.
+func (e *RateLimitError) Is(target error) bool { return target == ErrRateLimited }
+
+// NotCachedError is returned by ResolveCachedSnapshot when the local cache has no snapshot for the repo and
+// revision. It matches ErrNotCached.
+type NotCachedError struct {
+	Repo, Revision string
+	Path           string // the path that was looked for
+}
+
+// Error names the repo, revision and the path that is missing.
+func (e *NotCachedError) Error() string {
+	return fmt.Sprintf("%s@%s is not in the local cache (%s missing)", e.Repo, e.Revision, e.Path)
+}
+
+// Is reports ErrNotCached.
+func (e *NotCachedError) Is(target error) bool { return target == ErrNotCached }
+
+// redactURL drops the query string, the fragment and any user info of u (presigned queries are credentials).
+func redactURL(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil {
+		if i := strings.IndexAny(raw, "?#"); i >= 0 {
+			return raw[:i]
+		}
+		return raw
+	}
+	u.RawQuery = ""
+	u.ForceQuery = false
+	u.Fragment = ""
+	u.RawFragment = ""
+	u.User = nil
+	return u.String()
+}
+
+// newHTTPError builds an *HTTPError from a response; body is the (possibly truncated) response body.
+func newHTTPError(method, rawURL string, status int, h http.Header, body []byte, ourRequestID string) *HTTPError {
+	e := &HTTPError{
+		Status: status,
+		Code:   h.Get("X-Error-Code"),
+		Method: method,
+		URL:    redactURL(rawURL),
+	}
+	e.RequestID = firstNonEmpty(h.Get("X-Request-Id"), h.Get("X-Amzn-Trace-Id"), h.Get("X-Amz-Cf-Id"), ourRequestID)
+	msg := h.Get("X-Error-Message")
+	if bodyMsg := errorMessageFromBody(body, h.Get("Content-Type")); bodyMsg != "" && bodyMsg != msg {
+		if msg == "" {
+			msg = bodyMsg
+		} else {
+			msg = msg + ": " + bodyMsg
+		}
+	}
+	e.Message = msg
+	return e
+}
+
+// maxErrorMessage bounds the part of an error body copied into an error message.
+const maxErrorMessage = 512
+
+// errorMessageFromBody extracts the human message from the Hub's error body variants:
+// {"error":"m"}, {"error":["m1","m2"]}, {"errors":[{"message":"m"}]}, {"message":"m"},
+// {"error":"code","error_description":"d"}; other non-HTML text is returned raw (trimmed, bounded).
+func errorMessageFromBody(body []byte, contentType string) string {
+	trimmed := strings.TrimSpace(string(body))
+	if trimmed == "" {
+		return ""
+	}
+	var v struct {
+		Error            json.RawMessage `json:"error"`
+		ErrorDescription string          `json:"error_description"`
+		Errors           []struct {
+			Message string `json:"message"`
+		} `json:"errors"`
+		Message string `json:"message"`
+	}
+	if strings.HasPrefix(trimmed, "{") && json.Unmarshal([]byte(trimmed), &v) == nil {
+		var parts []string
+		if len(v.Error) > 0 {
+			var s string
+			var list []string
+			switch {
+			case json.Unmarshal(v.Error, &s) == nil:
+				if s != "" {
+					parts = append(parts, s)
+				}
+			case json.Unmarshal(v.Error, &list) == nil:
+				for _, m := range list {
+					if m != "" {
+						parts = append(parts, m)
+					}
+				}
+			}
+		}
+		if v.ErrorDescription != "" {
+			parts = append(parts, v.ErrorDescription)
+		}
+		for _, e := range v.Errors {
+			if e.Message != "" {
+				parts = append(parts, e.Message)
+			}
+		}
+		if len(parts) == 0 && v.Message != "" {
+			parts = append(parts, v.Message)
+		}
+		return bound(strings.Join(parts, "; "))
+	}
+	if strings.Contains(strings.ToLower(contentType), "html") || strings.HasPrefix(strings.ToLower(trimmed), "<!doctype") ||
+		strings.HasPrefix(strings.ToLower(trimmed), "<html") {
+		return ""
+	}
+	return bound(trimmed)
+}
+
+func bound(s string) string {
+	s = strings.Join(strings.Fields(s), " ")
+	if len(s) > maxErrorMessage {
+		return s[:maxErrorMessage] + "…"
+	}
+	return s
+}
+
+func firstNonEmpty(ss ...string) string {
+	for _, s := range ss {
+		if s != "" {
+			return s
+		}
+	}
+	return ""
+}

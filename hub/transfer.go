@@ -1,0 +1,309 @@
+package hub
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"os"
+	"sort"
+	"strings"
+	"sync"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+)
+
+// rebatchError means the URLs in hand cannot finish the upload (expired or revoked, completion refused): the
+// object needs a fresh batch answer.
+type rebatchError struct{ err error }
+
+func (e *rebatchError) Error() string { return e.err.Error() }
+func (e *rebatchError) Unwrap() error { return e.err }
+
+// maxRebatches bounds how often one object asks for fresh URLs within one upload.
+const maxRebatches = 2
+
+// urlRefused reports whether a storage/completion answer means the signed URL is no good any more
+// (S3 answers 403 for an expired signature and 404 for a finished or aborted upload).
+func urlRefused(err error) bool {
+	var he *HTTPError
+	if !errors.As(err, &he) {
+		return false
+	}
+	switch he.Status {
+	case http.StatusBadRequest, http.StatusForbidden, http.StatusNotFound, http.StatusGone:
+		return true
+	}
+	return false
+}
+
+// planFromRecord turns a journaled batch answer back into a plan.
+func planFromRecord(rec *UploadRecord) *uploadPlan {
+	return &uploadPlan{
+		oid: rec.OID, size: rec.Size, kind: transferMultipart, href: rec.CompletionURL,
+		chunkSize: rec.ChunkSize, partURLs: rec.PartURLs, verify: rec.Verify, expiresAt: rec.ExpiresAt,
+	}
+}
+
+// uploadOne sends one object's bytes following plan p (rec: the journal record p came from, if any), asking for a
+// fresh batch answer when the URLs in hand turn out unusable.
+func (c *Client) uploadOne(ctx context.Context, repo, revision string, createPR bool, f *preparedFile, p *uploadPlan,
+	rec *UploadRecord, sink *progressSink) error {
+	prog := sink.file(PhaseUploading, f.path, f.size)
+	etags := map[int]string{}
+	journaled := false
+	if rec != nil {
+		etags = rec.ETags
+		journaled = true
+	}
+	for rebatch := 0; ; rebatch++ {
+		var err error
+		switch p.kind {
+		case transferNone:
+			return nil
+		case transferBasic:
+			err = c.putBasic(ctx, f, p, prog)
+		case transferMultipart:
+			err = c.putMultipart(ctx, repo, f, p, etags, journaled, prog)
+		}
+		if err == nil {
+			return nil
+		}
+		var rb *rebatchError
+		if !errors.As(err, &rb) || rebatch >= maxRebatches || ctx.Err() != nil {
+			return err
+		}
+		c.log.Info().Str("file", f.path).Err(err).Msg("upload URLs refused; asking the Hub for new ones")
+		if c.journal != nil {
+			if jerr := c.journal.Delete(ctx, c.journalKey(repo, f.sha256)); jerr != nil {
+				return jerr
+			}
+		}
+		plans, berr := c.batchUpload(ctx, repo, revision, createPR, []batchItem{{OID: f.sha256, Size: f.size}})
+		if berr != nil {
+			return berr
+		}
+		p = plans[f.sha256]
+		if p.objectErr != "" {
+			return fmt.Errorf("the Hub refused the object: %d %s", p.objectErrCode, p.objectErr)
+		}
+		etags = map[int]string{}
+		journaled = false
+		prog.add(-prog.done.Load())
+	}
+}
+
+// openChecked opens the file and checks it still has the size it was hashed with.
+func openChecked(f *preparedFile) (*os.File, error) {
+	fh, err := os.Open(f.LocalPath)
+	if err != nil {
+		return nil, err
+	}
+	st, err := fh.Stat()
+	if err != nil {
+		fh.Close()
+		return nil, err
+	}
+	if st.Size() != f.size {
+		fh.Close()
+		return nil, fmt.Errorf("%s changed: %d bytes now, %d when hashed", f.LocalPath, st.Size(), f.size)
+	}
+	return fh, nil
+}
+
+// actionHeaders filters a batch action's headers: framing headers are the transport's business, and a header
+// carrying our token is never forwarded to a storage host.
+func (c *Client) actionHeaders(h map[string]string) map[string]string {
+	out := map[string]string{}
+	for k, v := range h {
+		switch http.CanonicalHeaderKey(k) {
+		case "Content-Length", "Transfer-Encoding", "Host", "Connection":
+			continue
+		}
+		if c.token != "" && strings.Contains(v, c.token) {
+			continue
+		}
+		out[k] = v
+	}
+	return out
+}
+
+// putBasic streams the whole file in one PUT with its Content-Length.
+func (c *Client) putBasic(ctx context.Context, f *preparedFile, p *uploadPlan, prog *fileProgress) error {
+	fh, err := openChecked(f)
+	if err != nil {
+		return err
+	}
+	defer fh.Close()
+	ac := &attemptCounter{p: prog}
+	_, err = c.send(ctx, call{
+		method: "PUT", url: p.href, headers: c.actionHeaders(p.header),
+		body: func() (io.Reader, int64, error) { return ac.wrap(io.NewSectionReader(fh, 0, f.size)), f.size, nil },
+	})
+	if err != nil {
+		ac.rollback()
+		if urlRefused(err) {
+			return &rebatchError{err}
+		}
+		return err
+	}
+	if p.verify != nil {
+		return c.verifyObject(ctx, p.verify, f.sha256, f.size)
+	}
+	return nil
+}
+
+// putMultipart sends the parts not in etags (in parallel, each streamed from a section of the file with its own
+// Content-Length and its own retries), journaling each ETag as soon as its part is stored, then completes the
+// upload and runs the verify action.
+func (c *Client) putMultipart(ctx context.Context, repo string, f *preparedFile, p *uploadPlan, etags map[int]string,
+	journaled bool, prog *fileProgress) error {
+	parts, err := PlanParts(f.size, p.chunkSize)
+	if err != nil {
+		return err
+	}
+	if len(parts) != len(p.partURLs) {
+		return fmt.Errorf("%d part URLs for %d parts", len(p.partURLs), len(parts))
+	}
+	key := c.journalKey(repo, f.sha256)
+	if c.journal != nil && !journaled {
+		err := c.journal.Put(ctx, &UploadRecord{
+			Key: key, Repo: repo, OID: f.sha256, Size: f.size, CompletionURL: p.href, ChunkSize: p.chunkSize,
+			PartURLs: p.partURLs, Verify: p.verify, ObtainedAt: time.Now().UTC(), ExpiresAt: p.expiresAt,
+		})
+		if err != nil {
+			return err
+		}
+	}
+	fh, err := openChecked(f)
+	if err != nil {
+		return err
+	}
+	defer fh.Close()
+
+	var mu sync.Mutex
+	var todo []Part
+	for _, part := range parts {
+		if etags[part.N] != "" {
+			prog.add(part.Size)
+		} else {
+			todo = append(todo, part)
+		}
+	}
+	c.log.Debug().Str("file", f.path).Int("parts", len(parts)).Int("to_send", len(todo)).Int64("chunk_size", p.chunkSize).
+		Msg("multipart upload")
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(c.parallelParts)
+	for _, part := range todo {
+		g.Go(func() error {
+			ac := &attemptCounter{p: prog}
+			r, err := c.send(gctx, call{
+				method: "PUT", url: p.partURLs[part.N-1],
+				body: func() (io.Reader, int64, error) {
+					return ac.wrap(io.NewSectionReader(fh, part.Offset, part.Size)), part.Size, nil
+				},
+			})
+			if err != nil {
+				ac.rollback()
+				err = fmt.Errorf("part %d/%d: %w", part.N, len(parts), err)
+				if urlRefused(err) {
+					return &rebatchError{err}
+				}
+				return err
+			}
+			etag := r.header.Get("ETag")
+			if etag == "" {
+				ac.rollback()
+				return fmt.Errorf("part %d/%d: storage answered without an ETag", part.N, len(parts))
+			}
+			mu.Lock()
+			etags[part.N] = etag
+			mu.Unlock()
+			if c.journal != nil {
+				// The part is stored: record it even if a sibling part failed meanwhile.
+				if err := c.journal.PutPart(context.WithoutCancel(ctx), key, part.N, etag); err != nil {
+					return err
+				}
+			}
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return err
+	}
+	if err := c.completeMultipart(ctx, p.href, f.sha256, etags, len(parts)); err != nil {
+		return err
+	}
+	if p.verify != nil {
+		if err := c.verifyObject(ctx, p.verify, f.sha256, f.size); err != nil {
+			return err
+		}
+	}
+	if c.journal != nil {
+		if err := c.journal.Delete(ctx, key); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// completionPart is one entry of the completion body.
+type completionPart struct {
+	PartNumber int    `json:"partNumber"`
+	ETag       string `json:"etag"`
+}
+
+// completeMultipart POSTs the ETags (verbatim, quotes included) in part order to the completion URL, without the
+// token. A refusal other than a transient one means the upload must start over with fresh URLs.
+func (c *Client) completeMultipart(ctx context.Context, href, oid string, etags map[int]string, n int) error {
+	parts := make([]completionPart, 0, n)
+	for num, e := range etags {
+		parts = append(parts, completionPart{PartNumber: num, ETag: e})
+	}
+	sort.Slice(parts, func(i, j int) bool { return parts[i].PartNumber < parts[j].PartNumber })
+	if len(parts) != n {
+		return fmt.Errorf("completing: %d of %d parts have an ETag", len(parts), n)
+	}
+	body, err := json.Marshal(struct {
+		OID   string           `json:"oid"`
+		Parts []completionPart `json:"parts"`
+	}{oid, parts})
+	if err != nil {
+		return err
+	}
+	_, err = c.send(ctx, call{
+		method: "POST", url: href, body: jsonBody(body),
+		headers: map[string]string{"Content-Type": lfsMediaType, "Accept": lfsMediaType},
+	})
+	if err != nil {
+		err = fmt.Errorf("completing the multipart upload: %w", err)
+		var he *HTTPError
+		if errors.As(err, &he) && he.Status >= 400 && he.Status < 500 && !retryableStatus(he.Status) {
+			return &rebatchError{err}
+		}
+		return err
+	}
+	return nil
+}
+
+// verifyObject runs the batch answer's verify action. The token goes along only when the verify URL is on the
+// endpoint's own origin (the pre-request hook enforces it).
+func (c *Client) verifyObject(ctx context.Context, v *Action, oid string, size int64) error {
+	body, err := json.Marshal(struct {
+		OID  string `json:"oid"`
+		Size int64  `json:"size"`
+	}{oid, size})
+	if err != nil {
+		return err
+	}
+	headers := c.actionHeaders(v.Header)
+	headers["Content-Type"] = lfsMediaType
+	headers["Accept"] = lfsMediaType
+	if _, err := c.send(ctx, call{method: "POST", url: v.Href, auth: true, headers: headers, body: jsonBody(body)}); err != nil {
+		return fmt.Errorf("verifying the upload: %w", err)
+	}
+	return nil
+}

@@ -1,0 +1,449 @@
+package hub
+
+import (
+	"context"
+	"crypto/sha1"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sort"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	"golang.org/x/sync/errgroup"
+)
+
+// UploadFile is one local file to commit. When the caller already knows the file's sha256 (the merge writer
+// computes it while writing), it passes SHA256 and Size (and Sample, the first min(512, Size) bytes) and the
+// client does not read the file to hash it; otherwise the client hashes it, streaming.
+type UploadFile struct {
+	PathInRepo string // path inside the repo ("a/b.safetensors")
+	LocalPath  string // file on disk
+	SHA256     string // lowercase hex, optional
+	Size       int64  // required with SHA256
+	Sample     []byte // first min(512, Size) bytes, optional (read from the file when nil)
+}
+
+// CommitOptions configure Commit.
+type CommitOptions struct {
+	// Revision is the branch to commit to (default "main"). With CreatePR, the branch the PR targets.
+	Revision string
+	// Summary is the commit title (default "Upload files with hubsync").
+	Summary string
+	// Description is the commit body. The client appends a "Hubsync-Commit: <id>" trailer to it, which lets it
+	// recognise its own commit after a lost response.
+	Description string
+	// CreatePR opens a pull request instead of committing to Revision.
+	CreatePR bool
+	// ParentCommit is the head the commit must apply on ("" = read the branch head first). A 412 answer means
+	// the branch moved: the client re-reads the head and commits again.
+	ParentCommit string
+	// DeleteFiles and DeleteFolders are removed in the same commit.
+	DeleteFiles   []string
+	DeleteFolders []string
+	// Progress receives hashing/uploading/committing events (never concurrently).
+	Progress func(ProgressEvent)
+}
+
+// CommitResult is what Commit did.
+type CommitResult struct {
+	CommitOID      string
+	CommitURL      string
+	PullRequestURL string
+	// NoOp: nothing to change (every file already on the Hub with the same content); CommitOID is the head.
+	NoOp bool
+	// Recovered: the commit's answer was lost and the commit was found on the branch by its id.
+	Recovered bool
+	// Uploaded counts LFS objects whose bytes were sent; Unchanged counts files dropped because the Hub already
+	// has the same content at that path; Ignored lists paths the Hub's .gitignore excludes.
+	Uploaded  int
+	Unchanged int
+	Ignored   []string
+}
+
+// preparedFile is an UploadFile with everything the protocol needs.
+type preparedFile struct {
+	UploadFile
+	path      string // cleaned path in repo
+	sha256    string
+	size      int64
+	sample    []byte
+	mode      string // lfs | regular (from preupload)
+	ignore    bool
+	remoteOID string
+}
+
+// sampleSize is how many leading bytes preupload wants.
+const sampleSize = 512
+
+// maxInlineFile bounds a file the Hub asks to receive inline (base64 in the commit body).
+const maxInlineFile = 64 << 20
+
+// Commit uploads files (LFS objects through the batch API, resumable with the journal) and commits them with the
+// deletions as one commit on repo@Revision (or one pull request). Files the Hub already has with the same
+// content are left out; if nothing changes, no commit is made (NoOp). One call never makes two commits, even
+// when a commit's answer is lost.
+func (c *Client) Commit(ctx context.Context, repo string, files []UploadFile, opts CommitOptions) (*CommitResult, error) {
+	if err := validRepoID(repo); err != nil {
+		return nil, err
+	}
+	revision := revisionOrDefault(opts.Revision)
+	sink := newProgressSink(opts.Progress)
+	prepared, err := c.prepareFiles(ctx, files, sink)
+	if err != nil {
+		return nil, err
+	}
+	dels, err := cleanDeletions(opts.DeleteFiles, opts.DeleteFolders)
+	if err != nil {
+		return nil, err
+	}
+
+	parent := opts.ParentCommit
+	if parent == "" {
+		head, err := c.RevisionHead(ctx, repo, revision)
+		switch {
+		case err == nil:
+			parent = head
+		case errors.Is(err, ErrRevisionNotFound) && revision == "main" && !opts.CreatePR:
+			parent = "" // an empty repository: no head yet
+		default:
+			return nil, fmt.Errorf("commit to %s@%s: reading the branch head: %w", repo, revision, err)
+		}
+	}
+
+	res := &CommitResult{}
+	if len(prepared) > 0 {
+		gitIgnore := ""
+		for _, f := range prepared {
+			if f.path == ".gitignore" && f.size <= maxInlineFile {
+				b, err := os.ReadFile(f.LocalPath)
+				if err != nil {
+					return nil, fmt.Errorf("reading %s: %w", f.LocalPath, err)
+				}
+				gitIgnore = string(b)
+			}
+		}
+		if err := c.preupload(ctx, repo, revision, opts.CreatePR, prepared, gitIgnore); err != nil {
+			return nil, err
+		}
+	}
+	var keep []*preparedFile
+	var lfs []*preparedFile
+	for _, f := range prepared {
+		if f.ignore {
+			res.Ignored = append(res.Ignored, f.path)
+			continue
+		}
+		same, err := f.sameAsRemote()
+		if err != nil {
+			return nil, err
+		}
+		if same {
+			res.Unchanged++
+			continue
+		}
+		if f.mode == "regular" && f.size > maxInlineFile {
+			return nil, fmt.Errorf("%s: the Hub wants this %d-byte file inline (regular mode); refusing to send more than %d bytes inline",
+				f.LocalPath, f.size, maxInlineFile)
+		}
+		keep = append(keep, f)
+		if f.mode == "lfs" {
+			lfs = append(lfs, f)
+		}
+	}
+	if len(keep) == 0 && len(dels) == 0 {
+		res.NoOp = true
+		res.CommitOID = parent
+		if parent != "" {
+			res.CommitURL = c.endpoint + "/" + repo + "/commit/" + parent
+		}
+		c.log.Info().Str("repo", repo).Str("revision", revision).Msg("nothing to commit: the Hub already has every file")
+		return res, nil
+	}
+	uploaded, err := c.uploadObjects(ctx, repo, revision, opts.CreatePR, lfs, sink)
+	if err != nil {
+		return nil, err
+	}
+	res.Uploaded = uploaded
+	cr, err := c.commit(ctx, repo, revision, parent, keep, dels, opts, sink)
+	if err != nil {
+		return nil, err
+	}
+	res.CommitOID, res.CommitURL, res.PullRequestURL, res.Recovered = cr.CommitOID, cr.CommitURL, cr.PullRequestURL, cr.Recovered
+	return res, nil
+}
+
+// sameAsRemote reports whether the Hub already has this content at this path (preupload oid).
+func (f *preparedFile) sameAsRemote() (bool, error) {
+	if f.remoteOID == "" {
+		return false, nil
+	}
+	if f.mode == "lfs" {
+		return strings.EqualFold(f.remoteOID, f.sha256), nil
+	}
+	if f.size > maxInlineFile {
+		return false, nil
+	}
+	oid, err := gitBlobSHA1(f.LocalPath, f.size)
+	if err != nil {
+		return false, err
+	}
+	return strings.EqualFold(f.remoteOID, oid), nil
+}
+
+// gitBlobSHA1 returns git's blob id of the file: sha1("blob <size>\0" + content).
+func gitBlobSHA1(path string, size int64) (string, error) {
+	fh, err := os.Open(path)
+	if err != nil {
+		return "", err
+	}
+	defer fh.Close()
+	h := sha1.New()
+	h.Write([]byte("blob " + strconv.FormatInt(size, 10) + "\x00"))
+	n, err := io.Copy(h, fh)
+	if err != nil {
+		return "", fmt.Errorf("reading %s: %w", path, err)
+	}
+	if n != size {
+		return "", fmt.Errorf("%s changed while uploading: %d bytes, expected %d", path, n, size)
+	}
+	return hex.EncodeToString(h.Sum(nil)), nil
+}
+
+// prepareFiles validates paths and finds each file's size, sha256 and sample, hashing (in parallel) only the
+// files whose digest the caller did not give.
+func (c *Client) prepareFiles(ctx context.Context, files []UploadFile, sink *progressSink) ([]*preparedFile, error) {
+	out := make([]*preparedFile, len(files))
+	seen := map[string]string{}
+	for i, f := range files {
+		p, err := cleanRepoPath(f.PathInRepo)
+		if err != nil {
+			return nil, err
+		}
+		if prev, dup := seen[p]; dup {
+			return nil, fmt.Errorf("path %q given twice (%s and %s)", p, prev, f.LocalPath)
+		}
+		seen[p] = f.LocalPath
+		if f.SHA256 != "" {
+			f.SHA256 = strings.ToLower(f.SHA256)
+			if !isHex(f.SHA256, 64) {
+				return nil, fmt.Errorf("%s: invalid sha256 %q", f.LocalPath, f.SHA256)
+			}
+			if f.Size < 0 {
+				return nil, fmt.Errorf("%s: negative size", f.LocalPath)
+			}
+			if f.Sample != nil && int64(len(f.Sample)) != min(f.Size, sampleSize) {
+				return nil, fmt.Errorf("%s: sample has %d bytes, want min(512, size)=%d", f.LocalPath, len(f.Sample), min(f.Size, sampleSize))
+			}
+		}
+		out[i] = &preparedFile{UploadFile: f, path: p}
+	}
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(c.parallelFiles)
+	for _, f := range out {
+		g.Go(func() error { return f.prepare(gctx, sink) })
+	}
+	if err := g.Wait(); err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+// prepare fills sha256, size and sample.
+func (f *preparedFile) prepare(ctx context.Context, sink *progressSink) error {
+	st, err := os.Stat(f.LocalPath)
+	if err != nil {
+		return fmt.Errorf("upload: %w", err)
+	}
+	if !st.Mode().IsRegular() {
+		return fmt.Errorf("upload: %s is not a regular file", f.LocalPath)
+	}
+	if f.SHA256 != "" {
+		if st.Size() != f.Size {
+			return fmt.Errorf("upload: %s has %d bytes, the caller said %d", f.LocalPath, st.Size(), f.Size)
+		}
+		f.sha256, f.size = f.SHA256, f.Size
+		if f.Sample != nil {
+			f.sample = f.Sample
+			return nil
+		}
+		fh, err := os.Open(f.LocalPath)
+		if err != nil {
+			return fmt.Errorf("upload: %w", err)
+		}
+		defer fh.Close()
+		f.sample = make([]byte, min(f.size, sampleSize))
+		if _, err := io.ReadFull(fh, f.sample); err != nil {
+			return fmt.Errorf("upload: reading %s: %w", f.LocalPath, err)
+		}
+		return nil
+	}
+	fh, err := os.Open(f.LocalPath)
+	if err != nil {
+		return fmt.Errorf("upload: %w", err)
+	}
+	defer fh.Close()
+	prog := sink.file(PhaseHashing, f.path, st.Size())
+	h := sha256.New()
+	sample := &prefixWriter{max: sampleSize}
+	buf := make([]byte, 1<<20)
+	var n int64
+	for {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		m, rerr := fh.Read(buf)
+		if m > 0 {
+			h.Write(buf[:m])
+			sample.Write(buf[:m])
+			n += int64(m)
+			prog.add(int64(m))
+		}
+		if rerr == io.EOF {
+			break
+		}
+		if rerr != nil {
+			return fmt.Errorf("upload: hashing %s: %w", f.LocalPath, rerr)
+		}
+	}
+	if n != st.Size() {
+		return fmt.Errorf("upload: %s changed while hashing (%d bytes read, %d expected)", f.LocalPath, n, st.Size())
+	}
+	f.sha256, f.size, f.sample = hex.EncodeToString(h.Sum(nil)), n, sample.b
+	return nil
+}
+
+// prefixWriter keeps the first max bytes written to it.
+type prefixWriter struct {
+	b   []byte
+	max int
+}
+
+func (w *prefixWriter) Write(p []byte) (int, error) {
+	if room := w.max - len(w.b); room > 0 {
+		w.b = append(w.b, p[:min(room, len(p))]...)
+	}
+	return len(p), nil
+}
+
+// deletion is a deletedFile or deletedFolder line.
+type deletion struct {
+	path   string
+	folder bool
+}
+
+func cleanDeletions(files, folders []string) ([]deletion, error) {
+	var out []deletion
+	for _, p := range files {
+		cp, err := cleanRepoPath(p)
+		if err != nil {
+			return nil, fmt.Errorf("delete: %w", err)
+		}
+		out = append(out, deletion{path: cp})
+	}
+	for _, p := range folders {
+		cp, err := cleanRepoPath(strings.TrimSuffix(p, "/"))
+		if err != nil {
+			return nil, fmt.Errorf("delete folder: %w", err)
+		}
+		out = append(out, deletion{path: cp + "/", folder: true})
+	}
+	return out, nil
+}
+
+// uploadObjects sends the bytes of the LFS files the Hub does not have yet and returns how many objects it sent.
+func (c *Client) uploadObjects(ctx context.Context, repo, revision string, createPR bool, files []*preparedFile, sink *progressSink) (int, error) {
+	// One upload per distinct object; all paths that share it are named in errors.
+	byOID := map[string][]*preparedFile{}
+	var order []string
+	for _, f := range files {
+		if _, ok := byOID[f.sha256]; !ok {
+			order = append(order, f.sha256)
+		}
+		byOID[f.sha256] = append(byOID[f.sha256], f)
+	}
+	// Largest first: the long transfers start early.
+	sort.SliceStable(order, func(i, j int) bool { return byOID[order[i]][0].size > byOID[order[j]][0].size })
+
+	plans := map[string]*uploadPlan{}
+	resumed := map[string]*UploadRecord{}
+	var need []batchItem
+	now := time.Now()
+	for _, oid := range order {
+		f := byOID[oid][0]
+		if c.journal != nil {
+			key := c.journalKey(repo, oid)
+			rec, err := c.journal.Get(ctx, key)
+			if err != nil {
+				return 0, err
+			}
+			if rec.usable(oid, f.size, now) {
+				resumed[oid] = rec
+				plans[oid] = planFromRecord(rec)
+				c.log.Info().Str("file", f.path).Int("parts_done", len(rec.ETags)).Int("parts", len(rec.PartURLs)).
+					Msg("resuming a journaled multipart upload")
+				continue
+			}
+			if rec != nil {
+				c.log.Info().Str("file", f.path).Msg("journaled upload URLs expired or unusable; asking for new ones")
+				if err := c.journal.Delete(ctx, key); err != nil {
+					return 0, err
+				}
+			}
+		}
+		need = append(need, batchItem{OID: oid, Size: f.size})
+	}
+	for start := 0; start < len(need); start += maxBatchObjects {
+		got, err := c.batchUpload(ctx, repo, revision, createPR, need[start:min(start+maxBatchObjects, len(need))])
+		if err != nil {
+			return 0, err
+		}
+		for oid, p := range got {
+			plans[oid] = p
+		}
+	}
+	var objErrs []string
+	for _, oid := range order {
+		if p := plans[oid]; p.objectErr != "" {
+			objErrs = append(objErrs, fmt.Sprintf("%s (%s): %d %s", pathsOf(byOID[oid]), oid, p.objectErrCode, p.objectErr))
+		}
+	}
+	if len(objErrs) > 0 {
+		return 0, fmt.Errorf("the Hub refused to take %d file(s): %s", len(objErrs), strings.Join(objErrs, "; "))
+	}
+
+	g, gctx := errgroup.WithContext(ctx)
+	g.SetLimit(c.parallelFiles)
+	var sent atomic.Int64
+	for _, oid := range order {
+		f, p, rec := byOID[oid][0], plans[oid], resumed[oid]
+		if p.kind == transferNone {
+			c.log.Debug().Str("file", f.path).Msg("the Hub already stores this object")
+			continue
+		}
+		g.Go(func() error {
+			if err := c.uploadOne(gctx, repo, revision, createPR, f, p, rec, sink); err != nil {
+				return fmt.Errorf("uploading %s (%s): %w", pathsOf(byOID[oid]), f.LocalPath, err)
+			}
+			sent.Add(1)
+			return nil
+		})
+	}
+	if err := g.Wait(); err != nil {
+		return 0, err
+	}
+	return int(sent.Load()), nil
+}
+
+func pathsOf(fs []*preparedFile) string {
+	var ps []string
+	for _, f := range fs {
+		ps = append(ps, f.path)
+	}
+	return strings.Join(ps, ", ")
+}
