@@ -1,16 +1,175 @@
 package main
 
 import (
-	"errors"
+	"context"
+	"fmt"
+	"os"
+	"runtime/pprof"
+	"strings"
+	"sync"
+	"time"
 
 	"github.com/spf13/cobra"
+
+	"github.com/hubsync/hubsync/export"
+	"github.com/hubsync/hubsync/internal/tensor"
+	"github.com/hubsync/hubsync/merge"
+	"github.com/hubsync/hubsync/merge/kernels"
 )
 
-// PLACEHOLDER: replaced by the work on its issue.
+// mergeBackends are the non-CPU merge backends built into this binary. A build-tagged file (the CUDA backend,
+// -tags cuda) appends its provider here from an init function; the merge planner and writer need no change.
+var mergeBackends []merge.BackendProvider
+
+// mergeOptions are the flags of hubsync merge.
+type mergeOptions struct {
+	Base         string
+	Adapter      string
+	Out          string
+	DType        string
+	MaxShardSize string
+	Device       string
+	Threads      int
+	Kernel       string
+	CPUProfile   string
+}
+
+func (o *mergeOptions) addFlags(cmd *cobra.Command) {
+	f := cmd.Flags()
+	f.StringVar(&o.Base, "base", "", "base model: a local directory or a Hub repo id found in the HF cache")
+	f.StringVar(&o.Adapter, "adapter", "", "PEFT adapter or trainer checkpoint directory (adapter_config.json + adapter_model.safetensors)")
+	f.StringVar(&o.Out, "out", "", "output directory (must not exist, or be empty)")
+	f.StringVar(&o.DType, "dtype", "", "output dtype: bf16, fp16 or fp32 (default: the base's original dtype)")
+	f.StringVar(&o.MaxShardSize, "max-shard-size", "5GB", "largest output shard (huggingface_hub units: 5GB = 5·10⁹ bytes)")
+	f.StringVar(&o.Device, "device", "auto", "compute device: auto, cpu or cuda")
+	f.IntVar(&o.Threads, "threads", 0, "worker threads (default: all cores)")
+	f.StringVar(&o.Kernel, "kernel", "", "CPU kernel set: generic, avx2, avx512 (default: $"+kernels.EnvVar+", else the best this CPU supports)")
+	f.StringVar(&o.CPUProfile, "cpuprofile", "", "write a CPU profile of the merge to this file")
+	_ = f.MarkHidden("cpuprofile")
+}
+
 func newMergeCommand(g *globalOptions) *cobra.Command {
-	return &cobra.Command{
-		Use:   "merge",
-		Short: "(not built yet)",
-		RunE:  func(*cobra.Command, []string) error { return errors.New("merge: not built yet") },
+	o := &mergeOptions{}
+	cmd := &cobra.Command{
+		Use:   "merge --base B --adapter DIR --out DIR",
+		Short: "Merge a LoRA adapter into its base model and write a Hugging Face checkpoint",
+		Long: `merge writes the base model with the adapter merged in, as a directory transformers loads with
+AutoModelForCausalLM.from_pretrained: safetensors shards (and their index), config.json without
+quantization settings, generation_config.json, the tokenizer files (from the adapter directory, else the
+base) and a model card.
+
+The base may be bitsandbytes 4-bit (NF4/FP4, with or without double quantization) or 16/32-bit; 4-bit
+weights are dequantized exactly as bitsandbytes does. The output is written into a temporary directory
+beside --out and renamed into place at the end, so a failed merge leaves nothing behind.`,
+		Args: cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			return runMerge(cmd.Context(), g, o)
+		},
 	}
+	o.addFlags(cmd)
+	return cmd
+}
+
+// mergeParseDType accepts bf16, fp16, fp32 and torch's names; "" means the default.
+func mergeParseDType(s string) (tensor.DType, error) {
+	if s == "" {
+		return tensor.Invalid, nil
+	}
+	dt, err := tensor.ParseTorchDType(s)
+	if err != nil || (dt != tensor.BF16 && dt != tensor.F16 && dt != tensor.F32) {
+		return tensor.Invalid, usagef("--dtype must be bf16, fp16 or fp32, not %q", s)
+	}
+	return dt, nil
+}
+
+// mergeOptions validates the flags and builds the merge options.
+func (o *mergeOptions) mergeOptions(g *globalOptions) (merge.Options, error) {
+	var opts merge.Options
+	for _, req := range []struct{ name, val string }{{"--base", o.Base}, {"--adapter", o.Adapter}, {"--out", o.Out}} {
+		if strings.TrimSpace(req.val) == "" {
+			return opts, usagef("%s is required", req.name)
+		}
+	}
+	dt, err := mergeParseDType(o.DType)
+	if err != nil {
+		return opts, err
+	}
+	size, err := export.ParseSize(o.MaxShardSize)
+	if err != nil || size <= 0 {
+		return opts, usagef("--max-shard-size %q: %v", o.MaxShardSize, err)
+	}
+	switch o.Device {
+	case merge.DeviceAuto, merge.DeviceCPU, merge.DeviceCUDA:
+	default:
+		return opts, usagef("--device must be auto, cpu or cuda, not %q", o.Device)
+	}
+	if o.Threads < 0 {
+		return opts, usagef("--threads must be positive")
+	}
+	var k *kernels.Impl
+	if o.Kernel != "" {
+		if k, err = kernels.Select(o.Kernel); err != nil {
+			return opts, usagef("--kernel: %v", err)
+		}
+	}
+	return merge.Options{
+		Base: o.Base, Adapter: o.Adapter, Out: o.Out, DType: dt, MaxShardSize: size, Device: o.Device,
+		Backends: mergeBackends, Threads: o.Threads, Kernel: k, Logger: g.log,
+	}, nil
+}
+
+func runMerge(ctx context.Context, g *globalOptions, o *mergeOptions) error {
+	opts, err := o.mergeOptions(g)
+	if err != nil {
+		return err
+	}
+	opts.Progress = mergeProgressLogger(g, 10*time.Second)
+	if o.CPUProfile != "" {
+		f, err := os.Create(o.CPUProfile)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := pprof.StartCPUProfile(f); err != nil {
+			return err
+		}
+		defer pprof.StopCPUProfile()
+	}
+	res, err := merge.Run(ctx, opts)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(g.stdout, "merged %d tensors (%d changed by the adapter) into %s: %d shard(s), %s %s, %.1fs (%.2f GB/s, %s)\n",
+		res.Tensors, res.Merged, res.Dir, res.Shards, mergeHumanSize(res.Bytes), res.DType.TorchName(),
+		res.Duration.Seconds(), float64(res.Bytes)/1e9/res.Duration.Seconds(), res.Backend)
+	return nil
+}
+
+// mergeProgressLogger logs merge progress at most once per interval.
+func mergeProgressLogger(g *globalOptions, every time.Duration) func(done, total int64) {
+	var mu sync.Mutex
+	last := time.Now()
+	return func(done, total int64) {
+		mu.Lock()
+		defer mu.Unlock()
+		if time.Since(last) < every || total == 0 {
+			return
+		}
+		last = time.Now()
+		g.log.Info().Int64("done", done).Int64("total", total).
+			Str("percent", fmt.Sprintf("%.1f", 100*float64(done)/float64(total))).Msg("merge progress")
+	}
+}
+
+// mergeHumanSize renders bytes in decimal units.
+func mergeHumanSize(n int64) string {
+	switch {
+	case n >= 1e9:
+		return fmt.Sprintf("%.2f GB", float64(n)/1e9)
+	case n >= 1e6:
+		return fmt.Sprintf("%.2f MB", float64(n)/1e6)
+	case n >= 1e3:
+		return fmt.Sprintf("%.2f kB", float64(n)/1e3)
+	}
+	return fmt.Sprintf("%d B", n)
 }

@@ -1,0 +1,84 @@
+package main
+
+import (
+	"bytes"
+	"context"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/hubsync/hubsync/internal/testmodel"
+)
+
+func TestMergeCommand(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	base := filepath.Join(dir, "base")
+	bi, err := testmodel.GenerateBase(ctx, base, testmodel.Tiny(testmodel.ArchLlama))
+	if err != nil {
+		t.Fatal(err)
+	}
+	adapter := filepath.Join(dir, "checkpoint-20")
+	if _, err := testmodel.GenerateAdapter(ctx, adapter, bi, testmodel.AdapterSpec{TargetModules: testmodel.AllLinear(), Seed: 3}); err != nil {
+		t.Fatal(err)
+	}
+	badAdapter := filepath.Join(dir, "bad-adapter")
+	if _, err := testmodel.GenerateAdapter(ctx, badAdapter, bi, testmodel.AdapterSpec{Seed: 4}); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(badAdapter, "adapter_config.json"), []byte(`{"peft_type": "LORA", "r": 3}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		name     string
+		args     []string
+		code     int
+		stdout   string
+		stderr   string
+		outExist bool
+	}{
+		{"ok", []string{"--base", base, "--adapter", adapter, "--out", "OUT", "--threads", "2", "--max-shard-size", "20kB"}, 0, "merged", "", true},
+		{"fp32", []string{"--base", base, "--adapter", adapter, "--out", "OUT", "--dtype", "fp32", "--device", "cpu", "--kernel", "generic"}, 0, "float32", "", true},
+		{"missing base", []string{"--adapter", adapter, "--out", "OUT"}, 2, "", "--base is required", false},
+		{"bad dtype", []string{"--base", base, "--adapter", adapter, "--out", "OUT", "--dtype", "int8"}, 2, "", "--dtype", false},
+		{"bad shard size", []string{"--base", base, "--adapter", adapter, "--out", "OUT", "--max-shard-size", "lots"}, 2, "", "--max-shard-size", false},
+		{"bad device", []string{"--base", base, "--adapter", adapter, "--out", "OUT", "--device", "tpu"}, 2, "", "--device", false},
+		{"no cuda", []string{"--base", base, "--adapter", adapter, "--out", "OUT", "--device", "cuda"}, 1, "", "built without CUDA support", false},
+		{"positional", []string{"--base", base, "--adapter", adapter, "--out", "OUT", "extra"}, 2, "", "", false},
+		{"bad adapter", []string{"--base", base, "--adapter", badAdapter, "--out", "OUT"}, 1, "", "rank 8", false},
+		{"missing base dir", []string{"--base", filepath.Join(dir, "nope"), "--adapter", adapter, "--out", "OUT"}, 1, "", "does not exist", false},
+	}
+	for i, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			out := filepath.Join(dir, "outs", string(rune('a'+i)), "merged")
+			args := []string{"merge"}
+			for _, a := range c.args {
+				if a == "OUT" {
+					a = out
+				}
+				args = append(args, a)
+			}
+			var stdout, stderr bytes.Buffer
+			code := run(ctx, args, strings.NewReader(""), &stdout, &stderr)
+			if code != c.code {
+				t.Fatalf("exit code %d, want %d\nstdout: %s\nstderr: %s", code, c.code, stdout.String(), stderr.String())
+			}
+			if !strings.Contains(stdout.String(), c.stdout) {
+				t.Errorf("stdout %q does not contain %q", stdout.String(), c.stdout)
+			}
+			if !strings.Contains(stderr.String(), c.stderr) {
+				t.Errorf("stderr %q does not contain %q", stderr.String(), c.stderr)
+			}
+			_, err := os.Stat(filepath.Join(out, "config.json"))
+			if (err == nil) != c.outExist {
+				t.Errorf("output exists: %v, want %v", err == nil, c.outExist)
+			}
+			if !c.outExist {
+				if ents, _ := os.ReadDir(filepath.Dir(out)); len(ents) > 0 {
+					t.Errorf("left behind after a failure: %v", ents)
+				}
+			}
+		})
+	}
+}

@@ -1,0 +1,272 @@
+package merge
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+
+	"github.com/hubsync/hubsync/internal/safetensors"
+	"github.com/hubsync/hubsync/internal/tensor"
+)
+
+// Adapter file names (model-formats.md §5.1).
+const (
+	adapterConfigFile  = "adapter_config.json"
+	adapterWeightsFile = "adapter_model.safetensors"
+	adapterPickleFile  = "adapter_model.bin"
+	adapterKeyPrefix   = "base_model.model."
+)
+
+// loraModule is one module the adapter changes with a low-rank update.
+type loraModule struct {
+	name      string // module path without base_model.model., e.g. model.layers.0.self_attn.q_proj
+	embedding bool   // lora_embedding_A/B (nn.Embedding) rather than lora_A/B (nn.Linear)
+	a, b      *tensorRef
+	loraBias  *tensorRef // lora_B.bias
+	magnitude *tensorRef // DoRA lora_magnitude_vector
+}
+
+// adapter is an opened PEFT adapter directory.
+type adapter struct {
+	dir        string
+	configPath string
+	cfg        *AdapterConfig
+	file       *safetensors.File
+	modules    map[string]*loraModule
+	// replace maps a base tensor name to the adapter tensor that replaces it whole (modules_to_save, trained
+	// biases, saved base layers of resized embeddings).
+	replace map[string]tensorRef
+}
+
+func (a *adapter) close() {
+	if a.file != nil {
+		a.file.Close()
+	}
+}
+
+// openAdapter reads adapter_config.json and opens adapter_model.safetensors, grouping its tensors by module.
+func openAdapter(dir string) (_ *adapter, err error) {
+	if dir == "" {
+		return nil, badf("", "", "no adapter directory given")
+	}
+	if st, err := os.Stat(dir); err != nil || !st.IsDir() {
+		return nil, badf(dir, "", "adapter directory does not exist or is not a directory")
+	}
+	a := &adapter{dir: dir, configPath: filepath.Join(dir, adapterConfigFile), modules: map[string]*loraModule{}, replace: map[string]tensorRef{}}
+	defer func() {
+		if err != nil {
+			a.close()
+		}
+	}()
+	raw, err := os.ReadFile(a.configPath)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, badf(a.configPath, "", "missing: the adapter directory needs the adapter_config.json PEFT wrote")
+		}
+		return nil, fmt.Errorf("read %s: %w", a.configPath, err)
+	}
+	if a.cfg, err = ParseAdapterConfig(raw); err != nil {
+		var fe *fieldError
+		if errors.As(err, &fe) {
+			return nil, badf(a.configPath, fe.field, "%s", fe.msg)
+		}
+		return nil, &InputError{File: a.configPath, Msg: "invalid adapter config", Err: err}
+	}
+	wpath := filepath.Join(dir, adapterWeightsFile)
+	a.file, err = openSafetensors(wpath)
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) {
+			if _, e := os.Stat(filepath.Join(dir, adapterPickleFile)); e == nil {
+				return nil, badf(filepath.Join(dir, adapterPickleFile), "", "pickle adapters are not supported; save the adapter with safe_serialization=True (adapter_model.safetensors)")
+			}
+			return nil, badf(wpath, "", "missing: the adapter directory has no adapter_model.safetensors")
+		}
+		return nil, err
+	}
+	if err := a.classify(); err != nil {
+		return nil, err
+	}
+	return a, nil
+}
+
+// loraSuffixes maps the suffix of an adapter key to the part of a LoRA module it holds.
+var loraSuffixes = [...]struct {
+	suffix string
+	part   string
+}{
+	{".lora_A.weight", "A"},
+	{".lora_B.weight", "B"},
+	{".lora_B.bias", "bias"},
+	{".lora_embedding_A", "eA"},
+	{".lora_embedding_B", "eB"},
+	{".lora_magnitude_vector.weight", "m"},
+	{".lora_magnitude_vector", "m"},
+}
+
+// stripAdapterName removes a stray ".default" adapter-name segment after a LoRA part (PEFT removes it when
+// saving; accept it defensively).
+func stripAdapterName(key string) string {
+	for _, p := range []string{"lora_A", "lora_B", "lora_embedding_A", "lora_embedding_B", "lora_magnitude_vector"} {
+		key = strings.Replace(key, "."+p+".default.", "."+p+".", 1)
+		if strings.HasSuffix(key, "."+p+".default") {
+			key = strings.TrimSuffix(key, ".default")
+		}
+	}
+	return key
+}
+
+// classify sorts the adapter's tensors into LoRA modules and whole-tensor replacements.
+func (a *adapter) classify() error {
+	path := a.file.Path
+	for _, t := range a.file.Tensors {
+		ref := tensorRef{a.file, t}
+		if !strings.HasPrefix(t.Name, adapterKeyPrefix) {
+			return badf(path, t.Name, "adapter tensor names start with %q (PEFT's PeftModel prefix); this one does not", adapterKeyPrefix)
+		}
+		if !isFloat(t.DType) {
+			return badf(path, t.Name, "unsupported dtype %s (adapters are F32, F16 or BF16)", t.DType)
+		}
+		key := stripAdapterName(strings.TrimPrefix(t.Name, adapterKeyPrefix))
+		matched := false
+		for _, s := range loraSuffixes {
+			if !strings.HasSuffix(key, s.suffix) {
+				continue
+			}
+			modName := strings.TrimSuffix(key, s.suffix)
+			if modName == "" {
+				break
+			}
+			m := a.modules[modName]
+			if m == nil {
+				m = &loraModule{name: modName}
+				a.modules[modName] = m
+			}
+			var slot **tensorRef
+			switch s.part {
+			case "A", "eA":
+				slot = &m.a
+			case "B", "eB":
+				slot = &m.b
+			case "bias":
+				slot = &m.loraBias
+			case "m":
+				slot = &m.magnitude
+			}
+			if *slot != nil {
+				return badf(path, t.Name, "duplicate %s tensor for module %s (also %s)", s.part, modName, (*slot).info.Name)
+			}
+			r := ref
+			*slot = &r
+			if s.part == "eA" || s.part == "eB" {
+				m.embedding = true
+			}
+			matched = true
+			break
+		}
+		if matched {
+			continue
+		}
+		if strings.Contains(key, ".lora_") || strings.HasPrefix(key, "lora_") {
+			return badf(path, t.Name, "unsupported LoRA tensor (hubsync merges lora_A/lora_B, lora_embedding_A/B, lora_B.bias and lora_magnitude_vector)")
+		}
+		// A whole tensor: modules_to_save, a trained bias, or a saved base layer (resized embeddings).
+		target := strings.Replace(key, ".base_layer.", ".", 1)
+		if strings.Contains(target, ".modules_to_save.") || strings.Contains(target, ".original_module.") {
+			return badf(path, t.Name, "unexpected wrapper tensor name (PEFT saves modules_to_save as <module>.<param>)")
+		}
+		if prev, ok := a.replace[target]; ok {
+			return badf(path, t.Name, "replaces base tensor %s, which %s already replaces", target, prev.info.Name)
+		}
+		a.replace[target] = ref
+	}
+	names := make([]string, 0, len(a.modules))
+	for n := range a.modules {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	for _, n := range names {
+		m := a.modules[n]
+		kind := "lora_A/lora_B"
+		if m.embedding {
+			kind = "lora_embedding_A/lora_embedding_B"
+		}
+		switch {
+		case m.a == nil || m.b == nil:
+			return badf(path, n, "module has only part of its LoRA pair (%s)", kind)
+		case m.embedding && (!strings.Contains(m.a.info.Name, "lora_embedding_A") || !strings.Contains(m.b.info.Name, "lora_embedding_B")):
+			return badf(path, n, "module mixes lora_A/B and lora_embedding_A/B tensors")
+		case m.embedding && m.loraBias != nil:
+			return badf(path, n, "an embedding LoRA has no lora_B bias")
+		}
+		if a.cfg.UseDoRA && m.magnitude == nil {
+			return badf(path, n, "use_dora is true in %s but the module has no lora_magnitude_vector", adapterConfigFile)
+		}
+		if !a.cfg.UseDoRA && m.magnitude != nil {
+			return badf(path, n, "has a lora_magnitude_vector but use_dora is false in %s", adapterConfigFile)
+		}
+		if !m.embedding && a.cfg.LoraBias && m.loraBias == nil {
+			return badf(path, n, "lora_bias is true in %s but the module has no lora_B.bias", adapterConfigFile)
+		}
+		if m.loraBias != nil && !a.cfg.LoraBias {
+			return badf(path, n, "has a lora_B.bias but lora_bias is false in %s", adapterConfigFile)
+		}
+	}
+	if len(a.modules) == 0 && len(a.replace) == 0 {
+		return badf(path, "", "the adapter has no tensors")
+	}
+	return nil
+}
+
+// sortedModules returns the LoRA modules in name order.
+func (a *adapter) sortedModules() []*loraModule {
+	out := make([]*loraModule, 0, len(a.modules))
+	for _, m := range a.modules {
+		out = append(out, m)
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].name < out[j].name })
+	return out
+}
+
+// readAdapterFloats reads a whole adapter tensor as float32 and checks every value is finite.
+func readAdapterFloats(r tensorRef) ([]float32, error) {
+	raw, err := r.file.ReadTensor(r.info)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]float32, r.info.NumElements())
+	if err := tensor.DecodeFloats(r.info.DType, raw, out); err != nil {
+		return nil, &InputError{File: r.path(), Tensor: r.info.Name, Msg: "cannot read", Err: err}
+	}
+	if i := firstNonFinite(out); i >= 0 {
+		return nil, badf(r.path(), r.info.Name, "adapter tensor holds a non-finite value (%v at %s)", out[i], indexString(r.info.Shape, int64(i)))
+	}
+	return out, nil
+}
+
+// firstNonFinite returns the index of the first NaN or ±Inf, or -1.
+func firstNonFinite(x []float32) int {
+	for i, v := range x {
+		if v-v != 0 {
+			return i
+		}
+	}
+	return -1
+}
+
+// indexString renders flat index i of shape as "[r, c]".
+func indexString(shape []int64, i int64) string {
+	if len(shape) == 0 {
+		return "[]"
+	}
+	idx := make([]int64, len(shape))
+	for d := len(shape) - 1; d >= 0; d-- {
+		if shape[d] > 0 {
+			idx[d] = i % shape[d]
+			i /= shape[d]
+		}
+	}
+	return tensor.FormatShape(idx)
+}

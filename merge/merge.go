@@ -1,0 +1,247 @@
+// Package merge merges a PEFT LoRA adapter into its base model and writes a standard Hugging Face checkpoint.
+//
+// The base is a local model directory (or a Hub repo id found in the HF cache) holding bitsandbytes 4-bit (NF4
+// or FP4, with or without double quantization) or plain F32/F16/BF16 weights, in one file or sharded. The merge
+// dequantizes exactly as bitsandbytes does (and rounds to the weight's quant_state dtype, as bitsandbytes returns
+// it), adds scaling·(B·A) in float32 with every PEFT option (rank/alpha patterns, rsLoRA, fan_in_fan_out,
+// lora_bias, trained biases, DoRA on Linear and Embedding layers, embedding LoRA, modules_to_save including resized
+// vocabularies), and rounds to the output dtype exactly as torch does (model-formats.md §4, §5, §8).
+//
+// [NewPlan] opens and validates everything and decides every output tensor before any math runs; the shard plan,
+// headers, progress totals and the disk-space check come from it. [Plan.Execute] then streams: every tensor is cut
+// into tiles that workers compute in parallel (a [Backend]: the CPU kernels, or CUDA in a -tags cuda build) and
+// the writer takes in order, so memory stays bounded by the tiles in flight, not by the model, and the output is
+// the same bytes for any number of workers.
+//
+// Output tensor order (which decides how tensors fall into shards) is the natural Hugging Face module order
+// (embeddings, layers by number with attention then MLP then norms, final norm, lm_head; see naturalLess), since
+// neither a safetensors file (sorted by dtype and name) nor an index (sorted by name) keeps the state-dict order.
+package merge
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/hubsync/hubsync/export"
+	"github.com/hubsync/hubsync/internal/tensor"
+)
+
+// Result reports a finished merge.
+type Result struct {
+	// Dir is the final output directory.
+	Dir string
+	// Files lists every output file with its size, SHA-256 and leading sample, as written.
+	Files []export.FileDigest
+	// Tensors is the number of output tensors; Merged how many of them a LoRA update changed.
+	Tensors, Merged int
+	// Bytes is the tensors' data size.
+	Bytes int64
+	// Shards is the number of weight files.
+	Shards int
+	// DType is the model dtype written to config.json.
+	DType tensor.DType
+	// Backend names the backend that computed the tiles.
+	Backend  string
+	Duration time.Duration
+}
+
+// Run plans and executes a merge.
+func Run(ctx context.Context, opts Options) (*Result, error) {
+	p, err := NewPlan(ctx, opts)
+	if err != nil {
+		return nil, err
+	}
+	defer p.Close()
+	return p.Execute(ctx)
+}
+
+// specs lists the output tensors for the shard planner, in state-dict order.
+func (p *Plan) specs() []export.TensorSpec {
+	out := make([]export.TensorSpec, len(p.tensors))
+	for i, t := range p.tensors {
+		out[i] = export.TensorSpec{Name: t.Name, DType: t.DType, Shape: t.Shape}
+	}
+	return out
+}
+
+// auxFiles lists the small files copied into the output: generation_config.json from the base and the
+// tokenizer files from the adapter directory, else from the base.
+func (p *Plan) auxFiles() (names, srcs []string) {
+	if st, err := os.Stat(filepath.Join(p.base.dir, genConfigFile)); err == nil && st.Mode().IsRegular() {
+		names = append(names, genConfigFile)
+		srcs = append(srcs, filepath.Join(p.base.dir, genConfigFile))
+	}
+	dir, toks := export.TokenizerFiles(p.ad.dir, p.base.dir)
+	for _, n := range toks {
+		names = append(names, n)
+		srcs = append(srcs, filepath.Join(dir, n))
+	}
+	return names, srcs
+}
+
+// Execute writes the merged model into a temporary directory beside Options.Out and renames it into place. On
+// any error nothing is left behind.
+func (p *Plan) Execute(ctx context.Context) (*Result, error) {
+	start := time.Now()
+	sp, err := export.PlanShards(p.specs(), p.opts.MaxShardSize)
+	if err != nil {
+		return nil, fmt.Errorf("merge: %w", err)
+	}
+	auxNames, auxSrcs := p.auxFiles()
+	need := sp.FileSize() + 1<<20 // + index, config, card
+	for _, s := range auxSrcs {
+		if st, err := os.Stat(s); err == nil {
+			need += st.Size()
+		}
+	}
+	if !p.opts.SkipDiskCheck {
+		if err := checkDiskSpace(p.opts.Out, need); err != nil {
+			return nil, err
+		}
+	}
+	out, err := export.CreateOutput(p.opts.Out)
+	if err != nil {
+		return nil, fmt.Errorf("merge: %w", err)
+	}
+	defer out.Abort()
+	p.log.Info().Str("base", p.base.dir).Str("adapter", p.ad.dir).Str("out", out.FinalDir()).
+		Int("tensors", len(p.tensors)).Int("merged", p.merged).Int("shards", len(sp.Shards)).
+		Int64("bytes", sp.TotalSize).Str("dtype", p.modelDType.TorchName()).Str("backend", p.backend.Name()).
+		Int("threads", p.opts.Threads).Msg("merging")
+
+	order := make([]*outTensor, 0, len(p.tensors))
+	byName := make(map[string]*outTensor, len(p.tensors))
+	for _, t := range p.tensors {
+		byName[t.Name] = t
+	}
+	for _, s := range sp.Shards {
+		for _, ti := range s.Layout.Tensors {
+			order = append(order, byName[ti.Name])
+		}
+	}
+	st := newStream(ctx, p, order)
+	err = out.WriteShards(ctx, sp, st.fill)
+	st.stop()
+	if err != nil {
+		if ctx.Err() != nil && !IsBadInput(err) {
+			return nil, fmt.Errorf("merge: %w", ctx.Err())
+		}
+		return nil, fmt.Errorf("merge: %w", err)
+	}
+	cfg, err := export.RewriteConfig(p.base.config, p.modelDType, p.vocabSize)
+	if err != nil {
+		return nil, &InputError{File: filepath.Join(p.base.dir, configFile), Msg: "cannot rewrite", Err: err}
+	}
+	if p.untie {
+		cfg = untieConfig(cfg)
+	}
+	if err := out.WriteFile(configFile, cfg); err != nil {
+		return nil, fmt.Errorf("merge: %w", err)
+	}
+	for i, n := range auxNames {
+		if err := out.CopyFile(n, auxSrcs[i]); err != nil {
+			return nil, fmt.Errorf("merge: %w", err)
+		}
+	}
+	if err := out.WriteFile("README.md", export.ModelCard(p.cardInfo(sp))); err != nil {
+		return nil, fmt.Errorf("merge: %w", err)
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, fmt.Errorf("merge: %w", err)
+	}
+	files := out.Files()
+	dir, err := out.Commit()
+	if err != nil {
+		return nil, fmt.Errorf("merge: %w", err)
+	}
+	res := &Result{
+		Dir: dir, Files: files, Tensors: len(p.tensors), Merged: p.merged, Bytes: sp.TotalSize,
+		Shards: len(sp.Shards), DType: p.modelDType, Backend: p.backend.Name(), Duration: time.Since(start),
+	}
+	p.log.Info().Str("out", dir).Dur("took", res.Duration).
+		Float64("gb_per_s", float64(res.Bytes)/1e9/res.Duration.Seconds()).Msg("merged")
+	return res, nil
+}
+
+var (
+	checkpointStep = regexp.MustCompile(`checkpoint-(\d+)$`)
+	tieTrue        = regexp.MustCompile(`("tie_word_embeddings"\s*:\s*)true\b`)
+)
+
+// untieConfig sets tie_word_embeddings to false in config.json (every occurrence), adding it at the top level
+// when the config relies on the default. The input is export.RewriteConfig's output: an indented object.
+func untieConfig(cfg []byte) []byte {
+	if tieTrue.Match(cfg) {
+		return tieTrue.ReplaceAll(cfg, []byte("${1}false"))
+	}
+	if bytes.Contains(cfg, []byte(`"tie_word_embeddings"`)) {
+		return cfg
+	}
+	i := bytes.IndexByte(cfg, '{')
+	if i < 0 {
+		return cfg
+	}
+	out := append([]byte(nil), cfg[:i+1]...)
+	out = append(out, "\n  \"tie_word_embeddings\": false,"...)
+	return append(out, cfg[i+1:]...)
+}
+
+// cardInfo describes the merge for the model card.
+func (p *Plan) cardInfo(sp *export.ShardPlan) export.CardInfo {
+	c := p.ad.cfg
+	base := p.base.repoID
+	if base == "" {
+		base = c.BaseModelNameOrPath
+	}
+	if base == "" {
+		base = p.base.dir
+	}
+	ci := export.CardInfo{
+		BaseModel: base, AdapterName: p.ad.dir, Rank: c.R, Alpha: c.LoraAlpha, UseRSLoRA: c.UseRSLoRA,
+		UseDoRA: c.UseDoRA, TargetModules: c.TargetModules, DType: p.modelDType, Shards: len(sp.Shards),
+		TotalSize: sp.TotalSize, Tags: p.opts.CardTags, Extra: p.opts.CardExtra,
+	}
+	if m := checkpointStep.FindStringSubmatch(filepath.Clean(p.ad.dir)); m != nil {
+		ci.Step, _ = strconv.Atoi(m[1])
+	}
+	return ci
+}
+
+// checkDiskSpace fails when the file system that will hold out has fewer than need free bytes.
+func checkDiskSpace(out string, need int64) error {
+	abs, err := filepath.Abs(out)
+	if err != nil {
+		return fmt.Errorf("merge: output %s: %w", out, err)
+	}
+	dir := filepath.Dir(abs)
+	for {
+		if _, err := os.Stat(dir); err == nil {
+			break
+		} else if !errors.Is(err, os.ErrNotExist) {
+			return fmt.Errorf("merge: output %s: %w", out, err)
+		}
+		parent := filepath.Dir(dir)
+		if parent == dir {
+			break
+		}
+		dir = parent
+	}
+	var st unix.Statfs_t
+	if err := unix.Statfs(dir, &st); err != nil {
+		return fmt.Errorf("merge: check free space in %s: %w", dir, err)
+	}
+	avail := int64(st.Bavail) * int64(st.Bsize)
+	if avail < need {
+		return &DiskSpaceError{Dir: dir, Need: need, Avail: avail}
+	}
+	return nil
+}
