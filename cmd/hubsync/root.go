@@ -92,6 +92,7 @@ resumable uploads, once (push, merge) or as a daemon that watches a trainer's ou
 		newDevhubCommand(g),
 		newDemoCommand(g),
 		newTestmodelCommand(g),
+		newBenchCommand(g),
 	)
 	for _, c := range root.Commands() {
 		wrapArgs(c)
