@@ -38,6 +38,20 @@ func newCommitID() string {
 	return hex.EncodeToString(b[:])
 }
 
+// validCommitID checks a caller-chosen trailer id: it must survive the commit message intact and be found by a
+// plain substring search.
+func validCommitID(id string) error {
+	if len(id) > 64 {
+		return fmt.Errorf("commit id %q is longer than 64 characters", id)
+	}
+	for _, r := range id {
+		if !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9' || r == '-' || r == '_' || r == '.') {
+			return fmt.Errorf("commit id %q: only letters, digits, '-', '_' and '.' are allowed", id)
+		}
+	}
+	return nil
+}
+
 // withTrailer appends the "Hubsync-Commit: id" trailer to a description.
 func withTrailer(description, id string) string {
 	description = strings.TrimRight(description, "\n")
@@ -115,7 +129,10 @@ func (c *Client) commit(ctx context.Context, repo, revision, parent string, file
 	if summary == "" {
 		summary = "Upload files with hubsync"
 	}
-	id := newCommitID()
+	id := opts.CommitID
+	if id == "" {
+		id = newCommitID()
+	}
 	description := withTrailer(opts.Description, id)
 	u := c.repoAPI(repo) + "/commit/" + escapeSegment(revision)
 	var q url.Values

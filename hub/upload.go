@@ -38,6 +38,11 @@ type CommitOptions struct {
 	// Description is the commit body. The client appends a "Hubsync-Commit: <id>" trailer to it, which lets it
 	// recognise its own commit after a lost response.
 	Description string
+	// CommitID is the trailer id (default: a random one per call). A caller that must recognise its commit
+	// across process restarts (the daemon: "was this job's commit applied before we died?") passes an id
+	// derived from the job and searches the branch's commits for CommitTrailer + ": " + CommitID before
+	// committing again. Letters, digits, '-', '_' and '.' only, at most 64 characters.
+	CommitID string
 	// CreatePR opens a pull request instead of committing to Revision.
 	CreatePR bool
 	// ParentCommit is the head the commit must apply on ("" = read the branch head first). A 412 answer means
@@ -90,6 +95,9 @@ const maxInlineFile = 64 << 20
 // when a commit's answer is lost.
 func (c *Client) Commit(ctx context.Context, repo string, files []UploadFile, opts CommitOptions) (*CommitResult, error) {
 	if err := validRepoID(repo); err != nil {
+		return nil, err
+	}
+	if err := validCommitID(opts.CommitID); err != nil {
 		return nil, err
 	}
 	revision := revisionOrDefault(opts.Revision)

@@ -17,7 +17,12 @@ import (
 	"github.com/vbauerster/mpb/v8"
 	"github.com/vbauerster/mpb/v8/decor"
 
+	"github.com/hubsync/hubsync/export"
 	"github.com/hubsync/hubsync/hub"
+	"github.com/hubsync/hubsync/internal/config"
+	"github.com/hubsync/hubsync/internal/pipeline"
+	"github.com/hubsync/hubsync/merge"
+	"github.com/hubsync/hubsync/watcher"
 )
 
 // pushOptions are the flags of `hubsync push`.
@@ -32,6 +37,16 @@ type pushOptions struct {
 	Exclude       []string
 	ParallelFiles int
 	ParallelParts int
+
+	// The checkpoint flow (pipeline.PublishCheckpoint).
+	Merged       bool
+	AdapterOnly  bool
+	Raw          bool
+	Base         string
+	DType        string
+	MaxShardSize string
+	Device       string
+	StagingDir   string
 }
 
 // AddFlags registers the flags.
@@ -46,6 +61,15 @@ func (o *pushOptions) AddFlags(f *pflag.FlagSet) {
 	f.StringArrayVar(&o.Exclude, "exclude", nil, "glob of files to leave out, on the folder- or repo-relative path; ** matches any depth (repeatable)")
 	f.IntVar(&o.ParallelFiles, "parallel-files", hub.DefaultParallelFiles, "files uploaded at once")
 	f.IntVar(&o.ParallelParts, "parallel-parts", hub.DefaultParallelParts, "parts of one file uploaded at once")
+
+	f.BoolVar(&o.Merged, "merged", false, "DIR is a LoRA checkpoint: merge it into its base and publish the merged model")
+	f.BoolVar(&o.AdapterOnly, "adapter-only", false, "DIR is a LoRA checkpoint: publish the adapter, its tokenizer and a card (the default when DIR has adapter_config.json)")
+	f.BoolVar(&o.Raw, "raw", false, "upload DIR as it is, even when it holds adapter_config.json")
+	f.StringVar(&o.Base, "base", "", "with --merged: base model, a local dir or Hub repo id (default: the adapter's base_model_name_or_path; found in the HF cache, else downloaded into it)")
+	f.StringVar(&o.DType, "dtype", "", "with --merged: output dtype bf16, fp16 or fp32 (default: the base's)")
+	f.StringVar(&o.MaxShardSize, "max-shard-size", "5GB", "with --merged: largest output shard")
+	f.StringVar(&o.Device, "device", "auto", "with --merged: merge device auto, cpu or cuda")
+	f.StringVar(&o.StagingDir, "staging-dir", "", "with --merged/--adapter-only: where outputs are written before the upload (default <DIR's parent>/.hubsync-staging/push-*; removed afterwards)")
 }
 
 // validate checks the flags that do not need the network.
@@ -80,7 +104,20 @@ already has are skipped, large files go through parallel, resumable multipart up
 journaled in $STATE_DIRECTORY/hubsync.db, else $XDG_STATE_HOME/hubsync/uploads.db, else
 ~/.local/state/hubsync/uploads.db, so a rerun after a crash sends only the missing parts), .git/ and .cache/
 are never uploaded. The repo is created when missing, the branch too; --tag tags the new commit.
-On success the commit URL is printed on standard output.`,
+On success the commit URL is printed on standard output.
+
+Checkpoints (DIR holds adapter_config.json, e.g. outputs/checkpoint-500):
+  --merged        the whole pipeline once: resolve the base (--base, else the adapter's base_model_name_or_path:
+                  a local dir, the HF cache, else downloaded into the HF cache), merge, shard (--max-shard-size,
+                  --dtype), upload, one commit, optional --tag. Published: the shards, their index, config.json
+                  (no quantization_config), generation_config.json, the tokenizer files and a model card.
+  --adapter-only  (the default for such a DIR unless --raw) the PEFT adapter: adapter_config.json,
+                  adapter_model.safetensors, the tokenizer files and a model card. Optimizer, scheduler and RNG
+                  state, trainer_state.json and training_args.bin (a pickle) are not published.
+Outputs are staged in <DIR's parent>/.hubsync-staging/ (--staging-dir), checked for free space against the merge
+plan before any byte is written, and removed afterwards. Model files of an earlier upload at the same place that
+the new one lacks (e.g. shards of another shard count) are deleted in the same commit. --message may use
+{step} and {checkpoint}.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error { return runPush(cmd.Context(), g, o, args) },
 	}
@@ -112,6 +149,11 @@ func runPush(ctx context.Context, g *globalOptions, o *pushOptions, args []strin
 	dir := "."
 	if len(args) == 1 {
 		dir = args[0]
+	}
+	if checkpoint, err := o.checkpointMode(dir); err != nil {
+		return err
+	} else if checkpoint {
+		return runPushCheckpoint(ctx, g, o, dir)
 	}
 	files, err := hub.ListFolder(dir, hub.FolderOptions{PathInRepo: o.PathInRepo, Exclude: o.Exclude})
 	if err != nil {
@@ -353,4 +395,124 @@ func (r *progressReporter) close() {
 	}
 	close(r.stop)
 	<-r.stopped
+}
+
+// checkpointMode decides whether push publishes DIR as a checkpoint (--merged, --adapter-only, or a DIR holding
+// adapter_config.json without --raw) and checks the flags that only make sense in one of the two modes.
+func (o *pushOptions) checkpointMode(dir string) (bool, error) {
+	if o.Merged && o.AdapterOnly {
+		return false, usagef("--merged and --adapter-only exclude each other")
+	}
+	if o.Raw && (o.Merged || o.AdapterOnly) {
+		return false, usagef("--raw uploads the folder as it is; it excludes --merged and --adapter-only")
+	}
+	if !o.Merged {
+		for _, f := range []struct {
+			name string
+			set  bool
+		}{{"--base", o.Base != ""}, {"--dtype", o.DType != ""}, {"--max-shard-size", o.MaxShardSize != "5GB"},
+			{"--device", o.Device != "auto"}} {
+			if f.set {
+				return false, usagef("%s applies to --merged", f.name)
+			}
+		}
+	}
+	checkpoint := o.Merged || o.AdapterOnly || (!o.Raw && pipeline.IsAdapterDir(dir))
+	if checkpoint && len(o.Exclude) > 0 {
+		return false, usagef("--exclude applies to folder uploads; a checkpoint publishes a fixed set of files (use --raw)")
+	}
+	if !checkpoint && o.StagingDir != "" {
+		return false, usagef("--staging-dir applies to --merged and --adapter-only")
+	}
+	return checkpoint, nil
+}
+
+// runPushCheckpoint publishes a LoRA checkpoint: merged into its base (--merged) or as an adapter.
+func runPushCheckpoint(ctx context.Context, g *globalOptions, o *pushOptions, dir string) error {
+	if err := syncStderr(g); err != nil {
+		return err
+	}
+	dt, err := pipeline.ParseDType(o.DType)
+	if err != nil {
+		return usagef("--dtype: %v", err)
+	}
+	shard, err := export.ParseSize(o.MaxShardSize)
+	if err != nil {
+		return usagef("--max-shard-size %q: %v", o.MaxShardSize, err)
+	}
+	switch o.Device {
+	case merge.DeviceAuto, merge.DeviceCPU, merge.DeviceCUDA:
+	default:
+		return usagef("--device must be auto, cpu or cuda, not %q", o.Device)
+	}
+	if st, err := os.Stat(dir); err != nil {
+		return err
+	} else if !st.IsDir() {
+		return fmt.Errorf("%s is not a directory", dir)
+	}
+	if !pipeline.IsAdapterDir(dir) {
+		return fmt.Errorf("%s: no adapter_config.json: not a PEFT adapter or trainer checkpoint", filepath.Join(dir, "adapter_config.json"))
+	}
+	publish, what := config.PublishAdapter, "adapter"
+	if o.Merged {
+		publish, what = config.PublishMerged, "merged model"
+	}
+	msg := o.Message
+	if msg == "" {
+		msg = "Upload " + what + " of {checkpoint}"
+		if abs, err := filepath.Abs(dir); err == nil {
+			if _, ok := watcher.ParseStep(filepath.Base(abs)); ok {
+				msg += " (step {step})"
+			}
+		}
+	}
+	t := pipeline.Target{
+		Repo: o.Repo, Private: o.Private, Revision: o.Revision, PathInRepo: o.PathInRepo, Publish: publish,
+		Layout: config.LayoutTags, Tag: o.Tag, Message: msg, CreatePR: o.CreatePR,
+		Base: o.Base, DType: dt, MaxShardSize: shard, Device: o.Device,
+	}
+
+	a := defaultAuthEnv()
+	tok, err := a.findToken(ctx, g)
+	if err != nil {
+		return err
+	}
+	if !tok.Found() {
+		return errors.New("no Hub token: run `hubsync login`, or set $HF_TOKEN, or pass --token")
+	}
+	g.log.Debug().Str("token_source", tok.String()).Msg("using token")
+	var journal hub.Journal
+	if bj, err := hub.OpenBoltJournal(uploadJournalPath(a.getenv)); err != nil {
+		g.log.Warn().Err(err).Msg("upload journal unavailable: an interrupted upload will restart its files from zero")
+	} else {
+		defer bj.Close()
+		journal = bj
+	}
+	c, err := newHubClient(g, tok.Value, func(ho *hub.Options) {
+		ho.Journal = journal
+		ho.ParallelFiles = o.ParallelFiles
+		ho.ParallelParts = o.ParallelParts
+	})
+	if err != nil {
+		return err
+	}
+	defer c.CloseIdleConnections()
+	prog := newProgressReporter(ctx, g, 5*time.Second)
+	defer prog.close()
+	env := &pipeline.Env{Client: c, Log: g.log, Backends: mergeBackends}
+	res, err := pipeline.PublishCheckpoint(ctx, env, t, dir, pipeline.PublishOptions{
+		Staging: o.StagingDir, Progress: prog.event, MergeProgress: mergeProgressLogger(g, 10*time.Second),
+	})
+	prog.close()
+	if err != nil {
+		return err
+	}
+	for _, pc := range res.Commits {
+		url := pc.URL
+		if pc.PullRequestURL != "" {
+			g.log.Info().Str("url", pc.PullRequestURL).Msg("pull request")
+		}
+		fmt.Fprintln(g.stdout, url)
+	}
+	return nil
 }

@@ -1,0 +1,393 @@
+package pipeline
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"io"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"strings"
+	"time"
+
+	"github.com/rs/zerolog"
+
+	"github.com/hubsync/hubsync/export"
+	"github.com/hubsync/hubsync/internal/journal"
+	"github.com/hubsync/hubsync/merge"
+	"github.com/hubsync/hubsync/watcher"
+)
+
+// Names inside a job's staging directory.
+const (
+	// partialSuffix marks an output set being built (renamed away when complete).
+	partialSuffix = ".partial"
+	// adapterConfigFile marks a PEFT adapter directory.
+	adapterConfigFile = "adapter_config.json"
+)
+
+// adapterWeightFiles are the adapter weight files published, first found wins.
+var adapterWeightFiles = []string{"adapter_model.safetensors", "adapter_model.bin"}
+
+// IsAdapterDir reports whether dir holds a PEFT adapter (adapter_config.json).
+func IsAdapterDir(dir string) bool {
+	st, err := os.Stat(filepath.Join(dir, adapterConfigFile))
+	return err == nil && st.Mode().IsRegular()
+}
+
+// outputSet is what one output kind publishes: files in a local directory with their digests.
+type outputSet struct {
+	Kind  string
+	Dir   string
+	Files []export.FileDigest
+}
+
+// bytes is the sum of the files' sizes.
+func (s *outputSet) bytes() int64 {
+	var n int64
+	for _, f := range s.Files {
+		n += f.Size
+	}
+	return n
+}
+
+// prepareOptions say how to build the outputs of one checkpoint.
+type prepareOptions struct {
+	// Src is the checkpoint directory (pinned copy for the daemon).
+	Src string
+	// Name is the checkpoint's name (checkpoint-N) for cards; Step its step (0: unknown).
+	Name string
+	Step int64
+	// Staging is the directory the output sets are written into (Staging/merged, Staging/adapter).
+	Staging string
+	Target  *Target
+	// Progress receives merge progress (done, total bytes).
+	Progress func(done, total int64)
+	Log      zerolog.Logger
+}
+
+// prepare writes every output set the target publishes. An existing complete set of a kind is replaced. On
+// error nothing of the failed set is left behind.
+func prepare(ctx context.Context, env *Env, o prepareOptions) ([]outputSet, error) {
+	var sets []outputSet
+	for _, k := range o.Target.kinds() {
+		var set *outputSet
+		var err error
+		switch k {
+		case KindMerged:
+			set, err = prepareMerged(ctx, env, o)
+		case KindAdapter:
+			set, err = prepareAdapter(ctx, o)
+		}
+		if err != nil {
+			return nil, err
+		}
+		sets = append(sets, *set)
+	}
+	return sets, nil
+}
+
+// baseFor returns the base model to merge into: the target's, else the adapter's base_model_name_or_path.
+func baseFor(src string, t *Target) (string, error) {
+	if t.Base != "" {
+		return t.Base, nil
+	}
+	cfgPath := filepath.Join(src, adapterConfigFile)
+	raw, err := os.ReadFile(cfgPath)
+	if err != nil {
+		return "", &merge.InputError{File: cfgPath, Msg: "cannot read the adapter config", Err: err}
+	}
+	ac, err := merge.ParseAdapterConfig(raw)
+	if err != nil {
+		return "", &merge.InputError{File: cfgPath, Msg: "invalid adapter config", Err: err}
+	}
+	if ac.BaseModelNameOrPath == "" {
+		return "", &merge.InputError{File: cfgPath, Tensor: "base_model_name_or_path",
+			Msg: "is empty: give the base model (--base, or base: in the watch entry)"}
+	}
+	return ac.BaseModelNameOrPath, nil
+}
+
+// prepareMerged merges the adapter in o.Src into its base, into o.Staging/merged. The merge checks the free
+// space of the staging file system against its plan before writing, streams, and computes every file's digest
+// while writing.
+func prepareMerged(ctx context.Context, env *Env, o prepareOptions) (*outputSet, error) {
+	out := filepath.Join(o.Staging, KindMerged)
+	if err := os.RemoveAll(out); err != nil {
+		return nil, fmt.Errorf("clearing %s: %w", out, err)
+	}
+	base, err := baseFor(o.Src, o.Target)
+	if err != nil {
+		return nil, err
+	}
+	res, err := merge.Run(ctx, merge.Options{
+		Base: base, Adapter: o.Src, Out: out, DType: o.Target.DType, MaxShardSize: o.Target.MaxShardSize,
+		Device: o.Target.Device, Backends: env.Backends, Threads: env.MergeThreads, Logger: o.Log,
+		FetchBase: env.fetchBase(o.Log), Progress: o.Progress,
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &outputSet{Kind: KindMerged, Dir: res.Dir, Files: res.Files}, nil
+}
+
+// prepareAdapter builds o.Staging/adapter: adapter_config.json, the adapter weights, the tokenizer files (hard
+// links, copies across file systems) and a README.md model card (export.AdapterCard). Optimizer, scheduler, RNG
+// state, training_args.bin (a pickle: loading it runs code) and trainer_state.json are not published.
+func prepareAdapter(ctx context.Context, o prepareOptions) (*outputSet, error) {
+	final := filepath.Join(o.Staging, KindAdapter)
+	tmp := final + partialSuffix
+	for _, p := range []string{final, tmp} {
+		if err := os.RemoveAll(p); err != nil {
+			return nil, fmt.Errorf("clearing %s: %w", p, err)
+		}
+	}
+	cfgPath := filepath.Join(o.Src, adapterConfigFile)
+	raw, err := os.ReadFile(cfgPath)
+	if err != nil {
+		return nil, &merge.InputError{File: cfgPath, Msg: "cannot read the adapter config", Err: err}
+	}
+	ac, err := merge.ParseAdapterConfig(raw)
+	if err != nil {
+		return nil, &merge.InputError{File: cfgPath, Msg: "invalid adapter config", Err: err}
+	}
+	names := []string{adapterConfigFile}
+	weights := ""
+	for _, w := range adapterWeightFiles {
+		if st, err := os.Stat(filepath.Join(o.Src, w)); err == nil && st.Mode().IsRegular() {
+			weights = w
+			break
+		}
+	}
+	if weights == "" {
+		return nil, &merge.InputError{File: o.Src, Msg: "no adapter weights (adapter_model.safetensors) in the checkpoint"}
+	}
+	names = append(names, weights)
+	if dir, toks := export.TokenizerFiles(o.Src); dir != "" {
+		names = append(names, toks...)
+	}
+	if err := os.MkdirAll(tmp, 0o755); err != nil {
+		return nil, err
+	}
+	ok := false
+	defer func() {
+		if !ok {
+			os.RemoveAll(tmp)
+		}
+	}()
+	for _, n := range names {
+		if err := ctx.Err(); err != nil {
+			return nil, err
+		}
+		if err := linkOrCopy(filepath.Join(o.Src, n), filepath.Join(tmp, n)); err != nil {
+			return nil, err
+		}
+	}
+	repo := o.Target.Repo
+	if o.Target.publish() == "both" {
+		repo = o.Target.AdapterRepo
+	}
+	card := export.AdapterCard(export.CardInfo{
+		BaseModel: ac.BaseModelNameOrPath, AdapterName: o.Name, Step: int(o.Step), Rank: ac.R, Alpha: ac.LoraAlpha,
+		UseRSLoRA: ac.UseRSLoRA, UseDoRA: ac.UseDoRA, TargetModules: ac.TargetModules, RepoID: repo,
+	})
+	if err := os.WriteFile(filepath.Join(tmp, "README.md"), card, 0o644); err != nil {
+		return nil, err
+	}
+	names = append(names, "README.md")
+	sort.Strings(names)
+	files := make([]export.FileDigest, 0, len(names))
+	for _, n := range names {
+		d, err := digestFile(ctx, filepath.Join(tmp, n))
+		if err != nil {
+			return nil, err
+		}
+		d.Path = n
+		files = append(files, d)
+	}
+	if err := syncDir(tmp); err != nil {
+		return nil, err
+	}
+	if err := os.Rename(tmp, final); err != nil {
+		return nil, err
+	}
+	ok = true
+	return &outputSet{Kind: KindAdapter, Dir: final, Files: files}, nil
+}
+
+// digestFile hashes a file: size, sha256 and the first 512 bytes.
+func digestFile(ctx context.Context, p string) (export.FileDigest, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return export.FileDigest{}, err
+	}
+	defer f.Close()
+	h := sha256.New()
+	var sample []byte
+	buf := make([]byte, 1<<20)
+	var n int64
+	for {
+		if err := ctx.Err(); err != nil {
+			return export.FileDigest{}, err
+		}
+		k, err := f.Read(buf)
+		if k > 0 {
+			if len(sample) < 512 {
+				sample = append(sample, buf[:min(k, 512-len(sample))]...)
+			}
+			h.Write(buf[:k])
+			n += int64(k)
+		}
+		if err == io.EOF {
+			break
+		}
+		if err != nil {
+			return export.FileDigest{}, fmt.Errorf("reading %s: %w", p, err)
+		}
+	}
+	var d export.FileDigest
+	d.Size = n
+	copy(d.SHA256[:], h.Sum(nil))
+	d.Sample = sample
+	return d, nil
+}
+
+// linkOrCopy hard-links src to dst, copying when a link is impossible (another file system, no link support).
+func linkOrCopy(src, dst string) error {
+	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+		return err
+	}
+	if err := os.Link(src, dst); err == nil {
+		return nil
+	}
+	in, err := os.Open(src)
+	if err != nil {
+		return err
+	}
+	defer in.Close()
+	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return err
+	}
+	if _, err := io.Copy(out, in); err != nil {
+		out.Close()
+		return fmt.Errorf("copying %s: %w", src, err)
+	}
+	if err := out.Sync(); err != nil {
+		out.Close()
+		return err
+	}
+	return out.Close()
+}
+
+func syncDir(dir string) error {
+	f, err := os.Open(dir)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if err := f.Sync(); err != nil && !errors.Is(err, fs.ErrInvalid) {
+		return err
+	}
+	return nil
+}
+
+// journalOutputs records output sets in the journal: Path is relative to the job's staging directory
+// (kind/rel), so the local file is StagingDir/Path and the path in the repo is the destination's prefix + rel.
+func journalOutputs(sets []outputSet) []journal.Output {
+	var out []journal.Output
+	for _, s := range sets {
+		for _, f := range s.Files {
+			out = append(out, journal.Output{Path: s.Kind + "/" + f.Path, Size: f.Size,
+				SHA256: hex.EncodeToString(f.SHA256[:]), Sample: f.Sample})
+		}
+	}
+	return out
+}
+
+// setsFromJournal rebuilds the output sets of a merged job from its journal record, checking that every file is
+// still in the staging directory with its recorded size.
+func setsFromJournal(job *journal.Job, kinds []string) ([]outputSet, error) {
+	byKind := map[string]*outputSet{}
+	for _, k := range kinds {
+		byKind[k] = &outputSet{Kind: k, Dir: filepath.Join(job.StagingDir, k)}
+	}
+	for _, o := range job.Outputs {
+		k, rel, ok := strings.Cut(o.Path, "/")
+		s := byKind[k]
+		if !ok || s == nil {
+			return nil, fmt.Errorf("journal output %q is not under %s", o.Path, strings.Join(kinds, " or "))
+		}
+		local := filepath.Join(s.Dir, filepath.FromSlash(rel))
+		st, err := os.Stat(local)
+		if err != nil {
+			return nil, fmt.Errorf("merged output missing: %w", err)
+		}
+		if st.Size() != o.Size {
+			return nil, fmt.Errorf("merged output %s is %d bytes, the journal recorded %d", local, st.Size(), o.Size)
+		}
+		var d export.FileDigest
+		d.Path, d.Size, d.Sample = rel, o.Size, o.Sample
+		b, err := hex.DecodeString(o.SHA256)
+		if err != nil || len(b) != 32 {
+			return nil, fmt.Errorf("journal output %q has a bad sha256 %q", o.Path, o.SHA256)
+		}
+		copy(d.SHA256[:], b)
+		s.Files = append(s.Files, d)
+	}
+	var out []outputSet
+	for _, k := range kinds {
+		if len(byKind[k].Files) == 0 {
+			return nil, fmt.Errorf("the journal records no %s outputs", k)
+		}
+		out = append(out, *byKind[k])
+	}
+	return out, nil
+}
+
+// pin pins the checkpoint src into dst (replacing an interrupted earlier pin). files, when known, are the
+// checkpoint's content as found complete.
+func pin(ctx context.Context, src, dst string, files []watcher.FileInfo, log zerolog.Logger) (*watcher.Pinned, error) {
+	opts := []watcher.PinOption{watcher.WithReplace(), watcher.WithPinLogger(log)}
+	if len(files) > 0 {
+		opts = append(opts, watcher.WithExpected(files))
+	}
+	p, err := watcher.Pin(ctx, src, dst, opts...)
+	if err != nil {
+		if errors.Is(err, fs.ErrNotExist) && ctx.Err() == nil {
+			if _, serr := os.Stat(src); serr != nil {
+				return nil, permanent(fmt.Errorf("checkpoint %s disappeared before it could be pinned (trainer rotation?): %w", src, err))
+			}
+		}
+		return nil, err
+	}
+	return p, nil
+}
+
+// rateLimited returns f called at most once per every (the last call of a burst may be dropped; callers flush).
+func rateLimited(every time.Duration, now func() time.Time, f func()) func(force bool) {
+	var last time.Time
+	return func(force bool) {
+		t := now()
+		if !force && !last.IsZero() && t.Sub(last) < every {
+			return
+		}
+		last = t
+		f()
+	}
+}
+
+// sortedKeys returns m's keys, sorted.
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
+}
