@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/hubsync/hubsync/export"
+	"github.com/hubsync/hubsync/hub"
 	"github.com/hubsync/hubsync/internal/tensor"
 	"github.com/hubsync/hubsync/merge"
 	"github.com/hubsync/hubsync/merge/kernels"
@@ -124,6 +125,9 @@ func runMerge(ctx context.Context, g *globalOptions, o *mergeOptions) error {
 		return err
 	}
 	opts.Progress = mergeProgressLogger(g, 10*time.Second)
+	opts.FetchBase = func(ctx context.Context, repoID string) (string, error) {
+		return fetchBase(ctx, g, repoID)
+	}
 	if o.CPUProfile != "" {
 		f, err := os.Create(o.CPUProfile)
 		if err != nil {
@@ -143,6 +147,26 @@ func runMerge(ctx context.Context, g *globalOptions, o *mergeOptions) error {
 		res.Tensors, res.Merged, res.Dir, res.Shards, mergeHumanSize(res.Bytes), res.DType.TorchName(),
 		res.Duration.Seconds(), float64(res.Bytes)/1e9/res.Duration.Seconds(), res.Backend)
 	return nil
+}
+
+// fetchBase downloads a base repo that is not in the HF cache into it (main revision), with the usual token
+// sources; the merge calls it only when the cache lacks the repo.
+func fetchBase(ctx context.Context, g *globalOptions, repoID string) (string, error) {
+	tok, err := defaultAuthEnv().findToken(ctx, g)
+	if err != nil {
+		return "", err
+	}
+	c, err := newHubClient(g, tok.Value, nil)
+	if err != nil {
+		return "", err
+	}
+	defer c.CloseIdleConnections()
+	g.log.Info().Str("base", repoID).Msg("base model not in the HF cache: downloading it")
+	dir, err := c.Download(ctx, repoID, "main", hub.DownloadOptions{})
+	if err != nil {
+		return "", fmt.Errorf("download base %s: %w", repoID, err)
+	}
+	return dir, nil
 }
 
 // mergeProgressLogger logs merge progress at most once per interval.

@@ -276,3 +276,36 @@ func TestPushCheckpointCLIErrors(t *testing.T) {
 		t.Errorf("%d commits were made", n)
 	}
 }
+
+// TestMergeFetchesBaseCLI: `hubsync merge --base OWNER/NAME` with a base that is not in the HF cache downloads it
+// through the Hub client, then merges exactly as from the local directory.
+func TestMergeFetchesBaseCLI(t *testing.T) {
+	home := hubcliIsolate(t)
+	s := hubcliServer(t)
+	f := newCkptFixture(t, 7)
+	ckpt := filepath.Join(f.outputs, "checkpoint-7")
+	g := []string{"--endpoint", s.URL(), "--token", hubcliToken, "--log-format", "json"}
+	if code, _, errb := hubcliRun(t, append(append([]string{}, g...), "push", f.base, "--repo", "w/base", "--raw")...); code != 0 {
+		t.Fatalf("upload base: %s", errb)
+	}
+	local := filepath.Join(t.TempDir(), "local")
+	if code, _, errb := hubcliRun(t, "merge", "--base", f.base, "--adapter", ckpt, "--out", local); code != 0 {
+		t.Fatalf("merge from the local base: %s", errb)
+	}
+	remote := filepath.Join(t.TempDir(), "remote")
+	args := append(append([]string{}, g...), "merge", "--base", "w/base", "--adapter", ckpt, "--out", remote)
+	if code, _, errb := hubcliRun(t, args...); code != 0 {
+		t.Fatalf("merge --base w/base: exit %d\n%s", code, errb)
+	}
+	if _, err := hub.ResolveCachedSnapshot(filepath.Join(home, "hf", "hub"), "w/base", "main"); err != nil {
+		t.Errorf("the base was not downloaded into the HF cache: %v", err)
+	}
+	sameFiles(t, "merge from the Hub", digests(t, remote), digests(t, local), "README.md")
+
+	// Without a Hub that has it, the error says it is not in the cache and names the repo.
+	args = append(append([]string{}, g...), "merge", "--base", "w/missing", "--adapter", ckpt, "--out", filepath.Join(t.TempDir(), "x"))
+	code, _, errb := hubcliRun(t, args...)
+	if code != 1 || !strings.Contains(errb, "w/missing") || !strings.Contains(errb, "not in the HF cache") {
+		t.Errorf("missing base: exit %d, %s", code, errb)
+	}
+}
