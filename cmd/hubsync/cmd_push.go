@@ -101,7 +101,7 @@ func newPushCommand(g *globalOptions) *cobra.Command {
 		Short: "Upload a folder to a Hub model repo as one commit",
 		Long: `push uploads DIR (default: the current directory) to a model repo as one commit: files the Hub
 already has are skipped, large files go through parallel, resumable multipart uploads (finished parts are
-journaled in $STATE_DIRECTORY/hubsync.db, else $XDG_STATE_HOME/hubsync/uploads.db, else
+journaled in $STATE_DIRECTORY/uploads.db, else $XDG_STATE_HOME/hubsync/uploads.db, else
 ~/.local/state/hubsync/uploads.db, so a rerun after a crash sends only the missing parts), .git/ and .cache/
 are never uploaded. The repo is created when missing, the branch too; --tag tags the new commit.
 On success the commit URL is printed on standard output.
@@ -130,7 +130,7 @@ func uploadJournalPath(getenv hub.Getenv) string {
 	if d := getenv("STATE_DIRECTORY"); d != "" {
 		// systemd passes a colon-separated list when several state directories are configured.
 		first, _, _ := strings.Cut(d, ":")
-		return filepath.Join(first, "hubsync.db")
+		return filepath.Join(first, "uploads.db")
 	}
 	if x := getenv("XDG_STATE_HOME"); x != "" {
 		return filepath.Join(x, "hubsync", "uploads.db")

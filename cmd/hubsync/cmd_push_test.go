@@ -171,7 +171,7 @@ func TestUploadJournalPath(t *testing.T) {
 		env  map[string]string
 		want string
 	}{
-		{map[string]string{"STATE_DIRECTORY": "/var/lib/hubsync:/other", "XDG_STATE_HOME": "/x"}, "/var/lib/hubsync/hubsync.db"},
+		{map[string]string{"STATE_DIRECTORY": "/var/lib/hubsync:/other", "XDG_STATE_HOME": "/x"}, "/var/lib/hubsync/uploads.db"},
 		{map[string]string{"XDG_STATE_HOME": "/x", "HOME": "/h"}, "/x/hubsync/uploads.db"},
 		{map[string]string{"HOME": "/h"}, "/h/.local/state/hubsync/uploads.db"},
 	}
