@@ -1,7 +1,6 @@
 package e2e
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha1"
 	"crypto/sha256"
@@ -19,17 +18,6 @@ import (
 // titleStep finds the checkpoint step in a commit title ("Upload checkpoint-20 (step 20)").
 var titleStep = regexp.MustCompile(`checkpoint-([0-9]+)`)
 
-// withoutAdapterLine drops the model card line naming the local adapter directory the merge read.
-func withoutAdapterLine(card []byte) []byte {
-	var out [][]byte
-	for _, line := range bytes.Split(card, []byte("\n")) {
-		if !bytes.HasPrefix(line, []byte("- Adapter: ")) {
-			out = append(out, line)
-		}
-	}
-	return bytes.Join(out, []byte("\n"))
-}
-
 // gitBlobID is the git object id of a file with content b (what the tree listing gives for regular files).
 func gitBlobID(b []byte) string {
 	h := sha1.New()
@@ -39,8 +27,7 @@ func gitBlobID(b []byte) string {
 }
 
 // compareTree compares a tree listing with an expected checkpoint: the same paths (besides .gitattributes),
-// LFS files by sha256 and size, regular files by git blob id (README.md only by presence: its adapter line
-// differs). It returns the differences.
+// LFS files by sha256 and size, regular files by git blob id. It returns the differences.
 func compareTree(entries []hub.TreeEntry, e *expectedCheckpoint) []string {
 	var diffs []string
 	seen := map[string]bool{}
@@ -53,7 +40,6 @@ func compareTree(entries []hub.TreeEntry, e *expectedCheckpoint) []string {
 		switch {
 		case !ok:
 			diffs = append(diffs, fmt.Sprintf("%s: not in checkpoint-%d's merge", en.Path, e.Step))
-		case en.Path == "README.md":
 		case en.IsLFS():
 			if en.LFS.OID != hex.EncodeToString(f.SHA256[:]) || en.LFS.Size != f.Size {
 				diffs = append(diffs, fmt.Sprintf("%s: LFS %s (%d bytes), the local merge has %x (%d bytes)",
@@ -82,20 +68,13 @@ func compareTree(entries []hub.TreeEntry, e *expectedCheckpoint) []string {
 	return diffs
 }
 
-// compareDownload compares a downloaded snapshot with an expected checkpoint byte for byte (sha256), the card
-// without its adapter line.
+// compareDownload compares a downloaded snapshot with an expected checkpoint byte for byte (sha256).
 func compareDownload(snap string, e *expectedCheckpoint) []string {
 	var diffs []string
 	for p, f := range e.Files {
 		b, err := os.ReadFile(filepath.Join(snap, filepath.FromSlash(p)))
 		if err != nil {
 			diffs = append(diffs, fmt.Sprintf("%s: %v", p, err))
-			continue
-		}
-		if p == "README.md" {
-			if !bytes.Equal(withoutAdapterLine(b), e.Card) {
-				diffs = append(diffs, "README.md: differs from the local merge's card beyond the adapter line")
-			}
 			continue
 		}
 		if sha256.Sum256(b) != f.SHA256 {

@@ -205,12 +205,16 @@ func (p *Plan) cardInfo(sp *export.ShardPlan) export.CardInfo {
 	if base == "" {
 		base = p.base.dir
 	}
+	name := p.opts.AdapterName
+	if name == "" {
+		name = filepath.Base(filepath.Clean(p.ad.dir))
+	}
 	ci := export.CardInfo{
-		BaseModel: base, AdapterName: p.ad.dir, Rank: c.R, Alpha: c.LoraAlpha, UseRSLoRA: c.UseRSLoRA,
+		BaseModel: base, AdapterName: name, Rank: c.R, Alpha: c.LoraAlpha, UseRSLoRA: c.UseRSLoRA,
 		UseDoRA: c.UseDoRA, TargetModules: c.TargetModules, DType: p.modelDType, Shards: len(sp.Shards),
 		TotalSize: sp.TotalSize, Tags: p.opts.CardTags, Extra: p.opts.CardExtra,
 	}
-	if m := checkpointStep.FindStringSubmatch(filepath.Clean(p.ad.dir)); m != nil {
+	if m := checkpointStep.FindStringSubmatch(name); m != nil {
 		ci.Step, _ = strconv.Atoi(m[1])
 	}
 	return ci

@@ -44,6 +44,9 @@ type Options struct {
 	Logger zerolog.Logger
 	// Progress is called with the output bytes written so far and the total, from the writing goroutine.
 	Progress func(done, total int64)
+	// AdapterName names the adapter on the model card (default: the adapter directory's base name, e.g.
+	// "checkpoint-500"; local paths are never published).
+	AdapterName string
 	// CardExtra adds free-form "key: value" lines to the model card.
 	CardExtra map[string]string
 	// CardTags are added to the model card's tags.

@@ -1,7 +1,6 @@
 package main
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"crypto/sha256"
@@ -506,9 +505,8 @@ func (d *demo) checkStep(ctx context.Context, w config.Watch, step int64) error 
 	return nil
 }
 
-// compareWithLocalMerge compares the downloaded snapshot with a local merge's files: every file byte for byte
-// (sha256), except the model card's "- Adapter:" line, which names the adapter directory the merge read (the
-// daemon's pinned copy vs the trainer's checkpoint). It returns the number of equal files and the differences.
+// compareWithLocalMerge compares the downloaded snapshot with a local merge's files, every file byte for byte
+// (sha256). It returns the number of equal files and the differences.
 func compareWithLocalMerge(snap string, res *merge.Result) (int, []string, error) {
 	var diffs []string
 	same := 0
@@ -518,18 +516,6 @@ func compareWithLocalMerge(snap string, res *merge.Result) (int, []string, error
 		got, err := os.ReadFile(filepath.Join(snap, filepath.FromSlash(f.Path)))
 		if err != nil {
 			diffs = append(diffs, fmt.Sprintf("%s: missing from the Hub: %v", f.Path, err))
-			continue
-		}
-		if f.Path == "README.md" {
-			local, err := os.ReadFile(filepath.Join(res.Dir, "README.md"))
-			if err != nil {
-				return 0, nil, err
-			}
-			if !bytes.Equal(withoutAdapterLine(got), withoutAdapterLine(local)) {
-				diffs = append(diffs, "README.md differs from the local merge's card")
-				continue
-			}
-			same++
 			continue
 		}
 		if sum := sha256.Sum256(got); sum != f.SHA256 || int64(len(got)) != f.Size {
@@ -551,17 +537,6 @@ func compareWithLocalMerge(snap string, res *merge.Result) (int, []string, error
 		return nil
 	})
 	return same, diffs, err
-}
-
-// withoutAdapterLine drops the model card line that names the local adapter directory.
-func withoutAdapterLine(card []byte) []byte {
-	var out [][]byte
-	for _, line := range bytes.Split(card, []byte("\n")) {
-		if !bytes.HasPrefix(line, []byte("- Adapter: ")) {
-			out = append(out, line)
-		}
-	}
-	return bytes.Join(out, []byte("\n"))
 }
 
 // referenceCheck is the comparison of a merged model with the float64 reference.
