@@ -168,7 +168,9 @@ func (j *BoltJournal) PutPart(ctx context.Context, key string, n int, etag strin
 	}
 	var k [4]byte
 	binary.BigEndian.PutUint32(k[:], uint32(n))
-	err := j.db.Update(func(tx *bbolt.Tx) error {
+	// Batch coalesces the ETags of parts finishing together into one fsynced transaction, so the journal keeps
+	// up with many parallel parts; the function is idempotent, as Batch requires.
+	err := j.db.Batch(func(tx *bbolt.Tx) error {
 		b := tx.Bucket(j.bucket)
 		if b == nil {
 			return fmt.Errorf("bucket %q missing", j.bucket)
