@@ -255,6 +255,10 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 // digestChunk is the unit handed to the background writer and hasher.
 const digestChunk = 4 << 20
 
+// writebackEvery is how many bytes a DigestWriter over a file writes before it asks the kernel to start writing
+// them to disk (so a file does not reach its fsync with gigabytes of dirty pages).
+const writebackEvery = 64 << 20
+
 // DigestWriter forwards bytes to an underlying writer while computing size, SHA-256 and the leading sample.
 // Hashing and writing run in two background goroutines over a small ring of 4 MiB buffers, so they overlap with
 // each other and with the producer. Close flushes and returns the digest and the first write error.
@@ -300,10 +304,17 @@ func NewDigestWriter(w io.Writer) *DigestWriter {
 	}()
 	go func() { // file writer: writes in order; a buffer is free again once both hashed and written
 		defer d.wg.Done()
+		f, isFile := w.(*os.File)
+		var off, flushed int64
 		for b := range d.toFile {
 			if d.firstErr() == nil {
 				if _, err := d.w.Write(b); err != nil {
 					d.setErr(err)
+				}
+				off += int64(len(b))
+				if isFile && off-flushed >= writebackEvery {
+					startWriteback(f, flushed, off-flushed)
+					flushed = off
 				}
 			}
 			hb := <-d.hashed
