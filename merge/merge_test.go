@@ -116,39 +116,15 @@ func (c mergeCase) generate(t testing.TB, dir string) (base, adapter string) {
 	return base, adapter
 }
 
-// ulp is the spacing of dtype d's representable values at |x| (subnormal spacing near zero).
-func ulp(d tensor.DType, x float64) float64 {
-	var mant, minExp int
-	switch d {
-	case tensor.BF16:
-		mant, minExp = 7, -126
-	case tensor.F16:
-		mant, minExp = 10, -14
-	default:
-		mant, minExp = 23, -126
-	}
-	_, e := math.Frexp(math.Abs(x)) // |x| = f·2^e, f in [0.5, 1)
-	e--
-	if e < minExp {
-		e = minExp
-	}
-	return math.Ldexp(1, e-mant)
-}
-
 // roundRef rounds a float64 reference value to d as the output would be stored (via float32, as torch does).
 func roundRef(d tensor.DType, x float64) float64 {
 	return float64(tensor.RoundTo(d, float32(x)))
 }
 
-// compareToReference checks every output tensor against the float64 reference.
-//
-// Tolerance: the merge computes W + scaling·(B·A) (and DoRA) in float32 and rounds once to the output dtype, so
-// |got − ref| ≤ ½ulp_out(got) + e32, where e32, the float32 computation error, is bounded by (r+4)·2⁻²⁴·Σ|terms|.
-// We allow 1 ulp_out(ref) (covers ½ulp plus a rounding-boundary crossing caused by e32) plus 2⁻¹⁷·max|ref| of
-// the tensor (e32 for r ≤ 16 with a margin for DoRA's norm and division). That absolute term is 2⁹ times smaller
-// than a bf16 ulp of the tensor's largest values, so errors of merge semantics (a wrong scaling, transpose,
-// missing base rounding or DoRA factor) cannot hide in it. For 16-bit outputs we also require that at most 1% of
-// the elements differ from the correctly rounded reference at all.
+// compareToReference checks every output tensor against the float64 reference with testmodel.Tolerance (whose
+// comment derives it): every value within 1 ulp of the output dtype plus 2⁻¹⁷·max|ref| of the tensor, and for
+// 16-bit outputs at most testmodel.MaxInexactFraction of the elements different from the correctly rounded
+// reference at all.
 func compareToReference(t *testing.T, outDir string, ref map[string]testmodel.RefTensor, want func(name string) tensor.DType) {
 	t.Helper()
 	got := readOutput(t, outDir)
@@ -181,13 +157,13 @@ func compareToReference(t *testing.T, outDir string, ref map[string]testmodel.Re
 		for _, v := range r.Values {
 			maxAbs = max(maxAbs, math.Abs(v))
 		}
-		abs := math.Ldexp(maxAbs, -17)
 		bad, inexact := 0, 0
 		for i, rv := range r.Values {
 			gv := float64(vals[i])
-			if d := math.Abs(gv - rv); d > ulp(g.DType, rv)+abs || math.IsNaN(gv) {
+			tol := testmodel.Tolerance(g.DType, rv, maxAbs)
+			if d := math.Abs(gv - rv); d > tol || math.IsNaN(gv) {
 				if bad < 3 {
-					t.Errorf("%s[%s]: got %v, reference %v (diff %g, tolerance %g)", n, indexString(r.Shape, int64(i)), gv, rv, d, ulp(g.DType, rv)+abs)
+					t.Errorf("%s[%s]: got %v, reference %v (diff %g, tolerance %g)", n, indexString(r.Shape, int64(i)), gv, rv, d, tol)
 				}
 				bad++
 			}
@@ -198,7 +174,7 @@ func compareToReference(t *testing.T, outDir string, ref map[string]testmodel.Re
 		if bad > 0 {
 			t.Errorf("%s: %d of %d elements outside the tolerance", n, bad, len(r.Values))
 		}
-		if g.DType != tensor.F32 && inexact*100 > len(r.Values) {
+		if g.DType != tensor.F32 && float64(inexact) > testmodel.MaxInexactFraction*float64(len(r.Values)) {
 			t.Errorf("%s: %d of %d elements are not the correctly rounded reference", n, inexact, len(r.Values))
 		}
 	}

@@ -8,10 +8,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
-	"math"
 	"os"
 	"path/filepath"
-	"sort"
 	"strings"
 	"sync"
 	"time"
@@ -23,7 +21,6 @@ import (
 	"github.com/hubsync/hubsync/internal/config"
 	"github.com/hubsync/hubsync/internal/journal"
 	"github.com/hubsync/hubsync/internal/pipeline"
-	"github.com/hubsync/hubsync/internal/safetensors"
 	"github.com/hubsync/hubsync/internal/tensor"
 	"github.com/hubsync/hubsync/internal/testmodel"
 	"github.com/hubsync/hubsync/merge"
@@ -488,7 +485,7 @@ func (d *demo) checkStep(ctx context.Context, w config.Watch, step int64) error 
 	if err != nil {
 		return fmt.Errorf("demo: reference merge of %s: %w", ckpt, err)
 	}
-	rc, err := compareWithReference(snap, ref)
+	rc, err := testmodel.CompareDir(snap, ref)
 	if err != nil {
 		return fmt.Errorf("demo: %w", err)
 	}
@@ -537,120 +534,6 @@ func compareWithLocalMerge(snap string, res *merge.Result) (int, []string, error
 		return nil
 	})
 	return same, diffs, err
-}
-
-// referenceCheck is the comparison of a merged model with the float64 reference.
-type referenceCheck struct {
-	Tensors    int
-	Elements   int64
-	MaxAbs     float64 // largest |merged − reference|
-	WorstRatio float64 // largest |merged − reference| / tolerance (≤ 1 passes)
-	Problems   []string
-}
-
-// compareWithReference checks every tensor of the merged model in dir against ref with the merge tests'
-// tolerance: |got − ref| ≤ ulp_out(ref) + 2⁻¹⁷·max|ref| of the tensor (the float32 computation error, far below a
-// bf16 ulp of the tensor's large values), and for 16-bit outputs at most 1% of the elements different from the
-// correctly rounded reference.
-func compareWithReference(dir string, ref map[string]testmodel.RefTensor) (referenceCheck, error) {
-	var rc referenceCheck
-	files, err := filepath.Glob(filepath.Join(dir, "*.safetensors"))
-	if err != nil {
-		return rc, err
-	}
-	seen := map[string]bool{}
-	for _, p := range files {
-		if err := compareFileWithReference(p, ref, seen, &rc); err != nil {
-			return rc, err
-		}
-	}
-	var missing []string
-	for n := range ref {
-		if !seen[n] {
-			missing = append(missing, n)
-		}
-	}
-	sort.Strings(missing)
-	for _, n := range missing {
-		rc.Problems = append(rc.Problems, fmt.Sprintf("%s: in the reference, not in the merged model", n))
-	}
-	return rc, nil
-}
-
-func compareFileWithReference(path string, ref map[string]testmodel.RefTensor, seen map[string]bool, rc *referenceCheck) error {
-	f, err := safetensors.Open(path)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	for _, t := range f.Tensors {
-		r, ok := ref[t.Name]
-		if !ok {
-			rc.Problems = append(rc.Problems, fmt.Sprintf("%s (%s): not in the reference", t.Name, filepath.Base(path)))
-			continue
-		}
-		seen[t.Name] = true
-		if !tensor.EqualShapes(t.Shape, r.Shape) {
-			rc.Problems = append(rc.Problems, fmt.Sprintf("%s: shape %v, reference %v", t.Name, t.Shape, r.Shape))
-			continue
-		}
-		raw, err := f.ReadTensor(t)
-		if err != nil {
-			return err
-		}
-		vals := make([]float32, t.NumElements())
-		if err := tensor.DecodeFloats(t.DType, raw, vals); err != nil {
-			return fmt.Errorf("%s: %s: %w", path, t.Name, err)
-		}
-		var maxRef float64
-		for _, v := range r.Values {
-			maxRef = max(maxRef, math.Abs(v))
-		}
-		abs := math.Ldexp(maxRef, -17)
-		bad, inexact := 0, 0
-		for i, rv := range r.Values {
-			gv := float64(vals[i])
-			diff := math.Abs(gv - rv)
-			tol := ulpOf(t.DType, rv) + abs
-			if diff > tol || math.IsNaN(gv) {
-				bad++
-			}
-			rc.MaxAbs = max(rc.MaxAbs, diff)
-			rc.WorstRatio = max(rc.WorstRatio, diff/tol)
-			if float32(gv) != tensor.RoundTo(t.DType, float32(rv)) {
-				inexact++
-			}
-		}
-		rc.Tensors++
-		rc.Elements += int64(len(r.Values))
-		if bad > 0 {
-			rc.Problems = append(rc.Problems, fmt.Sprintf("%s: %d of %d elements outside the tolerance", t.Name, bad, len(r.Values)))
-		}
-		if t.DType != tensor.F32 && inexact*100 > len(r.Values) {
-			rc.Problems = append(rc.Problems, fmt.Sprintf("%s: %d of %d elements are not the correctly rounded reference",
-				t.Name, inexact, len(r.Values)))
-		}
-	}
-	return nil
-}
-
-// ulpOf is the spacing of dtype dt's representable values at |x| (subnormal spacing near zero).
-func ulpOf(dt tensor.DType, x float64) float64 {
-	var mant, minExp int
-	switch dt {
-	case tensor.BF16:
-		mant, minExp = 7, -126
-	case tensor.F16:
-		mant, minExp = 10, -14
-	default:
-		mant, minExp = 23, -126
-	}
-	_, e := math.Frexp(math.Abs(x)) // |x| = f·2^e, f in [0.5, 1)
-	e--
-	if e < minExp {
-		e = minExp
-	}
-	return math.Ldexp(1, e-mant)
 }
 
 // demoDirSize is the total size of the regular files under dir.

@@ -117,7 +117,7 @@ func TestDemoChecksCatchErrors(t *testing.T) {
 	}
 
 	// The merge output itself passes both checks.
-	rc, err := compareWithReference(res.Dir, ref)
+	rc, err := testmodel.CompareDir(res.Dir, ref)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -179,7 +179,7 @@ func TestDemoChecksCatchErrors(t *testing.T) {
 	v := tensor.BF16ToF32(h)
 	binary.LittleEndian.PutUint16(data[at:], h+4)
 	demoWriteFile(t, shard, data)
-	rc, err = compareWithReference(snap, ref)
+	rc, err = testmodel.CompareDir(snap, ref)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -193,7 +193,7 @@ func TestDemoChecksCatchErrors(t *testing.T) {
 	// A tensor missing from the merged model is reported.
 	delete(ref, big.Name)
 	ref["model.extra.weight"] = testmodel.RefTensor{Shape: []int64{1}, Values: []float64{1}}
-	rc, _ = compareWithReference(res.Dir, ref)
+	rc, _ = testmodel.CompareDir(res.Dir, ref)
 	if len(rc.Problems) != 2 {
 		t.Errorf("extra and missing tensors: %v", rc.Problems)
 	}

@@ -181,3 +181,27 @@ func TestParseDType(t *testing.T) {
 		}
 	}
 }
+
+func TestULP(t *testing.T) {
+	tests := []struct {
+		d    DType
+		x    float64
+		want float64
+	}{
+		{BF16, 1, 0x1p-7}, {BF16, 1.5, 0x1p-7}, {BF16, 2, 0x1p-6}, {BF16, -3, 0x1p-6},
+		{F16, 1, 0x1p-10}, {F16, 65504, 32}, {F16, 1e-7, 0x1p-24}, {F16, 0, 0x1p-24},
+		{F32, 1, 0x1p-23}, {F32, 0, 0x1p-149},
+	}
+	for _, tt := range tests {
+		if got := ULP(tt.d, tt.x); got != tt.want {
+			t.Errorf("ULP(%s, %g) = %g, want %g", tt.d, tt.x, got, tt.want)
+		}
+	}
+	// Consecutive representable values differ by exactly one ULP.
+	for _, h := range []uint16{0x3F80, 0x4000, 0x0001, 0x7F00} {
+		a, b := float64(BF16ToF32(h)), float64(BF16ToF32(h+1))
+		if ULP(BF16, a) != b-a {
+			t.Errorf("bf16 %#04x: ULP %g, spacing %g", h, ULP(BF16, a), b-a)
+		}
+	}
+}

@@ -4,6 +4,7 @@ package tensor
 
 import (
 	"fmt"
+	"math"
 	"strings"
 )
 
@@ -203,4 +204,22 @@ func EqualShapes(a, b []int64) bool {
 		}
 	}
 	return true
+}
+
+// ULP is the spacing of dtype d's representable values at |x| (the subnormal spacing near zero). d is F16, BF16
+// or F32 (anything else is treated as F32).
+func ULP(d DType, x float64) float64 {
+	mant, minExp := 23, -126
+	switch d {
+	case BF16:
+		mant, minExp = 7, -126
+	case F16:
+		mant, minExp = 10, -14
+	}
+	_, e := math.Frexp(math.Abs(x)) // |x| = f·2^e, f in [0.5, 1)
+	e--
+	if x == 0 || e < minExp {
+		e = minExp
+	}
+	return math.Ldexp(1, e-mant)
 }
