@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/hubsync/hubsync/internal/timing"
 )
 
 // RetryPolicy says how often and how long the client retries a failed request. The zero value means the
@@ -48,7 +50,7 @@ func (p RetryPolicy) withDefaults() RetryPolicy {
 		p.MaxRetryAfter = d.MaxRetryAfter
 	}
 	if p.Sleep == nil {
-		p.Sleep = sleepCtx
+		p.Sleep = timing.Sleep
 	}
 	return p
 }
@@ -62,21 +64,6 @@ func (p RetryPolicy) backoff(n int) time.Duration {
 	}
 	ceil = min(ceil, p.MaxDelay)
 	return time.Duration(rand.Int64N(int64(ceil) + 1))
-}
-
-// sleepCtx waits d or until ctx is done.
-func sleepCtx(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return ctx.Err()
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }
 
 // retryableStatus reports whether a status is worth retrying (the Hub's and S3's transient answers).

@@ -3,6 +3,8 @@ package hub
 import (
 	"context"
 	"time"
+
+	"github.com/hubsync/hubsync/internal/timing"
 )
 
 // TestFastRetries returns a retry policy for tests: the default attempt count, with every wait (backoff and
@@ -15,7 +17,7 @@ func TestFastRetries() RetryPolicy {
 		MaxDelay:      16 * time.Second,
 		MaxRetryAfter: 5 * time.Minute,
 		Sleep: func(ctx context.Context, d time.Duration) error {
-			return sleepCtx(ctx, d/1000)
+			return timing.Sleep(ctx, d/1000)
 		},
 	}
 }

@@ -609,18 +609,6 @@ func (p *progress) sum() (done, total int64) {
 	return done, total
 }
 
-// sleep waits d or until ctx ends.
-func sleep(ctx context.Context, d time.Duration) error {
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
-}
-
 // backoff is the wait before attempt n+1 (n ≥ 1 attempts made).
 func (d *Daemon) backoff(n int) time.Duration {
 	b := d.opts.Backoff

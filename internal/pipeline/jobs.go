@@ -10,6 +10,8 @@ import (
 	"strings"
 	"time"
 
+	"github.com/hubsync/hubsync/internal/timing"
+
 	"github.com/hubsync/hubsync/hub"
 	"github.com/hubsync/hubsync/internal/config"
 	"github.com/hubsync/hubsync/internal/journal"
@@ -179,7 +181,7 @@ func (d *Daemon) runStage(ctx context.Context, t *task, fn func(context.Context,
 				return false
 			}
 			d.log.Error().Err(uerr).Str("job", t.id).Msg("cannot record the error in the journal")
-			if serr := sleep(ctx, d.backoff(1)); serr != nil {
+			if serr := timing.Sleep(ctx, d.backoff(1)); serr != nil {
 				return false
 			}
 			continue
@@ -196,7 +198,7 @@ func (d *Daemon) runStage(ctx context.Context, t *task, fn func(context.Context,
 		d.log.Warn().Err(err).Str("job", t.id).Str("stage", string(job.Stage)).Int("attempt", job.Attempts).
 			Dur("retry_in", wait).Msg("transient error; will retry")
 		d.hookPoint(PointRetry, job, err)
-		if serr := sleep(ctx, wait); serr != nil {
+		if serr := timing.Sleep(ctx, wait); serr != nil {
 			return false
 		}
 	}

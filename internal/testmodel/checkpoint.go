@@ -13,6 +13,8 @@ import (
 	"strconv"
 	"time"
 
+	"github.com/hubsync/hubsync/internal/timing"
+
 	"github.com/hubsync/hubsync/internal/safetensors"
 )
 
@@ -71,26 +73,11 @@ func (c *chunkWriter) Write(p []byte) (int, error) {
 			return n, err
 		}
 		p = p[k:]
-		if err := sleep(c.ctx, c.delay); err != nil {
+		if err := timing.Sleep(c.ctx, c.delay); err != nil {
 			return n, err
 		}
 	}
 	return n, nil
-}
-
-// sleep waits for d or until ctx is done.
-func sleep(ctx context.Context, d time.Duration) error {
-	if d <= 0 {
-		return ctx.Err()
-	}
-	t := time.NewTimer(d)
-	defer t.Stop()
-	select {
-	case <-ctx.Done():
-		return ctx.Err()
-	case <-t.C:
-		return nil
-	}
 }
 
 // WriteCheckpoint writes outputsDir/checkpoint-<step>/ as a PEFT Trainer save does, in its order
@@ -134,7 +121,7 @@ func WriteCheckpoint(ctx context.Context, outputsDir string, step int, adapter A
 		if opts.AfterFile != nil {
 			opts.AfterFile(filepath.Join(dir, name))
 		}
-		return sleep(ctx, opts.FileDelay)
+		return timing.Sleep(ctx, opts.FileDelay)
 	}
 	bytesOf := func(b []byte) func(io.Writer) error {
 		return func(w io.Writer) error { _, err := w.Write(b); return err }
@@ -231,7 +218,7 @@ func SimulateTrainer(ctx context.Context, outputsDir string, steps []int, interv
 	var dirs []string
 	for i, step := range steps {
 		if i > 0 {
-			if err := sleep(ctx, interval); err != nil {
+			if err := timing.Sleep(ctx, interval); err != nil {
 				return dirs, err
 			}
 		}
