@@ -13,6 +13,8 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/hubsync/hubsync/internal/fsutil"
+
 	"github.com/hubsync/hubsync/internal/safetensors"
 )
 
@@ -326,7 +328,7 @@ func (o *Output) Commit() (finalDir string, err error) {
 	if o.failed != nil {
 		return "", fmt.Errorf("output %s: not committing after a failed write: %w", o.final, o.failed)
 	}
-	if err := syncDirs(o.tmp); err != nil {
+	if err := fsutil.SyncTree(o.tmp); err != nil {
 		return "", fmt.Errorf("output %s: %w", o.final, err)
 	}
 	if err := checkFinal(o.final); err != nil {
@@ -341,35 +343,10 @@ func (o *Output) Commit() (finalDir string, err error) {
 		return "", fmt.Errorf("output directory %s: %w", o.final, err)
 	}
 	o.committed = true
-	if err := syncDir(filepath.Dir(o.final)); err != nil {
+	if err := fsutil.SyncDir(filepath.Dir(o.final)); err != nil {
 		return o.final, fmt.Errorf("output directory %s: sync parent: %w", o.final, err)
 	}
 	return o.final, nil
-}
-
-// syncDirs fsyncs root and every directory below it, so the new directory entries are durable.
-func syncDirs(root string) error {
-	return filepath.WalkDir(root, func(p string, d os.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if d.IsDir() {
-			return syncDir(p)
-		}
-		return nil
-	})
-}
-
-func syncDir(dir string) error {
-	f, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = f.Sync()
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	return err
 }
 
 // Abort removes the temporary directory and everything in it. It is safe to call more than once and after

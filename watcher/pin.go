@@ -11,6 +11,8 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/hubsync/hubsync/internal/fsutil"
+
 	"github.com/rs/zerolog"
 )
 
@@ -115,13 +117,13 @@ func Pin(ctx context.Context, srcDir, dstDir string, opts ...PinOption) (*Pinned
 	}
 	p, err := pinFiles(ctx, &cfg, srcDir, partial, files)
 	if err == nil {
-		err = syncTree(partial)
+		err = fsutil.SyncTree(partial)
 	}
 	if err == nil {
 		err = os.Rename(partial, dstDir)
 	}
 	if err == nil {
-		err = syncDir(filepath.Dir(dstDir))
+		err = fsutil.SyncDir(filepath.Dir(dstDir))
 	}
 	if err != nil {
 		_ = os.RemoveAll(partial)
@@ -258,33 +260,4 @@ func copyFile(ctx context.Context, src, dst string) (int64, time.Time, error) {
 		err = cerr
 	}
 	return n, st.ModTime(), err
-}
-
-// syncTree fsyncs every directory under root (hard links are directory entries; copied files were synced when
-// written), so a pinned job survives a crash.
-func syncTree(root string) error {
-	return filepath.WalkDir(root, func(p string, d fs.DirEntry, err error) error {
-		if err != nil {
-			return err
-		}
-		if d.IsDir() {
-			return syncDir(p)
-		}
-		return nil
-	})
-}
-
-func syncDir(dir string) error {
-	f, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	err = f.Sync()
-	if cerr := f.Close(); err == nil {
-		err = cerr
-	}
-	if errors.Is(err, syscall.EINVAL) { // some filesystems cannot sync directories
-		return nil
-	}
-	return err
 }
