@@ -2,7 +2,6 @@ package export
 
 import (
 	"fmt"
-	"math"
 	"math/rand/v2"
 	"reflect"
 	"strings"
@@ -335,85 +334,4 @@ func TestIndexJSONGolden(t *testing.T) {
 	if idx, err := single.IndexJSON(); idx != nil || err != nil {
 		t.Errorf("single shard index = %q, %v; want nil", idx, err)
 	}
-}
-
-func TestParseSize(t *testing.T) {
-	tests := []struct {
-		in   string
-		want int64 // 0: error expected
-	}{
-		{"5GB", 5_000_000_000},
-		{"5 GB", 5_000_000_000},
-		{"  5GB\n", 5_000_000_000},
-		{"5gb", 5_000_000_000},
-		{"5Gb", 5_000_000_000}, // huggingface_hub upper-cases the unit: no bits
-		{"1.5GB", 1_500_000_000},
-		{"500MB", 500_000_000},
-		{"10KB", 10_000},
-		{"1TB", 1_000_000_000_000},
-		{"0.1KB", 100}, // int(0.1*1000) = int(100.00000000000001)
-		{"1.0000000001KB", 1000},
-		{".5GB", 500_000_000},
-		{"5.GB", 5_000_000_000},
-		{"2e3KB", 2_000_000},
-		{"+5MB", 5_000_000},
-		{"5GiB", 5 << 30},
-		{"512MiB", 512 << 20},
-		{"512 mib", 512 << 20},
-		{"1.5KiB", 1536},
-		{"1TiB", 1 << 40},
-		{"10", 10},
-		{"1048576", 1 << 20},
-		{"", 0},
-		{"GB", 0},
-		{"5", 5},
-		{"5B", 0},
-		{"5 G", 0},
-		{"five GB", 0},
-		{"-5GB", 0},
-		{"-5", 0},
-		{"0", 0},
-		{"0GB", 0},
-		{"0.0000000001KB", 0},
-		{"infGB", 0},
-		{"nanGB", 0},
-		{"1_000KB", 0},
-		{"1e400GB", 0},
-		{"99999999999TB", 0},
-		{"99999999999999999999", 0},
-		{"5GB5", 0},
-		{"0x10MB", 0},
-	}
-	for _, tt := range tests {
-		got, err := ParseSize(tt.in)
-		if tt.want == 0 {
-			if err == nil {
-				t.Errorf("ParseSize(%q) = %d, want an error", tt.in, got)
-			} else if !strings.Contains(err.Error(), fmt.Sprintf("%q", tt.in)) {
-				t.Errorf("ParseSize(%q) error %q does not quote the input", tt.in, err)
-			}
-			continue
-		}
-		if err != nil || got != tt.want {
-			t.Errorf("ParseSize(%q) = %d, %v; want %d", tt.in, got, err, tt.want)
-		}
-	}
-}
-
-func FuzzParseSize(f *testing.F) {
-	for _, s := range []string{"5GB", "1.5 gb", "5GiB", "10", "-1KB", "1e3MB", "garbage", "", "9e18TB"} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, s string) {
-		v, err := ParseSize(s)
-		if err != nil {
-			if v != 0 {
-				t.Fatalf("ParseSize(%q) = %d with error %v", s, v, err)
-			}
-			return
-		}
-		if v <= 0 || v == math.MaxInt64 {
-			t.Fatalf("ParseSize(%q) = %d", s, v)
-		}
-	})
 }

@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"runtime/pprof"
@@ -11,9 +12,9 @@ import (
 
 	"github.com/spf13/cobra"
 
-	"github.com/hubsync/hubsync/export"
 	"github.com/hubsync/hubsync/hub"
 	"github.com/hubsync/hubsync/internal/tensor"
+	"github.com/hubsync/hubsync/internal/units"
 	"github.com/hubsync/hubsync/merge"
 	"github.com/hubsync/hubsync/merge/kernels"
 )
@@ -95,9 +96,12 @@ func (o *mergeOptions) mergeOptions(g *globalOptions) (merge.Options, error) {
 	if err != nil {
 		return opts, err
 	}
-	size, err := export.ParseSize(o.MaxShardSize)
-	if err != nil || size <= 0 {
-		return opts, usagef("--max-shard-size %q: %v", o.MaxShardSize, err)
+	size, err := units.ParseBytes(o.MaxShardSize)
+	if err == nil && size <= 0 {
+		err = errors.New("must be positive")
+	}
+	if err != nil {
+		return opts, usagef("--max-shard-size: %v", err)
 	}
 	switch o.Device {
 	case merge.DeviceAuto, merge.DeviceCPU, merge.DeviceCUDA:

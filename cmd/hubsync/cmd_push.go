@@ -17,10 +17,10 @@ import (
 	"github.com/vbauerster/mpb/v8"
 	"github.com/vbauerster/mpb/v8/decor"
 
-	"github.com/hubsync/hubsync/export"
 	"github.com/hubsync/hubsync/hub"
 	"github.com/hubsync/hubsync/internal/config"
 	"github.com/hubsync/hubsync/internal/pipeline"
+	"github.com/hubsync/hubsync/internal/units"
 	"github.com/hubsync/hubsync/merge"
 	"github.com/hubsync/hubsync/watcher"
 )
@@ -436,9 +436,12 @@ func runPushCheckpoint(ctx context.Context, g *globalOptions, o *pushOptions, di
 	if err != nil {
 		return usagef("--dtype: %v", err)
 	}
-	shard, err := export.ParseSize(o.MaxShardSize)
+	shard, err := units.ParseBytes(o.MaxShardSize)
+	if err == nil && shard <= 0 {
+		err = errors.New("must be positive")
+	}
 	if err != nil {
-		return usagef("--max-shard-size %q: %v", o.MaxShardSize, err)
+		return usagef("--max-shard-size: %v", err)
 	}
 	switch o.Device {
 	case merge.DeviceAuto, merge.DeviceCPU, merge.DeviceCUDA:

@@ -12,6 +12,7 @@ import (
 
 	"github.com/hubsync/hubsync/internal/tensor"
 	"github.com/hubsync/hubsync/internal/testmodel"
+	"github.com/hubsync/hubsync/internal/units"
 )
 
 // newTestmodelCommand is the hidden "testmodel" command: it writes generated bases, adapters and trainer-like
@@ -348,30 +349,10 @@ func runTestmodelCheckpoints(ctx context.Context, g *globalOptions, outputs stri
 	return nil
 }
 
-// parseTestmodelSize parses a byte size: a plain integer, or a number with a unit, decimal KB/MB/GB/TB
-// (huggingface_hub's units) or binary KiB/MiB/GiB/TiB. Units are case-insensitive.
+// parseTestmodelSize parses a byte size as every hubsync flag does (units.ParseBytes); "0" is zero.
 func parseTestmodelSize(s string) (int64, error) {
-	t := strings.TrimSpace(s)
-	if t == "" {
-		return 0, fmt.Errorf("empty size")
+	if strings.TrimSpace(s) == "0" {
+		return 0, nil
 	}
-	units := []struct {
-		suffix string
-		mult   float64
-	}{{"kib", 1 << 10}, {"mib", 1 << 20}, {"gib", 1 << 30}, {"tib", 1 << 40},
-		{"kb", 1e3}, {"mb", 1e6}, {"gb", 1e9}, {"tb", 1e12}, {"b", 1}}
-	mult := 1.0
-	lower := strings.ToLower(t)
-	for _, u := range units {
-		if strings.HasSuffix(lower, u.suffix) {
-			mult = u.mult
-			t = strings.TrimSpace(t[:len(t)-len(u.suffix)])
-			break
-		}
-	}
-	v, err := strconv.ParseFloat(t, 64)
-	if err != nil || math.IsNaN(v) || v < 0 || v*mult >= 1<<62 {
-		return 0, fmt.Errorf("invalid size %q", s)
-	}
-	return int64(v * mult), nil
+	return units.ParseBytes(s)
 }

@@ -5,7 +5,6 @@ import (
 	"errors"
 	"net/http"
 	"net/http/httptest"
-	"strconv"
 	"strings"
 	"testing"
 )
@@ -99,44 +98,6 @@ func FuzzBatchRequest(f *testing.F) {
 		}
 		if req.Ref != nil && strings.HasPrefix(req.Ref.Name, "refs/heads/") {
 			t.Fatalf("ref %q not shortened", req.Ref.Name)
-		}
-	})
-}
-
-func FuzzParseByteSize(f *testing.F) {
-	for _, s := range []string{"8MiB", "5MB", "1024", "1.5GiB", "", "k", "-1", "9223372036854775807", "1e9", "0.0001KB", " 3 kib "} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, s string) {
-		n, err := ParseByteSize(s)
-		if err != nil {
-			return
-		}
-		if n < 0 {
-			t.Fatalf("%q -> %d", s, n)
-		}
-		if d, err := strconv.ParseInt(strings.TrimSpace(s), 10, 64); err == nil && d != n {
-			t.Fatalf("%q -> %d, want %d", s, n, d)
-		}
-	})
-}
-
-func FuzzParseTokenFlag(f *testing.F) {
-	for _, s := range []string{"alice=hf_x:write", "a=b", "a=b:orgs=x+y:write", "=", "a=:", "a=b:orgs=", "a=b:orgs=*"} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, s string) {
-		tok, err := ParseTokenFlag(s)
-		if err != nil {
-			return
-		}
-		if !validNamespace(tok.Name) || tok.Value == "" || strings.ContainsAny(tok.Value, ": \t\n") {
-			t.Fatalf("%q -> %+v", s, tok)
-		}
-		for _, o := range tok.Orgs {
-			if o != "*" && !validNamespace(o) {
-				t.Fatalf("%q -> org %q", s, o)
-			}
 		}
 	})
 }

@@ -3,12 +3,12 @@ package hubtest
 import (
 	"errors"
 	"fmt"
-	"math"
-	"strconv"
 	"strings"
 	"time"
 
 	"github.com/rs/zerolog"
+
+	"github.com/hubsync/hubsync/internal/units"
 )
 
 // Defaults applied by NewServer to zero-valued Options fields.
@@ -131,48 +131,9 @@ func ParseTokenFlag(s string) (Token, error) {
 	return t, nil
 }
 
-// byteUnits maps a lower-case unit suffix to its multiplier.
-var byteUnits = map[string]int64{
-	"": 1, "b": 1,
-	"k": 1000, "kb": 1000, "m": 1000 * 1000, "mb": 1000 * 1000, "g": 1000 * 1000 * 1000, "gb": 1000 * 1000 * 1000,
-	"t": 1000 * 1000 * 1000 * 1000, "tb": 1000 * 1000 * 1000 * 1000,
-	"kib": 1 << 10, "mib": 1 << 20, "gib": 1 << 30, "tib": 1 << 40,
-}
-
-// ParseByteSize parses a size such as "8MiB", "5MB", "1.5GiB" or "1024" (bytes). Decimal units (kB, MB, GB,
-// TB) are powers of 1000, binary ones (KiB, MiB, GiB, TiB) powers of 1024; units are case-insensitive.
-// A fractional result is rounded down to whole bytes.
-func ParseByteSize(s string) (int64, error) {
-	t := strings.TrimSpace(s)
-	i := 0
-	for i < len(t) && (t[i] >= '0' && t[i] <= '9' || t[i] == '.') {
-		i++
-	}
-	num, unit := t[:i], strings.ToLower(strings.TrimSpace(t[i:]))
-	if num == "" {
-		return 0, fmt.Errorf("byte size %q: want a number with an optional unit (B, kB, MB, GB, KiB, MiB, GiB)", s)
-	}
-	mult, ok := byteUnits[unit]
-	if !ok {
-		return 0, fmt.Errorf("byte size %q: unknown unit %q", s, t[i:])
-	}
-	if !strings.Contains(num, ".") {
-		n, err := strconv.ParseInt(num, 10, 64)
-		if err != nil || n > math.MaxInt64/mult {
-			return 0, fmt.Errorf("byte size %q: out of range", s)
-		}
-		return n * mult, nil
-	}
-	f, err := strconv.ParseFloat(num, 64)
-	if err != nil {
-		return 0, fmt.Errorf("byte size %q: %w", s, err)
-	}
-	v := f * float64(mult)
-	if v >= math.MaxInt64 {
-		return 0, fmt.Errorf("byte size %q: out of range", s)
-	}
-	return int64(v), nil
-}
+// ParseByteSize parses a size such as "8MiB", "5MB", "1.5GiB" or "1024" (bytes), as every hubsync flag does
+// (units.ParseBytes).
+func ParseByteSize(s string) (int64, error) { return units.ParseBytes(s) }
 
 // withDefaults returns o with every zero field set to its default.
 func (o Options) withDefaults() Options {

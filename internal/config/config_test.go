@@ -321,10 +321,10 @@ func TestByteSize(t *testing.T) {
 		{"GB", 0, "", true},
 		{"-5GB", 0, "", true},
 		{"5e9", 0, "", true},
-		{"1.5B", 0, "", true},
+		{"1.5B", 1, "1", false}, // truncated to whole bytes, as huggingface_hub does
 		{"5 gigs", 0, "", true},
 		{"99999999999TB", 0, "", true},
-		{".5GB", 0, "", true},
+		{".5GB", 500_000_000, "500MB", false},
 	} {
 		got, err := ParseByteSize(tc.in)
 		if (err != nil) != tc.err || got != tc.want {
