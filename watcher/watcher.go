@@ -481,7 +481,9 @@ func (l *loop) examine(c *candidate, now time.Time) (Event, bool) {
 	}
 	changed := !c.checked || !sameFiles(c.files, comp.Files)
 	if changed {
-		c.files, c.stableSince, c.checked = comp.Files, now, true
+		// The content is known to be this from the end of the check on: a write that landed while Check ran
+		// (after now was taken) must not count towards the settle period.
+		c.files, c.stableSince, c.checked = comp.Files, time.Now(), true
 	}
 	if !comp.Complete {
 		l.setReason(c, comp.Reason)
