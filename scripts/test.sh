@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# Runs every check CI runs: formatting, vet (also for the portable and arm64 builds), the whole test suite under
+# the race detector, and the merge kernels again with the assembly disabled.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+echo "== gofmt"
+unformatted=$(gofmt -l $(find . -name '*.go' -not -path './.git/*'))
+if [ -n "$unformatted" ]; then
+	echo "not gofmt-formatted:" >&2
+	echo "$unformatted" >&2
+	exit 1
+fi
+
+echo "== generated assembly is up to date"
+gen=$(mktemp -d)
+(cd merge/kernels/_generate && go run . -out "$gen")
+for f in "$gen"/*.s; do
+	cmp -s "$f" "merge/kernels/$(basename "$f")" || { echo "merge/kernels/$(basename "$f") is stale: run go generate ./merge/kernels/" >&2; exit 1; }
+done
+rm -rf "$gen"
+
+echo "== go vet"
+go vet ./...
+go vet -tags noasm ./merge/...
+GOARCH=arm64 go vet ./merge/... ./internal/... ./export/...
+
+echo "== go test -race"
+go test -race -timeout 60m ./...
+
+echo "== go test -tags noasm (portable kernels)"
+go test -tags noasm -timeout 20m ./merge/...
+
+echo "all checks passed"
