@@ -152,8 +152,8 @@ func TestDaemonRotation(t *testing.T) {
 			t.Fatalf("jobs %s", got)
 		}
 		c := testClient(t, s)
-		sameDigests(t, "step-10", withoutCard(repoFiles(t, c, cfg.Watch[0].Repo, "step-10")), ref10)
-		sameDigests(t, "step-20", withoutCard(repoFiles(t, c, cfg.Watch[0].Repo, "step-20")), ref20)
+		sameDigests(t, "step-10", repoFiles(t, c, cfg.Watch[0].Repo, "step-10"), ref10)
+		sameDigests(t, "step-20", repoFiles(t, c, cfg.Watch[0].Repo, "step-20"), ref20)
 	})
 	t.Run("before pinning", func(t *testing.T) {
 		s := newTestHub(t)

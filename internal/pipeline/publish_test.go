@@ -59,7 +59,7 @@ func TestPublishCheckpointMerged(t *testing.T) {
 	if _, ok := got["README.md"]; !ok {
 		t.Error("no model card")
 	}
-	sameDigests(t, "merged", withoutCard(got), want)
+	sameDigests(t, "merged", got, want)
 	if n := commitCount(t, c, "w/merged", "main"); n != 2 { // initial commit + ours
 		t.Errorf("%d commits, want 2", n)
 	}
@@ -87,7 +87,7 @@ func TestPublishReplacesStaleFiles(t *testing.T) {
 	}
 	c := testClient(t, s)
 	got := repoFiles(t, c, "w/stale", "main")
-	sameDigests(t, "main", withoutCard(got), referenceMerge(t, ckpt, 50_000_000))
+	sameDigests(t, "main", got, referenceMerge(t, ckpt, 50_000_000))
 	del := strings.Join(res.Commits[0].Deleted, ",")
 	if !strings.Contains(del, "model-00001-of-") || !strings.Contains(del, "model.safetensors.index.json") {
 		t.Errorf("deleted %s", del)
