@@ -196,7 +196,7 @@ func (c *call) applyCommit(h *repoHandle, req *commitRequest, createPR bool) (ma
 		case "file":
 			files[op.Path] = fileEntry{OID: op.BlobOID, Size: op.Size}
 		case "lfsFile":
-			size, ok := c.s.store.objectSize(op.LFSOID)
+			size, ok := h.hasObject(op.LFSOID)
 			if !ok || (op.HasSize && size != op.Size) {
 				return nil, errf(http.StatusBadRequest, "", "Your push was rejected because an LFS pointer pointed to a file that does not exist (LFS object %s of %s bytes was never uploaded). Offending file: %s", op.LFSOID, sizeText(op), op.Path)
 			}

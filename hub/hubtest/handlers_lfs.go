@@ -106,6 +106,7 @@ func (c *call) batch() {
 	if h.st.MultipartThreshold > 0 {
 		threshold = h.st.MultipartThreshold
 	}
+	rid := h.st.ID
 	unlock()
 	multipartOK := false
 	for _, t := range req.Transfers {
@@ -121,9 +122,9 @@ func (c *call) batch() {
 		case o.Size < 0:
 			a.Error = &lfsObjectError{Code: http.StatusUnprocessableEntity, Message: "Invalid size: must be ≥ 0"}
 		case req.Operation == "download":
-			c.downloadAnswer(&a)
+			c.downloadAnswer(h, &a)
 		default:
-			if c.uploadAnswer(&a, threshold, multipartOK) {
+			if c.uploadAnswer(h, rid, &a, threshold, multipartOK) {
 				transfer = "multipart"
 			}
 		}
@@ -135,8 +136,8 @@ func (c *call) batch() {
 }
 
 // downloadAnswer fills the answer of a download request for one object.
-func (c *call) downloadAnswer(a *batchObjectAnswer) {
-	size, ok := c.s.store.objectSize(a.OID)
+func (c *call) downloadAnswer(h *repoHandle, a *batchObjectAnswer) {
+	size, ok := h.hasObject(a.OID)
 	if !ok {
 		a.Error = &lfsObjectError{Code: http.StatusNotFound, Message: "Object does not exist"}
 		return
@@ -150,7 +151,9 @@ func (c *call) downloadAnswer(a *batchObjectAnswer) {
 }
 
 // uploadAnswer fills the answer of an upload request for one object; it reports whether it is multipart.
-func (c *call) uploadAnswer(a *batchObjectAnswer, threshold int64, multipartOK bool) bool {
+// An object stored for another repository gets upload actions like a new one: sending its bytes is what
+// grants it to this repository.
+func (c *call) uploadAnswer(h *repoHandle, rid string, a *batchObjectAnswer, threshold int64, multipartOK bool) bool {
 	s := c.s
 	if rule, ok := s.faults.take(OpBatch, a.OID, 0, FaultBatchError); ok {
 		s.stats.fault("rule:" + string(OpBatch) + ":" + rule.Kind.String())
@@ -162,7 +165,7 @@ func (c *call) uploadAnswer(a *batchObjectAnswer, threshold int64, multipartOK b
 		a.Error = &lfsObjectError{Code: http.StatusUnprocessableEntity, Message: "Object rejected (injected batch-error fault)"}
 		return false
 	}
-	if size, ok := s.store.objectSize(a.OID); ok {
+	if size, ok := h.hasObject(a.OID); ok {
 		if size != a.Size {
 			a.Error = &lfsObjectError{Code: http.StatusUnprocessableEntity, Message: fmt.Sprintf("Object %s is stored with size %d, not %d", a.OID, size, a.Size)}
 		}
@@ -174,10 +177,10 @@ func (c *call) uploadAnswer(a *batchObjectAnswer, threshold int64, multipartOK b
 		a.Actions["verify"] = lfsAction{Href: c.s.URL() + "/" + c.rt.key.urlPrefix() + c.rt.key.ID() + ".git/info/lfs/objects/verify"}
 	}
 	if !multipartOK || a.Size < threshold || a.Size == 0 {
-		a.Actions["upload"] = lfsAction{Href: s.storagePutURL(a.OID, a.Size), ExpiresAt: s.expiresAt()}
+		a.Actions["upload"] = lfsAction{Href: s.storagePutURL(c.rt.key, rid, a.OID, a.Size), ExpiresAt: s.expiresAt()}
 		return false
 	}
-	up, err := s.newUpload(a.OID, a.Size)
+	up, err := s.newUpload(c.rt.key, rid, a.OID, a.Size)
 	if err != nil {
 		a.Actions = nil
 		a.Error = &lfsObjectError{Code: http.StatusInternalServerError, Message: "cannot start a multipart upload: " + err.Error()}
@@ -197,12 +200,12 @@ func (c *call) verify() {
 	if !c.decodeJSON(&req, 1<<20, false) {
 		return
 	}
-	_, unlock, ok := c.repo(readAccess, false)
+	h, unlock, ok := c.repo(readAccess, false)
 	if !ok {
 		return
 	}
+	size, stored := h.hasObject(req.OID)
 	unlock()
-	size, stored := c.s.store.objectSize(req.OID)
 	switch {
 	case !stored:
 		c.fail(http.StatusNotFound, "", "Object "+req.OID+" does not exist")
@@ -219,9 +222,9 @@ func (s *Server) expiresAt() string {
 }
 
 // storagePutURL is the signed basic-transfer PUT URL of an object.
-func (s *Server) storagePutURL(oid string, size int64) string {
+func (s *Server) storagePutURL(k repoKey, rid, oid string, size int64) string {
 	p := "/_s3/put/" + oid
-	q := url.Values{"size": {fmt.Sprint(size)}}
+	q := url.Values{"size": {fmt.Sprint(size)}, "repo": {k.grantName()}, "rid": {rid}}
 	s.sign.sign(http.MethodPut, p, q, storageParams, s.opts.URLTTL)
 	return s.StorageURL() + p + "?" + q.Encode()
 }

@@ -33,6 +33,8 @@ type upload struct {
 	Size      int64     `json:"size"`
 	ChunkSize int64     `json:"chunkSize"`
 	Parts     int       `json:"parts"`
+	Repo      string    `json:"repo"`   // repoKey.grantName of the repository the object is granted to
+	RepoID    string    `json:"repoId"` // that repository's id
 	Created   time.Time `json:"created"`
 	Expires   time.Time `json:"expires"`
 }
@@ -40,20 +42,20 @@ type upload struct {
 func (s *Server) uploadDir(id string) string { return filepath.Join(s.store.dir, "uploads", id) }
 
 // newUpload opens a multipart upload with chunk size max(ChunkSize, ceil(size/MaxParts)).
-func (s *Server) newUpload(oid string, size int64) (*upload, error) {
+func (s *Server) newUpload(k repoKey, rid, oid string, size int64) (*upload, error) {
 	s.sweepUploads()
 	chunk := max(s.opts.ChunkSize, (size+MaxParts-1)/MaxParts)
 	now := s.opts.Now()
 	up := &upload{
 		ID: randomHex(16), OID: oid, Size: size, ChunkSize: chunk, Parts: int((size + chunk - 1) / chunk),
-		Created: now.UTC(), Expires: now.Add(s.opts.URLTTL).UTC(),
+		Created: now.UTC(), Expires: now.Add(s.opts.URLTTL).UTC(), Repo: k.grantName(), RepoID: rid,
 	}
 	dir := s.uploadDir(up.ID)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return nil, err
 	}
 	b, _ := json.Marshal(up)
-	if err := writeAtomic(filepath.Join(dir, "meta.json"), b, 0o644); err != nil {
+	if err := writeAtomic(filepath.Join(dir, "meta.json"), b, 0o600); err != nil {
 		return nil, err
 	}
 	s.stats.update(func(st *Stats) { st.UploadsStarted++ })
@@ -329,6 +331,11 @@ func (c *storageCall) put() {
 		c.s3Error(http.StatusInternalServerError, "InternalError", err.Error())
 		return
 	}
+	q := c.r.URL.Query()
+	if err := c.s.grantUpload(q.Get("repo"), q.Get("rid"), c.oid); err != nil {
+		c.s3Error(http.StatusNotFound, "NoSuchBucket", "The repository of this upload URL is gone: "+err.Error())
+		return
+	}
 	c.s.stats.update(func(st *Stats) { st.ObjectsStored++ })
 	c.w.Header().Set("ETag", `"`+hex.EncodeToString(mh.Sum(nil))+`"`)
 	c.w.WriteHeader(http.StatusOK)
@@ -387,7 +394,7 @@ func (c *storageCall) installPart(tmp, dir, etag string) error {
 	if err := os.Rename(tmp, pf); err != nil {
 		return err
 	}
-	return writeAtomic(pf+".etag", []byte(etag), 0o644)
+	return writeAtomic(pf+".etag", []byte(etag), 0o600)
 }
 
 // get serves an LFS object (the target of resolve's redirect and of download actions), with Range support.
@@ -473,6 +480,10 @@ func (c *call) complete() {
 	}
 	if herr := s.assemble(up, &req); herr != nil {
 		c.fail(herr.status, herr.code, herr.msg)
+		return
+	}
+	if err := s.grantUpload(up.Repo, up.RepoID, up.OID); err != nil {
+		c.fail(http.StatusNotFound, "RepoNotFound", "The repository of this upload is gone: "+err.Error())
 		return
 	}
 	os.RemoveAll(s.uploadDir(up.ID))

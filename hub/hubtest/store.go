@@ -177,7 +177,12 @@ type repoHandle struct {
 
 func newStore(dir string) (*store, error) {
 	for _, d := range []string{"repos", "blobs", "objects", "uploads", "tmp"} {
-		if err := os.MkdirAll(filepath.Join(dir, d), 0o755); err != nil {
+		sub := filepath.Join(dir, d)
+		if err := os.MkdirAll(sub, 0o700); err != nil {
+			return nil, fmt.Errorf("data dir: %w", err)
+		}
+		// The server's own folders are private to it whatever an older version or the umask made them.
+		if err := os.Chmod(sub, 0o700); err != nil {
 			return nil, fmt.Errorf("data dir: %w", err)
 		}
 	}
@@ -255,7 +260,7 @@ func (s *store) createRepo(k repoKey, private bool, threshold int64, author stri
 		Branches: map[string]string{}, Tags: map[string]tagRef{}, PRs: map[string]string{}, NextPR: 1,
 	}
 	h := &repoHandle{key: k, s: s, st: st, commits: map[string]*commit{}}
-	if err := os.MkdirAll(filepath.Join(s.repoDir(k), "commits"), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Join(s.repoDir(k), "commits"), 0o700); err != nil {
 		return nil, false, fmt.Errorf("repo %s: %w", k.ID(), err)
 	}
 	ga := []byte(defaultGitattributes)
@@ -302,7 +307,7 @@ func (h *repoHandle) saveState() error {
 	if err != nil {
 		return err
 	}
-	return writeAtomic(filepath.Join(h.s.repoDir(h.key), "repo.json"), b, 0o644)
+	return writeAtomic(filepath.Join(h.s.repoDir(h.key), "repo.json"), b, 0o600)
 }
 
 // commit loads a commit of this repository, or returns nil when there is none with that id.
@@ -347,7 +352,7 @@ func (h *repoHandle) writeCommit(parent *commit, files map[string]fileEntry, tit
 	if err != nil {
 		return nil, err
 	}
-	if err := writeAtomic(filepath.Join(h.s.repoDir(h.key), "commits", c.ID+".json"), b, 0o644); err != nil {
+	if err := writeAtomic(filepath.Join(h.s.repoDir(h.key), "commits", c.ID+".json"), b, 0o600); err != nil {
 		return nil, fmt.Errorf("repo %s: %w", h.key.ID(), err)
 	}
 	h.cmu.Lock()
@@ -444,10 +449,10 @@ func (s *store) putBlob(content []byte) (string, error) {
 	if _, err := os.Stat(p); err == nil {
 		return oid, nil
 	}
-	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
 		return "", err
 	}
-	return oid, writeAtomic(p, content, 0o644)
+	return oid, writeAtomic(p, content, 0o600)
 }
 
 func (s *store) blobPath(oid string) string { return shardPath(filepath.Join(s.dir, "blobs"), oid) }
@@ -473,7 +478,7 @@ func (s *store) tempFile() (*os.File, error) {
 
 // install moves a finished temporary file to dst.
 func install(tmp, dst string) error {
-	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
+	if err := os.MkdirAll(filepath.Dir(dst), 0o700); err != nil {
 		return err
 	}
 	return os.Rename(tmp, dst)
