@@ -84,7 +84,7 @@ func (c *Client) downloadToCache(ctx context.Context, repo, revision, commit str
 			return "", fmt.Errorf("download: %w", err)
 		}
 	}
-	writeCacheDirTag(cacheDir)
+	removeOwnCacheDirTag(cacheDir)
 	// One download per blob; every path sharing it gets a link.
 	byETag := map[string][]TreeEntry{}
 	var order []string
@@ -131,13 +131,17 @@ func (c *Client) downloadToCache(ctx context.Context, repo, revision, commit str
 	return snap, nil
 }
 
-// writeCacheDirTag marks the cache as a cache for backup tools (best effort, as huggingface_hub does).
-func writeCacheDirTag(cacheDir string) {
+// ownCacheDirTag is the CACHEDIR.TAG earlier hubsync versions wrote at the root of the hub cache.
+const ownCacheDirTag = "Signature: 8a477f597d28d172789f06886806bc55\n# This file is a cache directory tag created by hubsync.\n"
+
+// removeOwnCacheDirTag deletes the CACHEDIR.TAG an earlier hubsync wrote at the cache root (and only that one).
+// huggingface_hub writes none there, and its scan_cache_dir reports every plain file at the root as a corrupted
+// repository, so the cache holds nothing but what huggingface_hub itself writes.
+func removeOwnCacheDirTag(cacheDir string) {
 	p := filepath.Join(cacheDir, "CACHEDIR.TAG")
-	if _, err := os.Stat(p); err == nil {
-		return
+	if b, err := os.ReadFile(p); err == nil && string(b) == ownCacheDirTag {
+		_ = os.Remove(p)
 	}
-	_ = os.WriteFile(p, []byte("Signature: 8a477f597d28d172789f06886806bc55\n# This file is a cache directory tag created by hubsync.\n"), 0o644)
 }
 
 // linkSnapshot makes snap/<path> a relative symlink to blob (a copy where symlinks are not possible).
