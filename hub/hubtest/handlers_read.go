@@ -4,6 +4,7 @@ import (
 	"encoding/base64"
 	"encoding/json"
 	"fmt"
+	"html"
 	"mime"
 	"net/http"
 	"net/url"
@@ -99,6 +100,23 @@ type treeEntryJSON struct {
 	Path       string          `json:"path"`
 	LFS        *lfsInfo        `json:"lfs,omitempty"`
 	LastCommit *lastCommitJSON `json:"lastCommit,omitempty"`
+	Security   *securityJSON   `json:"securityFileStatus,omitempty"`
+}
+
+// securityJSON is the Hub's securityFileStatus of a file (expand=true): devhub scans nothing and reports
+// every file as safe, in the Hub's shape.
+type securityJSON struct {
+	Status           string         `json:"status"`
+	AVScan           map[string]any `json:"avScan"`
+	PickleImportScan map[string]any `json:"pickleImportScan"`
+}
+
+func safeFileStatus() *securityJSON {
+	return &securityJSON{
+		Status:           "safe",
+		AVScan:           map[string]any{"virusFound": false, "virusNames": nil},
+		PickleImportScan: map[string]any{"highestSafetyLevel": "innocuous", "imports": []any{}},
+	}
 }
 
 type lastCommitJSON struct {
@@ -120,6 +138,9 @@ func (c *call) entryJSON(h *repoHandle, cm *commit, e listEntry, expand bool) (t
 			return j, err
 		}
 		j.LastCommit = &lastCommitJSON{ID: lc.ID, Title: lc.Title, Date: isoTime(lc.Date)}
+		if !e.Dir {
+			j.Security = safeFileStatus()
+		}
 	}
 	return j, nil
 }
@@ -297,13 +318,10 @@ func (c *call) repoInfo() {
 		siblings = append(siblings, s)
 	}
 	id := c.rt.key.ID()
-	info := map[string]any{
-		"_id": st.ID, "id": id, "author": st.Namespace, "sha": cm.ID, "lastModified": isoTime(cm.Date),
-		"createdAt": isoTime(st.CreatedAt), "private": st.Private, "gated": false, "disabled": false,
-		"downloads": 0, "likes": 0, "tags": []string{}, "siblings": siblings, "xetEnabled": false,
-	}
-	if c.rt.key.Type == "model" {
-		info["modelId"] = id
+	info := c.s.infoJSON(c.rt.key, &st, cm)
+	info["siblings"] = siblings
+	if boolParam(q.Get("securityStatus")) {
+		info["securityRepoStatus"] = map[string]any{"scansDone": true, "filesWithIssues": []any{}}
 	}
 	if fields := append(q["expand"], q["expand[]"]...); len(fields) > 0 {
 		sub := map[string]any{"_id": st.ID, "id": id}
@@ -321,6 +339,10 @@ func (c *call) repoInfo() {
 // PageSize per page, with X-Total-Count and a Link to the next page.
 func (c *call) commits() {
 	page := 0
+	formatted := false
+	for _, f := range append(c.r.URL.Query()["expand"], c.r.URL.Query()["expand[]"]...) {
+		formatted = formatted || f == "formatted"
+	}
 	if p := c.r.URL.Query().Get("p"); p != "" {
 		n, err := strconv.Atoi(p)
 		if err != nil || n < 0 {
@@ -351,14 +373,55 @@ func (c *call) commits() {
 	end := min(start+size, len(chain))
 	out := make([]map[string]any, 0, end-start)
 	for _, x := range chain[start:end] {
-		out = append(out, map[string]any{
+		item := map[string]any{
 			"id": x.ID, "title": x.Title, "message": x.Message, "date": isoTime(x.Date),
 			"authors": []map[string]string{{"user": x.Author, "avatar": "/avatars/" + fakeID("avatar:"+x.Author) + ".svg"}},
-		})
+		}
+		if formatted {
+			// The Hub renders title and message as HTML; devhub escapes them (no markdown rendering).
+			item["formatted"] = map[string]string{"title": html.EscapeString(x.Title), "message": html.EscapeString(x.Message)}
+		}
+		out = append(out, item)
 	}
 	c.w.Header().Set("X-Total-Count", strconv.Itoa(len(chain)))
 	if end < len(chain) {
 		c.nextLink("p", strconv.Itoa(page+1))
 	}
 	c.ok(out)
+}
+
+// infoJSON is the repo info of a repository at commit cm, without siblings: the fields the Hub returns
+// for model_info/dataset_info/space_info and for each item of a listing.
+func (s *Server) infoJSON(k repoKey, st *repoState, cm *commit) map[string]any {
+	meta := s.store.meta(cm)
+	id := k.ID()
+	info := map[string]any{
+		"_id": st.ID, "id": id, "author": st.Namespace, "sha": cm.ID, "lastModified": isoTime(cm.Date),
+		"createdAt": isoTime(st.CreatedAt), "private": st.Private, "gated": gatedJSON(st.Gated), "disabled": false,
+		"downloads": 0, "likes": 0, "tags": meta.tags, "xetEnabled": false,
+	}
+	if meta.card != nil {
+		info["cardData"] = meta.card
+	}
+	if k.Type == "model" {
+		info["modelId"] = id
+		if meta.library != "" {
+			info["library_name"] = meta.library
+		}
+		if meta.pipeline != "" {
+			info["pipeline_tag"] = meta.pipeline
+		}
+		if meta.safetensors != nil {
+			info["safetensors"] = meta.safetensors
+		}
+	}
+	return info
+}
+
+// gatedJSON is the Hub's "gated" value: false, "auto" or "manual".
+func gatedJSON(g string) any {
+	if g == "" {
+		return false
+	}
+	return g
 }

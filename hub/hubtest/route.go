@@ -76,6 +76,8 @@ func (s *Server) route(r *http.Request) route {
 		return method(route{op: OpCreateRepo, h: (*call).createRepo, bucket: "api"}, http.MethodPost)
 	case len(seg) == 3 && seg[0] == "api" && seg[1] == "repos" && seg[2] == "delete":
 		return method(route{op: OpDeleteRepo, h: (*call).deleteRepo, bucket: "api"}, http.MethodDelete)
+	case len(seg) == 2 && seg[0] == "api" && seg[1] == "validate-yaml":
+		return method(route{op: OpValidateYAML, h: (*call).validateYAML, bucket: "api"}, http.MethodPost)
 	case len(seg) == 2 && seg[0] == "api" && seg[1] == "complete_multipart":
 		rt := route{op: OpComplete, h: (*call).complete, signed: true}
 		if oid := r.URL.Query().Get("oid"); isHex(oid, 64, 64) {

@@ -52,6 +52,7 @@ type repoState struct {
 	Namespace          string            `json:"namespace"`
 	Name               string            `json:"name"`
 	Private            bool              `json:"private"`
+	Gated              string            `json:"gated,omitempty"` // "", "auto" or "manual"
 	CreatedAt          time.Time         `json:"createdAt"`
 	MultipartThreshold int64             `json:"lfsmultipartthresh,omitempty"`
 	DefaultBranch      string            `json:"defaultBranch"`
@@ -90,9 +91,11 @@ type commit struct {
 	Date    time.Time            `json:"date"`
 	Files   map[string]fileEntry `json:"files"`
 
-	once  sync.Once
-	paths []string          // sorted file paths
-	trees map[string]string // directory ("" = root) → git tree id
+	once     sync.Once
+	paths    []string // sorted file paths
+	metaOnce sync.Once
+	meta     *commitMeta
+	trees    map[string]string // directory ("" = root) → git tree id
 }
 
 func (c *commit) index() {
