@@ -1,0 +1,243 @@
+package jsclient
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"encoding/json"
+	"math/rand/v2"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/hubsync/hubsync/hub"
+	"github.com/hubsync/hubsync/hub/hubtest"
+)
+
+const aliceTok = "hf_alice_interop_write"
+
+// nodeOrSkip returns the node binary; without node or the installed client the test is skipped, or fails
+// under CI=true (CI installs both in .ci/run).
+func nodeOrSkip(t *testing.T) string {
+	t.Helper()
+	node, err := exec.LookPath("node")
+	missing := ""
+	switch {
+	case err != nil:
+		missing = "node is not installed"
+	default:
+		if _, err := os.Stat(filepath.Join("node_modules", "@huggingface", "hub", "package.json")); err != nil {
+			missing = "@huggingface/hub is not installed (run npm ci in interop/jsclient)"
+		}
+	}
+	if missing == "" {
+		return node
+	}
+	if os.Getenv("CI") == "true" {
+		t.Fatalf("CI=true: %s", missing)
+	}
+	t.Skip(missing)
+	return ""
+}
+
+func randomBytes(seed uint64, n int) []byte {
+	r := rand.New(rand.NewPCG(seed, seed^0x9e3779b97f4a7c15))
+	b := make([]byte, n)
+	for i := range b {
+		b[i] = byte(r.Uint32())
+	}
+	return b
+}
+
+func sha(b []byte) string {
+	s := sha256.Sum256(b)
+	return hex.EncodeToString(s[:])
+}
+
+// writeFiles writes path → content under dir.
+func writeFiles(t *testing.T, dir string, files map[string][]byte) {
+	t.Helper()
+	for p, b := range files {
+		full := filepath.Join(dir, filepath.FromSlash(p))
+		if err := os.MkdirAll(filepath.Dir(full), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(full, b, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+type driveResult struct {
+	Steps []struct {
+		Name  string `json:"name"`
+		OK    bool   `json:"ok"`
+		Error string `json:"error"`
+	} `json:"steps"`
+	Whoami  string   `json:"whoami"`
+	Commits []string `json:"commits"`
+	JSFiles map[string]struct {
+		Size int64
+		LFS  *string
+	} `json:"jsFiles"`
+	DevHasFile     bool              `json:"devHasFile"`
+	MainHasDevFile bool              `json:"mainHasDevFile"`
+	JSDownloads    map[string]string `json:"jsDownloads"`
+	GoFiles        map[string]string `json:"goFiles"`
+	GoTagFiles     map[string]string `json:"goTagFiles"`
+	Info           struct {
+		ID string `json:"id"`
+	} `json:"info"`
+}
+
+// The official JavaScript client against devhub: create a repository, upload small, LFS and multipart LFS
+// files, branch, list commits and files, download; then hubsync downloads what it uploaded and it downloads
+// what hubsync pushed (a branch and a tag), byte for byte.
+func TestJSClientInterop(t *testing.T) {
+	node := nodeOrSkip(t)
+	srv := hubtest.NewTestServer(t, hubtest.Options{
+		Tokens:             []hubtest.Token{{Name: "alice", Value: aliceTok, Write: true}},
+		MinPartSize:        64 << 10,
+		ChunkSize:          64 << 10,
+		MultipartThreshold: 256 << 10,
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	c, err := hub.New(hub.Options{Endpoint: srv.URL(), Token: aliceTok, Retry: hub.TestFastRetries()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.CloseIdleConnections)
+
+	// hubsync pushes a repository: a tag v1, then main moves on.
+	goV1 := map[string][]byte{
+		"config.json":       []byte(`{"model_type":"llama","v":1}`),
+		"README.md":         []byte("---\nlicense: mit\n---\n# pushed by hubsync\n"),
+		"model.safetensors": randomBytes(1, 700<<10),
+		"sub/small.bin":     randomBytes(2, 50<<10),
+	}
+	goDir := t.TempDir()
+	writeFiles(t, goDir, goV1)
+	if _, _, err := c.CreateRepo(ctx, "alice/go", hub.CreateRepoOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	push := func(summary string) {
+		t.Helper()
+		files, err := hub.ListFolder(goDir, hub.FolderOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := c.Commit(ctx, "alice/go", files, hub.CommitOptions{Summary: summary}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	push("v1")
+	if err := c.CreateTag(ctx, "alice/go", "main", "v1", "first"); err != nil {
+		t.Fatal(err)
+	}
+	goMain := map[string][]byte{}
+	for p, b := range goV1 {
+		goMain[p] = b
+	}
+	goMain["config.json"] = []byte(`{"model_type":"llama","v":2}`)
+	writeFiles(t, goDir, goMain)
+	push("v2")
+
+	// What the JavaScript client uploads.
+	jsFiles := map[string][]byte{
+		"config.json":     []byte(`{"from":"js"}`),
+		"README.md":       []byte("---\nlibrary_name: transformers\n---\n# uploaded by @huggingface/hub\n"),
+		"small.bin":       randomBytes(3, 100<<10), // LFS, basic transfer
+		"weights/big.bin": randomBytes(4, 900<<10), // LFS, multipart
+		"notes/a.txt":     []byte("plain text\n"),
+	}
+	jsDir := t.TempDir()
+	writeFiles(t, jsDir, jsFiles)
+	before := srv.Stats()
+
+	cmd := exec.CommandContext(ctx, node, "drive.mjs")
+	cmd.Env = append(os.Environ(), "HF_ENDPOINT="+srv.URL(), "HF_TOKEN="+aliceTok, "JS_REPO=alice/js",
+		"GO_REPO=alice/go", "GO_TAG=v1", "FILES_DIR="+jsDir, "HF_HUB_DISABLE_TELEMETRY=1")
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("node drive.mjs: %v\nstdout: %s\nstderr: %s", err, stdout.String(), stderr.String())
+	}
+	lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
+	var res driveResult
+	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &res); err != nil {
+		t.Fatalf("drive.mjs output: %v\n%s\nstderr: %s", err, stdout.String(), stderr.String())
+	}
+	for _, s := range res.Steps {
+		if !s.OK {
+			t.Errorf("JS step %q failed: %s", s.Name, s.Error)
+		}
+	}
+	if res.Whoami != "alice" {
+		t.Errorf("whoAmI = %q", res.Whoami)
+	}
+	if res.Info.ID != "alice/js" {
+		t.Errorf("modelInfo id = %q", res.Info.ID)
+	}
+	if !res.DevHasFile || res.MainHasDevFile {
+		t.Errorf("fileExists: dev %v (want true), main %v (want false)", res.DevHasFile, res.MainHasDevFile)
+	}
+	if len(res.Commits) < 3 || res.Commits[0] != "dev only" || !slices.Contains(res.Commits, "upload from @huggingface/hub") {
+		t.Errorf("listCommits(dev) = %q", res.Commits)
+	}
+	for p, b := range jsFiles {
+		if res.JSDownloads[p] != sha(b) {
+			t.Errorf("JS download of its own %s: sha256 %s, want %s", p, res.JSDownloads[p], sha(b))
+		}
+		f, ok := res.JSFiles[p]
+		if !ok || f.Size != int64(len(b)) {
+			t.Errorf("listFiles %s = %+v, want size %d", p, f, len(b))
+		}
+		if wantLFS := strings.HasSuffix(p, ".bin"); wantLFS != (f.LFS != nil) || (wantLFS && *f.LFS != sha(b)) {
+			t.Errorf("listFiles %s: lfs %v, want LFS=%v", p, f.LFS, wantLFS)
+		}
+	}
+	if after := srv.Stats(); after.UploadsStarted <= before.UploadsStarted {
+		t.Errorf("the JavaScript client made no multipart upload (uploads started %d → %d)", before.UploadsStarted, after.UploadsStarted)
+	}
+	checkShas := func(what string, got map[string]string, want map[string][]byte) {
+		t.Helper()
+		for p, b := range want {
+			if got[p] != sha(b) {
+				t.Errorf("%s: %s sha256 %s, want %s", what, p, got[p], sha(b))
+			}
+		}
+		for p := range got {
+			if _, ok := want[p]; !ok && p != ".gitattributes" {
+				t.Errorf("%s: unexpected file %s", what, p)
+			}
+		}
+	}
+	checkShas("JS download of hubsync's main", res.GoFiles, goMain)
+	checkShas("JS download of hubsync's tag v1", res.GoTagFiles, goV1)
+
+	// hubsync downloads what the JavaScript client uploaded, on main and on dev.
+	cache := t.TempDir()
+	snap, err := c.Download(ctx, "alice/js", "main", hub.DownloadOptions{CacheDir: cache})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for p, b := range jsFiles {
+		got, err := os.ReadFile(filepath.Join(snap, filepath.FromSlash(p)))
+		if err != nil || !bytes.Equal(got, b) {
+			t.Errorf("hubsync download of %s: %v, %d bytes (want %d, equal)", p, err, len(got), len(b))
+		}
+	}
+	dev, err := c.Download(ctx, "alice/js", "dev", hub.DownloadOptions{CacheDir: cache})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := os.ReadFile(filepath.Join(dev, "dev.txt")); err != nil || string(got) != "only on dev\n" {
+		t.Errorf("dev.txt on dev: %q %v", got, err)
+	}
+}
