@@ -34,6 +34,11 @@ const (
 	OpCommits      Op = "commits"
 	OpStats        Op = "stats"
 	OpValidateYAML Op = "validate_yaml"
+	OpList         Op = "list"
+	OpSettings     Op = "settings"
+	OpMoveRepo     Op = "repo_move"
+	OpSuperSquash  Op = "super_squash"
+	OpDiscussion   Op = "discussion"
 	OpUnknown      Op = "unknown"
 )
 

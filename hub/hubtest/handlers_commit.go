@@ -242,12 +242,21 @@ func (c *call) applyCommit(h *repoHandle, req *commitRequest, createPR bool) (ma
 	}
 	switch {
 	case createPR:
-		n := strconv.Itoa(st.NextPR)
+		num := st.NextPR
+		n := strconv.Itoa(num)
 		st.PRs[n] = nc.ID
 		st.NextPR++
 		out["pullRequestUrl"] = c.repoURL() + "/discussions/" + n
+		if err := h.recordPRCommit(num, true, res.name, base, nc, c.tok.Name, req.Description, c.s.opts.Now()); err != nil {
+			return nil, errf(http.StatusInternalServerError, "", "%v", err)
+		}
 	case res.kind == refPR:
 		st.PRs[res.name] = nc.ID
+		if num, err := strconv.Atoi(res.name); err == nil {
+			if err := h.recordPRCommit(num, false, "", nil, nc, c.tok.Name, "", c.s.opts.Now()); err != nil {
+				return nil, errf(http.StatusInternalServerError, "", "%v", err)
+			}
+		}
 	default:
 		st.Branches[res.name] = nc.ID
 	}

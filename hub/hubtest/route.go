@@ -76,6 +76,10 @@ func (s *Server) route(r *http.Request) route {
 		return method(route{op: OpCreateRepo, h: (*call).createRepo, bucket: "api"}, http.MethodPost)
 	case len(seg) == 3 && seg[0] == "api" && seg[1] == "repos" && seg[2] == "delete":
 		return method(route{op: OpDeleteRepo, h: (*call).deleteRepo, bucket: "api"}, http.MethodDelete)
+	case len(seg) == 2 && seg[0] == "api" && repoTypes[seg[1]] != "":
+		return method(route{op: OpList, h: (*call).listRepos, bucket: "api", key: repoKey{Type: repoTypes[seg[1]]}}, http.MethodGet)
+	case len(seg) == 3 && seg[0] == "api" && seg[1] == "repos" && seg[2] == "move":
+		return method(route{op: OpMoveRepo, h: (*call).moveRepo, bucket: "api"}, http.MethodPost)
 	case len(seg) == 2 && seg[0] == "api" && seg[1] == "validate-yaml":
 		return method(route{op: OpValidateYAML, h: (*call).validateYAML, bucket: "api"}, http.MethodPost)
 	case len(seg) == 2 && seg[0] == "api" && seg[1] == "complete_multipart":
@@ -123,6 +127,18 @@ func (s *Server) routeRepoAPI(seg []string, method func(route, ...string) route)
 			rt.op, rt.h = OpRefs, (*call).refs
 			return method(rt, http.MethodGet)
 		}
+	case "settings":
+		if len(rest) == 1 {
+			rt.op, rt.h = OpSettings, (*call).settings
+			return method(rt, http.MethodPut)
+		}
+	case "super-squash":
+		if len(rest) >= 2 {
+			rt.op, rt.h, rt.path = OpSuperSquash, (*call).superSquash, tail(1)
+			return method(rt, http.MethodPost)
+		}
+	case "discussions":
+		return s.routeDiscussions(rt, rest[1:], method)
 	case "preupload":
 		if len(rest) >= 2 {
 			rt.op, rt.h, rt.rev = OpPreupload, (*call).preupload, tail(1)

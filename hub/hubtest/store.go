@@ -340,14 +340,20 @@ func (h *repoHandle) commit(id string) (*commit, error) {
 
 // writeCommit creates and stores a commit whose parent is parent (nil for a root commit).
 func (h *repoHandle) writeCommit(parent *commit, files map[string]fileEntry, title, description, author string, now time.Time) (*commit, error) {
+	var parents []string
+	if parent != nil {
+		parents = []string{parent.ID}
+	}
+	return h.writeCommitParents(parents, files, title, description, author, now)
+}
+
+// writeCommitParents creates and stores a commit with the given parents (first parent first).
+func (h *repoHandle) writeCommitParents(parents []string, files map[string]fileEntry, title, description, author string, now time.Time) (*commit, error) {
 	message := title
 	if description != "" {
 		message += "\n\n" + description
 	}
-	c := &commit{Title: title, Message: message, Author: author, Date: now.UTC().Truncate(time.Second), Files: files}
-	if parent != nil {
-		c.Parents = []string{parent.ID}
-	}
+	c := &commit{Title: title, Message: message, Author: author, Date: now.UTC().Truncate(time.Second), Files: files, Parents: parents}
 	c.index()
 	c.Tree = c.trees[""]
 	c.ID = commitOID(c.Tree, c.Parents, author, c.Date, message)
