@@ -13,7 +13,7 @@ func TestListModels(t *testing.T) {
 		tags      string
 	}{
 		{aliceTok, "llama-lora", false, "tags: [lora, peft]\nlibrary_name: peft\n"},
-		{aliceTok, "llama-merged", false, "tags: [merged]\nlibrary_name: transformers\n"},
+		{aliceTok, "llama-merged", false, "tags: [merged]\nlibrary_name: transformers\npipeline_tag: text-generation\n"},
 		{aliceTok, "secret", true, "tags: [lora]\n"},
 		{bobTok, "other-llama", false, "tags: [lora]\n"},
 	} {
@@ -58,6 +58,7 @@ func TestListModels(t *testing.T) {
 		{"", "filter=lora", "alice/llama-lora bob/other-llama"},
 		{"", "filter=lora&filter=peft", "alice/llama-lora"},
 		{"", "filter=transformers", "alice/llama-merged"},
+		{"", "pipeline_tag=text-generation", "alice/llama-merged"},
 		{"", "sort=id&direction=-1", "bob/other-llama alice/llama-merged alice/llama-lora"},
 		{"", "limit=1&search=merged", "alice/llama-merged"},
 	} {

@@ -46,9 +46,9 @@ func (s *store) allRepos(typ string) ([]repoKey, error) {
 	return out, nil
 }
 
-// listRepos answers GET /api/{models,datasets,spaces}?search=&author=&filter=&sort=&direction=&limit=&cursor=:
-// the visible repositories whose id contains search (case-insensitive), of that author, with every filter among
-// their tags, sorted (default: by id), a page of limit (default PageSize, at most 1000) with a Link to the next.
+// listRepos answers GET /api/{models,datasets,spaces}?search=&author=&filter=&pipeline_tag=&sort=&direction=&limit=
+// &cursor=: the visible repositories whose id contains search (case-insensitive), of that author, with every
+// filter among their tags (and that pipeline_tag), sorted (default: by id), a page of limit (default PageSize, at most 1000) with a Link to the next.
 func (c *call) listRepos() {
 	q := c.r.URL.Query()
 	limit := c.s.opts.PageSize
@@ -78,7 +78,7 @@ func (c *call) listRepos() {
 	}
 	desc := q.Get("direction") == "-1" || (q.Get("direction") == "" && sortKey != "" && sortKey != "id")
 	search := strings.ToLower(q.Get("search"))
-	author := q.Get("author")
+	author, pipeline := q.Get("author"), q.Get("pipeline_tag")
 	filters := append(q["filter"], q["filter[]"]...)
 	keys, err := c.s.store.allRepos(c.rt.key.Type)
 	if err != nil {
@@ -120,7 +120,7 @@ func (c *call) listRepos() {
 				ok = ok && (tags[one] || one == "")
 			}
 		}
-		if !ok {
+		if !ok || pipeline != "" && info["pipeline_tag"] != pipeline {
 			continue
 		}
 		if !boolParam(q.Get("cardData")) && !boolParam(q.Get("full")) {

@@ -103,6 +103,23 @@ out.info = await step("modelInfo", async () => {
   return { id: i.name, private: i.private };
 });
 
+out.listed = await step("listModels", async () => {
+  const names = [];
+  for await (const m of hub.listModels({ ...common, search: { owner: "alice" } })) names.push(m.name);
+  return names.sort();
+});
+
+out.prUrl = await step("commit with isPullRequest", async () => {
+  const res = await hub.commit({
+    ...common,
+    repo: jsRepo,
+    title: "Proposed change",
+    isPullRequest: true,
+    operations: [{ operation: "addOrUpdate", path: "proposal.txt", content: new Blob(["proposed\n"]) }],
+  });
+  return res.pullRequestUrl;
+});
+
 // The repository hubsync pushed: every file at the branch and at the tag.
 out.goFiles = await step("download hubsync's repo", async () => {
   const m = {};

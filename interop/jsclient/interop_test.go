@@ -7,6 +7,7 @@ import (
 	"encoding/hex"
 	"encoding/json"
 	"math/rand/v2"
+	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -90,6 +91,8 @@ type driveResult struct {
 	JSDownloads    map[string]string `json:"jsDownloads"`
 	GoFiles        map[string]string `json:"goFiles"`
 	GoTagFiles     map[string]string `json:"goTagFiles"`
+	Listed         []string          `json:"listed"`
+	PRURL          string            `json:"prUrl"`
 	Info           struct {
 		ID string `json:"id"`
 	} `json:"info"`
@@ -205,6 +208,12 @@ func TestJSClientInterop(t *testing.T) {
 	if after := srv.Stats(); after.UploadsStarted <= before.UploadsStarted {
 		t.Errorf("the JavaScript client made no multipart upload (uploads started %d → %d)", before.UploadsStarted, after.UploadsStarted)
 	}
+	if strings.Join(res.Listed, " ") != "alice/go alice/js" {
+		t.Errorf("listModels(owner alice) = %q", res.Listed)
+	}
+	if want := srv.URL() + "/alice/js/discussions/1"; res.PRURL != want {
+		t.Errorf("pullRequestUrl = %q, want %q", res.PRURL, want)
+	}
 	checkShas := func(what string, got map[string]string, want map[string][]byte) {
 		t.Helper()
 		for p, b := range want {
@@ -239,5 +248,32 @@ func TestJSClientInterop(t *testing.T) {
 	}
 	if got, err := os.ReadFile(filepath.Join(dev, "dev.txt")); err != nil || string(got) != "only on dev\n" {
 		t.Errorf("dev.txt on dev: %q %v", got, err)
+	}
+	// The JavaScript client's pull request, as huggingface_hub's get_repo_discussions sees it, and its files.
+	pr, err := c.Download(ctx, "alice/js", "refs/pr/1", hub.DownloadOptions{CacheDir: cache})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := os.ReadFile(filepath.Join(pr, "proposal.txt")); err != nil || string(got) != "proposed\n" {
+		t.Errorf("proposal.txt on refs/pr/1: %q %v", got, err)
+	}
+	resp, err := http.Get(srv.URL() + "/api/models/alice/js/discussions?type=pull_request")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	var page struct {
+		Count       int `json:"count"`
+		Discussions []struct {
+			Num    int    `json:"num"`
+			Title  string `json:"title"`
+			Status string `json:"status"`
+		} `json:"discussions"`
+	}
+	if err := json.NewDecoder(resp.Body).Decode(&page); err != nil {
+		t.Fatal(err)
+	}
+	if page.Count != 1 || page.Discussions[0].Title != "Proposed change" || page.Discussions[0].Status != "open" {
+		t.Errorf("pull requests listed: %+v", page)
 	}
 }
