@@ -2,11 +2,13 @@
 // (`hubsync devhub`; clients point HF_ENDPOINT at it). It is an independent implementation of the protocol in
 // shared/hub-protocol.md and imports nothing of the hub client.
 //
-// What it serves (see Server): whoami-v2; repo create/delete (models, datasets, spaces); branches, tags and
-// refs; preupload; the git-lfs batch API (Bearer or Basic auth) with basic and multipart transfers and an
-// optional verify action; signed storage URLs on a second listener; the multipart completion URL; NDJSON
-// commits (also as pull requests, refs/pr/N); resolve/raw downloads with Range; tree, paths-info, repo info
-// and commit listings with Link pagination; GET /_devhub/stats.
+// What it serves (see Server and docs/devhub.md): whoami-v2; repo create/delete/move and settings (private,
+// gated) (models, datasets, spaces); listings with search, author, filter, sort and Link pagination; branches,
+// tags and refs; super-squash; preupload; the git-lfs batch API (Bearer or Basic auth) with basic and multipart
+// transfers and an optional verify action; signed storage URLs on a second listener; the multipart completion
+// URL; NDJSON commits (also as pull requests, refs/pr/N); discussions and pull requests (list, details,
+// comment, status, title, merge); validate-yaml; resolve/raw downloads with Range; tree, paths-info, repo info
+// (cardData, tags, safetensors parameter counts) and commit listings with Link pagination; GET /_devhub/stats.
 //
 // Choices where the real Hub is undocumented:
 //
@@ -41,6 +43,13 @@
 //     commit pages use ?p=N and X-Total-Count.
 //   - RateLimit and RateLimit-Policy headers are sent on every API response, counted per user and bucket
 //     ("api", "resolvers") in fixed 5-minute windows of Options.RateLimitQuota requests.
+//
+//   - LFS objects are stored once but granted per repository: to the one whose batch URL received the bytes,
+//     and to those whose commits already reach them (data from before grants). Batch, verify and commit answers
+//     consult only the repository's own grants, so one repository never learns of another's objects.
+//   - Pull requests merge with a merge commit (parents: base head, PR head) after a file-level three-way merge
+//     from the commit the PR started at; a file changed differently on both sides is a conflict (409).
+//   - Everything under the data directory is 0600 (files) and 0700 (folders).
 //
 // Files are written to a temporary name and renamed (atomic against a crash of the process; no fsync, so
 // not against a power loss). Fault injection: Options.Faults / SetFaults (probabilistic, seeded) and
