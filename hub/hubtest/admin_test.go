@@ -85,6 +85,21 @@ func TestRepoSettingsMoveAndSquash(t *testing.T) {
 		t.Fatalf("after settings: %+v", info)
 	}
 	e.api("GET", "/api/models/alice/r", bobTok, nil, 404)
+	// Gated but public: everyone sees the repo, only owners get its files.
+	e.api("PUT", "/api/models/alice/r/settings", aliceTok, map[string]any{"private": false}, 200)
+	e.api("GET", "/api/models/alice/r", bobTok, nil, 200)
+	for _, tc := range []struct {
+		tok  string
+		want int
+	}{{"", 401}, {bobTok, 403}, {aliceTok, 200}} {
+		r := e.do("GET", "/alice/r/resolve/main/.gitattributes", tc.tok, nil)
+		if r.StatusCode != tc.want || (tc.want != 200 && r.Header.Get("X-Error-Code") != "GatedRepo") {
+			t.Errorf("resolve of a gated repo as %q: %d %s; want %d GatedRepo", tc.tok, r.StatusCode, r.Header.Get("X-Error-Code"), tc.want)
+		}
+	}
+	if r := e.do("POST", "/alice/r.git/info/lfs/objects/batch", bobTok, strings.NewReader(`{"operation":"download","objects":[]}`), "Content-Type", lfsMediaType); r.StatusCode != 403 {
+		t.Errorf("download batch on a gated repo: %d", r.StatusCode)
+	}
 	e.api("PUT", "/api/models/alice/r/settings", aliceTok, map[string]any{"private": false, "gated": false}, 200)
 	e.api("GET", "/api/models/alice/r", bobTok, nil, 200).json(t, &info)
 	if info.Private || info.Gated != false {

@@ -102,6 +102,11 @@ func (c *call) batch() {
 	if !ok {
 		return
 	}
+	if req.Operation == "download" && h.st.Gated != "" && !c.owns(c.rt.key.NS) {
+		unlock()
+		c.gateOK(h)
+		return
+	}
 	threshold := c.s.opts.MultipartThreshold
 	if h.st.MultipartThreshold > 0 {
 		threshold = h.st.MultipartThreshold

@@ -45,8 +45,8 @@ func (c *call) headCommit(rev string) (*repoHandle, *commit, bool) {
 // resolve answers HEAD/GET /{prefix}{ns}/{name}/resolve/{rev}/{path} (and /raw/): regular files are served
 // here with Range support, LFS files are redirected (302) to a signed URL on the storage host.
 func (c *call) resolve() {
-	_, cm, ok := c.headCommit(c.rt.rev)
-	if !ok {
+	h, cm, ok := c.headCommit(c.rt.rev)
+	if !ok || !c.gateOK(h) {
 		return
 	}
 	hd := c.w.Header()
@@ -424,4 +424,22 @@ func gatedJSON(g string) any {
 		return false
 	}
 	return g
+}
+
+// gateOK refuses the files of a gated repository to everyone but its owners, as the Hub does to users who were
+// not granted access (devhub has no access requests): 401 without a token, 403 with one, X-Error-Code GatedRepo.
+func (c *call) gateOK(h *repoHandle) bool {
+	h.mu.RLock()
+	gated := h.st != nil && h.st.Gated != ""
+	h.mu.RUnlock()
+	if !gated || c.owns(c.rt.key.NS) {
+		return true
+	}
+	msg := fmt.Sprintf("Access to %s %s is restricted. You must have access to it and be authenticated to access it. Please log in.", c.rt.key.Type, c.rt.key.ID())
+	status := http.StatusForbidden
+	if c.tok == nil {
+		status = http.StatusUnauthorized
+	}
+	c.fail(status, "GatedRepo", msg)
+	return false
 }
