@@ -49,28 +49,33 @@ func (h *repoHandle) hasObject(oid string) (int64, bool) {
 	return 0, false
 }
 
-// reachable scans the repository's commits for a file with that LFS object.
+// reachable reports whether a commit of the repository has a file with that LFS object. The set is built once
+// per handle from the commits on disk: commits made since only reference granted objects, so it never needs to
+// grow.
 func (h *repoHandle) reachable(oid string) bool {
-	entries, err := os.ReadDir(filepath.Join(h.s.repoDir(h.key), "commits"))
-	if err != nil {
-		return false
-	}
-	for _, e := range entries {
-		id, ok := strings.CutSuffix(e.Name(), ".json")
-		if !ok {
-			continue
+	h.reachOnce.Do(func() {
+		h.reach = map[string]bool{}
+		entries, err := os.ReadDir(filepath.Join(h.s.repoDir(h.key), "commits"))
+		if err != nil {
+			return
 		}
-		c, err := h.commit(id)
-		if err != nil || c == nil {
-			continue
-		}
-		for _, f := range c.Files {
-			if f.LFS != nil && f.LFS.OID == oid {
-				return true
+		for _, e := range entries {
+			id, ok := strings.CutSuffix(e.Name(), ".json")
+			if !ok {
+				continue
+			}
+			c, err := h.commit(id)
+			if err != nil || c == nil {
+				continue
+			}
+			for _, f := range c.Files {
+				if f.LFS != nil {
+					h.reach[f.LFS.OID] = true
+				}
 			}
 		}
-	}
-	return false
+	})
+	return h.reach[oid]
 }
 
 // grantUpload grants a freshly stored object to the repository an upload URL was issued for (repo is

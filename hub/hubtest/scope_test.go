@@ -2,6 +2,7 @@ package hubtest
 
 import (
 	"io/fs"
+	"os"
 	"path/filepath"
 	"testing"
 )
@@ -99,5 +100,33 @@ func TestDataDirModes(t *testing.T) {
 	}
 	if n < 10 {
 		t.Fatalf("walked only %d entries", n)
+	}
+}
+
+// Data written before grants existed: an object reachable from a repository's commits stays usable there (and
+// only there) after a restart.
+func TestLFSReachableWithoutGrant(t *testing.T) {
+	opts := testOptions()
+	opts.DataDir = t.TempDir()
+	e := newEnv(t, opts)
+	e.createRepo(aliceTok, "", "old", false)
+	e.createRepo(bobTok, "", "b", false)
+	data := randomBytes(15, 100<<10)
+	oid := e.upload(aliceTok, "alice/old", data)
+	if r := e.commitLines(aliceTok, "alice/old", "main", "", header("add", ""), lfsLine("w.bin", oid, int64(len(data)))); r.StatusCode != 200 {
+		t.Fatalf("commit: %d %s", r.StatusCode, r.body)
+	}
+	if err := e.s.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.RemoveAll(filepath.Join(opts.DataDir, "repos", "models", "alice", "old", "lfs")); err != nil {
+		t.Fatal(err)
+	}
+	e = newEnv(t, opts)
+	if r := e.commitLines(aliceTok, "alice/old", "main", "", header("copy", ""), lfsLine("w2.bin", oid, int64(len(data)))); r.StatusCode != 200 {
+		t.Fatalf("commit of a reachable object: %d %s", r.StatusCode, r.body)
+	}
+	if r := e.commitLines(bobTok, "bob/b", "main", "", header("steal", ""), lfsLine("w.bin", oid, int64(len(data)))); r.StatusCode != 400 {
+		t.Fatalf("bob's pointer: %d %s; want 400", r.StatusCode, r.body)
 	}
 }

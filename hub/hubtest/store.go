@@ -176,6 +176,9 @@ type repoHandle struct {
 
 	cmu     sync.Mutex
 	commits map[string]*commit
+
+	reachOnce sync.Once
+	reach     map[string]bool // LFS objects of the commits on disk when first asked (see reachable)
 }
 
 func newStore(dir string) (*store, error) {
