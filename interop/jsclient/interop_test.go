@@ -165,7 +165,7 @@ func TestJSClientInterop(t *testing.T) {
 
 	cmd := exec.CommandContext(ctx, node, "drive.mjs")
 	cmd.Env = append(os.Environ(), "HF_ENDPOINT="+srv.URL(), "HF_TOKEN="+aliceTok, "JS_REPO=alice/js",
-		"GO_REPO=alice/go", "GO_TAG=v1", "FILES_DIR="+jsDir, "HF_HUB_DISABLE_TELEMETRY=1")
+		"GO_REPO=alice/go", "GO_TAG=v1", "FILES_DIR="+jsDir)
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
