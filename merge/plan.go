@@ -263,11 +263,18 @@ func (p *Plan) build() error {
 	for _, n := range names {
 		isOutput[n] = true
 	}
+	tied := b.tiedEmbedding()
+	if err := ad.resolveWrapped(func(n string) bool { return isOutput[n] || (n == lmHead && tied != "") }); err != nil {
+		return err
+	}
+	if len(ad.originals) > 0 {
+		p.log.Debug().Strs("tensors", ad.originals).Msg("ignoring modules_to_save original_module tensors (the untrained copies)")
+	}
 	for target, r := range ad.replace {
 		if isOutput[target] {
 			continue
 		}
-		if target == lmHead && b.tiedEmbedding() != "" {
+		if target == lmHead && tied != "" {
 			// modules_to_save lm_head of a model with tied embeddings: the trained lm_head no longer equals the
 			// embedding, so the output gets its own lm_head.weight and config.json unties them.
 			p.untie = true
