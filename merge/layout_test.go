@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/hubsync/hubsync/internal/safetensors"
+	"github.com/hubsync/hubsync/internal/tensor"
 	"github.com/hubsync/hubsync/internal/testmodel"
 )
 
@@ -148,6 +149,59 @@ func TestModulesToSaveLayoutErrors(t *testing.T) {
 			_, err := NewPlan(t.Context(), Options{Base: base, Adapter: adapter, Out: filepath.Join(dir, "out")})
 			if err == nil || !IsBadInput(err) || !strings.Contains(err.Error(), tc.want) {
 				t.Fatalf("want a bad-input error containing %q, got %v", tc.want, err)
+			}
+		})
+	}
+}
+
+// TestTiedEmbeddingLoRAUntied: a LoRA on a tied embedding is merged into embed_tokens only; lm_head.weight is the
+// original (dequantized, rounded) embedding, config.json unties and the card says so. KeepTied gives PEFT's
+// result (the shared weight updated, no lm_head.weight) instead.
+func TestTiedEmbeddingLoRAUntied(t *testing.T) {
+	for _, keep := range []bool{false, true} {
+		t.Run(map[bool]string{false: "untie", true: "keep-tied"}[keep], func(t *testing.T) {
+			t.Parallel()
+			c := mergeCase{base: tinyNF4(testmodel.ArchQwen2), adapter: testmodel.AdapterSpec{EmbeddingLoRA: true, Seed: 43}}
+			dir := t.TempDir()
+			base, adapter := c.generate(t, dir)
+			ref, err := testmodel.ReferenceMerge(base, adapter)
+			if keep {
+				ref, err = testmodel.ReferenceMergeKeepTied(base, adapter)
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if _, ok := ref[lmHead]; ok == keep {
+				t.Fatalf("reference has lm_head.weight = %v with keep-tied %v", ok, keep)
+			}
+			out := filepath.Join(dir, "out")
+			res := runMergeT(t, Options{Base: base, Adapter: adapter, Out: out, KeepTied: keep})
+			compareToReference(t, out, ref, func(string) tensor.DType { return tensor.Invalid })
+			checkOutputDir(t, out, res)
+			cfg, err := os.ReadFile(filepath.Join(out, "config.json"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			var c2 map[string]any
+			if err := json.Unmarshal(cfg, &c2); err != nil {
+				t.Fatal(err)
+			}
+			if tie := c2["tie_word_embeddings"]; (tie == false) == keep {
+				t.Errorf("config.json tie_word_embeddings = %v with keep-tied %v", tie, keep)
+			}
+			card, err := os.ReadFile(filepath.Join(out, "README.md"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := map[bool]string{false: "- Embeddings: untied", true: "- Embeddings: kept tied"}[keep]
+			if !bytes.Contains(card, []byte(want)) {
+				t.Errorf("card lacks %q", want)
+			}
+			if !keep {
+				got := readOutput(t, out)
+				if bytes.Equal(got[lmHead].Raw, got["model.embed_tokens.weight"].Raw) {
+					t.Error("lm_head.weight equals the merged embedding")
+				}
 			}
 		})
 	}
