@@ -92,13 +92,14 @@ func openAdapter(dir string) (_ *adapter, err error) {
 	}
 	wpath := filepath.Join(dir, adapterWeightsFile)
 	a.file, err = openSafetensors(wpath)
-	if err != nil {
+	if errors.Is(err, os.ErrNotExist) {
+		// Older PEFT (and safe_serialization=False) writes torch.save's format: read it without unpickling code.
+		a.file, err = openTorchFile(filepath.Join(dir, adapterPickleFile))
 		if errors.Is(err, os.ErrNotExist) {
-			if _, e := os.Stat(filepath.Join(dir, adapterPickleFile)); e == nil {
-				return nil, badf(filepath.Join(dir, adapterPickleFile), "", "pickle adapters are not supported; save the adapter with safe_serialization=True (adapter_model.safetensors)")
-			}
-			return nil, badf(wpath, "", "missing: the adapter directory has no adapter_model.safetensors")
+			return nil, badf(wpath, "", "missing: the adapter directory has neither adapter_model.safetensors nor adapter_model.bin")
 		}
+	}
+	if err != nil {
 		return nil, err
 	}
 	if err := a.classify(); err != nil {
