@@ -43,7 +43,7 @@ type mergeOptions struct {
 func (o *mergeOptions) addFlags(cmd *cobra.Command) {
 	f := cmd.Flags()
 	f.StringVar(&o.Base, "base", "", "base model: a local directory or a Hub repo id found in the HF cache")
-	f.StringVar(&o.Adapter, "adapter", "", "PEFT adapter or trainer checkpoint directory (adapter_config.json + adapter_model.safetensors)")
+	f.StringVar(&o.Adapter, "adapter", "", "PEFT adapter or trainer checkpoint directory (adapter_config.json + adapter_model.safetensors, or adapter_model.bin)")
 	f.StringVar(&o.Out, "out", "", "output directory (must not exist, or be empty)")
 	f.StringVar(&o.DType, "dtype", "", "output dtype: bf16, fp16 or fp32 (default: the base's original dtype)")
 	f.StringVar(&o.MaxShardSize, "max-shard-size", "5GB", "largest output shard (huggingface_hub units: 5GB = 5·10⁹ bytes)")
