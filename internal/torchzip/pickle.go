@@ -550,7 +550,7 @@ func call(fn any, args Tuple) (any, error) {
 		}
 		off, ok := args[1].(int64)
 		if !ok || off < 0 {
-			return nil, fmt.Errorf("%s: bad storage offset %v", g, args[1])
+			return nil, fmt.Errorf("%s: bad storage offset %s", g, describe(args[1]))
 		}
 		size, err := ints(args[2])
 		if err != nil {
@@ -578,6 +578,28 @@ func call(fn any, args Tuple) (any, error) {
 	return nil, fmt.Errorf("%s is not callable", g)
 }
 
+// describe renders a pickled value for an error message: scalars (strings cut short) as Python writes them,
+// containers by their type only. Pickles can share substructures, so a container's full rendering can be
+// exponentially larger than the pickle; it is never printed.
+func describe(v any) string {
+	switch x := v.(type) {
+	case nil:
+		return "None"
+	case bool, int64, float64:
+		return fmt.Sprint(x)
+	case string:
+		if len(x) > 64 {
+			x = x[:64] + "…"
+		}
+		return fmt.Sprintf("%q", x)
+	case Global:
+		return x.String()
+	case Tuple:
+		return fmt.Sprintf("a tuple of %d", len(x))
+	}
+	return fmt.Sprintf("a %T", v)
+}
+
 func ints(v any) ([]int64, error) {
 	t, ok := v.(Tuple)
 	if !ok {
@@ -587,7 +609,7 @@ func ints(v any) ([]int64, error) {
 	for i, x := range t {
 		n, ok := x.(int64)
 		if !ok || n < 0 {
-			return nil, fmt.Errorf("element %d is %v", i, x)
+			return nil, fmt.Errorf("element %d is %s", i, describe(x))
 		}
 		out[i] = n
 	}

@@ -116,13 +116,13 @@ func Tensors(r io.ReaderAt, size int64) ([]safetensors.TensorInfo, error) {
 	load := func(pid any) (any, error) {
 		t, ok := pid.(Tuple)
 		if !ok || len(t) != 5 || t[0] != "storage" {
-			return nil, fmt.Errorf("persistent id %v is not ('storage', type, key, location, numel)", pid)
+			return nil, fmt.Errorf("persistent id %s is not ('storage', type, key, location, numel)", describe(pid))
 		}
 		g, ok1 := t[1].(Global)
 		key, ok2 := t[2].(string)
 		numel, ok3 := t[4].(int64)
 		if !ok1 || !ok2 || !ok3 || numel < 0 {
-			return nil, fmt.Errorf("malformed storage persistent id %v", pid)
+			return nil, fmt.Errorf("malformed storage persistent id ('storage', %s, %s, %s, %s)", describe(t[1]), describe(t[2]), describe(t[3]), describe(t[4]))
 		}
 		dt, ok := storageDTypes[g.Name]
 		if g.Module != "torch" || !ok {
@@ -155,7 +155,7 @@ func Tensors(r io.ReaderAt, size int64) ([]safetensors.TensorInfo, error) {
 	for i, k := range d.Keys {
 		name, ok := k.(string)
 		if !ok {
-			return nil, fmt.Errorf("state dict key %v is not a string", k)
+			return nil, fmt.Errorf("state dict key %s is not a string", describe(k))
 		}
 		t, ok := d.Values[i].(*Tensor)
 		if !ok {

@@ -216,3 +216,22 @@ func FuzzTensors(f *testing.F) {
 		}
 	})
 }
+
+// TestSharedStructureErrorsStayShort: a pickle that doubles a shared tuple 60 times (2⁶⁰ leaves if rendered) as a
+// persistent id fails fast with a short message.
+func TestSharedStructureErrorsStayShort(t *testing.T) {
+	pkl := []byte("\x80\x02K\x01\x85")
+	for range 60 {
+		pkl = append(pkl, '2', 0x86) // DUP, TUPLE2
+	}
+	pkl = append(pkl, 'Q', '.')
+	var b bytes.Buffer
+	zw := zip.NewWriter(&b)
+	w, _ := zw.CreateHeader(&zip.FileHeader{Name: "m/data.pkl", Method: zip.Store})
+	w.Write(pkl)
+	zw.Close()
+	_, err := torchzip.Tensors(bytes.NewReader(b.Bytes()), int64(b.Len()))
+	if err == nil || len(err.Error()) > 300 || !strings.Contains(err.Error(), "a tuple of 2") {
+		t.Fatalf("got %v", err)
+	}
+}
