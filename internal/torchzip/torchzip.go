@@ -135,6 +135,11 @@ func Tensors(r io.ReaderAt, size int64) ([]safetensors.TensorInfo, error) {
 		if zf.Method != zip.Store {
 			return nil, fmt.Errorf("entry %s is compressed (method %d); torch.save stores storages uncompressed", zf.Name, zf.Method)
 		}
+		// The local header (which DataOffset reads) is not covered by the central directory's checks: the data
+		// must lie inside the file.
+		if off, err := zf.DataOffset(); err != nil || off < 0 || zf.CompressedSize64 > uint64(size) || uint64(off) > uint64(size)-zf.CompressedSize64 {
+			return nil, fmt.Errorf("entry %s: its data lies outside the %d-byte file", zf.Name, size)
+		}
 		if zf.CompressedSize64 != zf.UncompressedSize64 {
 			return nil, fmt.Errorf("stored entry %s has differing sizes (%d, %d)", zf.Name, zf.CompressedSize64, zf.UncompressedSize64)
 		}

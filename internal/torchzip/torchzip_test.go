@@ -235,3 +235,29 @@ func TestSharedStructureErrorsStayShort(t *testing.T) {
 		t.Fatalf("got %v", err)
 	}
 }
+
+// TestEntryOutsideFile: a storage whose local header points its data past the end of the file (found by
+// FuzzTensors: a large extra-field length) is refused.
+func TestEntryOutsideFile(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "adapter_model.bin")
+	if err := testmodel.WriteTorchZip(path, sampleTensors()[:1]); err != nil {
+		t.Fatal(err)
+	}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	i := bytes.Index(b, []byte("PK\x03\x04"))
+	for i >= 0 && !bytes.HasPrefix(b[i+30:], []byte("adapter_model/data/0")) {
+		j := bytes.Index(b[i+4:], []byte("PK\x03\x04"))
+		if j < 0 {
+			t.Fatal("no local header for data/0")
+		}
+		i += 4 + j
+	}
+	b[i+28], b[i+29] = 0x00, 0xf0 // extra field length 0xf000
+	_, err = torchzip.Tensors(bytes.NewReader(b), int64(len(b)))
+	if err == nil || !strings.Contains(err.Error(), "outside the") {
+		t.Fatalf("got %v", err)
+	}
+}
