@@ -106,7 +106,9 @@ func TestMergeReadsPEFTModulesToSaveLayouts(t *testing.T) {
 				}
 				return out
 			})
-			got := readOutput(t, runMergeT(t, Options{Base: base, Adapter: adapter, Out: filepath.Join(dir, "got")}).Dir)
+			res := runMergeT(t, Options{Base: base, Adapter: adapter, Out: filepath.Join(dir, "got")})
+			checkOutputDir(t, res.Dir, res)
+			got := readOutput(t, res.Dir)
 			if len(got) != len(want) {
 				t.Errorf("%d output tensors, want %d", len(got), len(want))
 			}
