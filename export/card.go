@@ -44,6 +44,8 @@ type CardInfo struct {
 	Version string
 	// PipelineTag overrides the pipeline tag ("" → text-generation).
 	PipelineTag string
+	// TiedNote says what the merge did with a tied base's embeddings ("" → nothing to say).
+	TiedNote string
 }
 
 // repoIDPattern is huggingface_hub's validate_repo_id rule: [namespace/]name of word characters, '-' and '.'.
@@ -155,6 +157,9 @@ func (ci CardInfo) loraLines(b *bytes.Buffer) {
 			mods[i] = code(m)
 		}
 		fmt.Fprintf(b, "- Target modules: %s\n", strings.Join(mods, ", "))
+	}
+	if ci.TiedNote != "" {
+		fmt.Fprintf(b, "- Embeddings: %s\n", ci.TiedNote)
 	}
 }
 

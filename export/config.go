@@ -58,6 +58,36 @@ func RewriteConfig(raw []byte, dtype tensor.DType, vocabSize int64) ([]byte, err
 	return b.Bytes(), nil
 }
 
+// UntieConfig returns config.json (RewriteConfig's output, or any config) with "tie_word_embeddings": false: set
+// at the top level (appended if missing) and in every nested "*_config" object that has the key (Gemma 3's
+// text_config), so transformers loads the separate lm_head.weight instead of tying it to the input embedding.
+// Everything else is preserved as RewriteConfig preserves it.
+func UntieConfig(raw []byte) ([]byte, error) {
+	root, err := parseJSON(raw)
+	if err != nil {
+		return nil, fmt.Errorf("config.json: %w", err)
+	}
+	if root.kind != '{' {
+		return nil, fmt.Errorf("config.json: top-level value is not a JSON object")
+	}
+	f := &jnode{kind: 'l', raw: []byte("false")}
+	root.set("tie_word_embeddings", f, true)
+	var sub func(n *jnode)
+	sub = func(n *jnode) {
+		for i, k := range n.keys {
+			if v := n.vals[i]; v.kind == '{' && strings.HasSuffix(k, "_config") {
+				v.set("tie_word_embeddings", f, false)
+				sub(v)
+			}
+		}
+	}
+	sub(root)
+	var b bytes.Buffer
+	root.write(&b, 0)
+	b.WriteByte('\n')
+	return b.Bytes(), nil
+}
+
 // setInSubConfigs sets torch_dtype/dtype inside nested "*_config" objects that already carry them.
 func setInSubConfigs(n *jnode, dt *jnode) {
 	for i, k := range n.keys {

@@ -223,3 +223,28 @@ func TestRewriteConfigMatchesPython(t *testing.T) {
 		t.Errorf("got\n%s\nwant\n%s", got, want)
 	}
 }
+
+func TestUntieConfig(t *testing.T) {
+	tests := []struct{ name, in, want string }{
+		{"true becomes false", `{"a":1,"tie_word_embeddings":true}`, "{\n  \"a\": 1,\n  \"tie_word_embeddings\": false\n}\n"},
+		{"added when the default ties", `{"a":1}`, "{\n  \"a\": 1,\n  \"tie_word_embeddings\": false\n}\n"},
+		{"sub-config only where present", `{"text_config":{"tie_word_embeddings":true,"n":1e-05},"vision_config":{"x":1}}`,
+			"{\n  \"text_config\": {\n    \"tie_word_embeddings\": false,\n    \"n\": 1e-05\n  },\n  \"vision_config\": {\n    \"x\": 1\n  },\n  \"tie_word_embeddings\": false\n}\n"},
+		{"a string value is not a key", `{"note":"\"tie_word_embeddings\": true","tie_word_embeddings":true}`,
+			"{\n  \"note\": \"\\\"tie_word_embeddings\\\": true\",\n  \"tie_word_embeddings\": false\n}\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, err := UntieConfig([]byte(tt.in))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if string(got) != tt.want {
+				t.Errorf("got\n%s\nwant\n%s", got, tt.want)
+			}
+		})
+	}
+	if _, err := UntieConfig([]byte(`[1]`)); err == nil {
+		t.Error("an array config was accepted")
+	}
+}

@@ -1,6 +1,7 @@
 package merge
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -39,6 +40,20 @@ type adapter struct {
 	// replace maps a base tensor name to the adapter tensor that replaces it whole (modules_to_save, trained
 	// biases, saved base layers of resized embeddings).
 	replace map[string]tensorRef
+	// wrapped are modules_to_save copies saved under their wrapper's name (<m>.modules_to_save[.<adapter>].<p>),
+	// resolved against the base by resolveWrapped.
+	wrapped []wrappedTensor
+	// originals are the <m>.original_module.<p> tensors: the untrained copy PEFT keeps beside a
+	// modules_to_save module. They never reach the output.
+	originals []string
+}
+
+// wrappedTensor is a modules_to_save copy saved under its wrapper's name. candidates are the base tensors it may
+// replace, most specific first: without and with the segment after "modules_to_save." (an adapter name, or the
+// first segment of a submodule path when PEFT removed the adapter name).
+type wrappedTensor struct {
+	ref        tensorRef
+	candidates []string
 }
 
 func (a *adapter) close() {
@@ -77,13 +92,14 @@ func openAdapter(dir string) (_ *adapter, err error) {
 	}
 	wpath := filepath.Join(dir, adapterWeightsFile)
 	a.file, err = openSafetensors(wpath)
-	if err != nil {
+	if errors.Is(err, os.ErrNotExist) {
+		// Older PEFT (and safe_serialization=False) writes torch.save's format: read it without unpickling code.
+		a.file, err = openTorchFile(filepath.Join(dir, adapterPickleFile))
 		if errors.Is(err, os.ErrNotExist) {
-			if _, e := os.Stat(filepath.Join(dir, adapterPickleFile)); e == nil {
-				return nil, badf(filepath.Join(dir, adapterPickleFile), "", "pickle adapters are not supported; save the adapter with safe_serialization=True (adapter_model.safetensors)")
-			}
-			return nil, badf(wpath, "", "missing: the adapter directory has no adapter_model.safetensors")
+			return nil, badf(wpath, "", "missing: the adapter directory has neither adapter_model.safetensors nor adapter_model.bin")
 		}
+	}
+	if err != nil {
 		return nil, err
 	}
 	if err := a.classify(); err != nil {
@@ -174,8 +190,22 @@ func (a *adapter) classify() error {
 		}
 		// A whole tensor: modules_to_save, a trained bias, or a saved base layer (resized embeddings).
 		target := strings.Replace(key, ".base_layer.", ".", 1)
-		if strings.Contains(target, ".modules_to_save.") || strings.Contains(target, ".original_module.") {
-			return badf(path, t.Name, "unexpected wrapper tensor name (PEFT saves modules_to_save as <module>.<param>)")
+		if i := strings.Index(target, ".original_module."); i >= 0 {
+			a.originals = append(a.originals, t.Name)
+			continue
+		}
+		if mod, rest, ok := strings.Cut(target, ".modules_to_save."); ok {
+			if mod == "" || rest == "" || strings.Contains(rest, ".modules_to_save.") {
+				return badf(path, t.Name, "malformed modules_to_save tensor name")
+			}
+			w := wrappedTensor{ref: ref}
+			if _, after, ok := strings.Cut(rest, "."); ok {
+				// <m>.modules_to_save.<adapter>.<p> (no adapter name removed) — or <m>.modules_to_save.<sub>.<p>.
+				w.candidates = append(w.candidates, mod+"."+after)
+			}
+			w.candidates = append(w.candidates, mod+"."+rest)
+			a.wrapped = append(a.wrapped, w)
+			continue
 		}
 		if prev, ok := a.replace[target]; ok {
 			return badf(path, t.Name, "replaces base tensor %s, which %s already replaces", target, prev.info.Name)
@@ -214,10 +244,64 @@ func (a *adapter) classify() error {
 			return badf(path, n, "has a lora_B.bias but lora_bias is false in %s", adapterConfigFile)
 		}
 	}
-	if len(a.modules) == 0 && len(a.replace) == 0 {
+	if len(a.modules) == 0 && len(a.replace) == 0 && len(a.wrapped) == 0 {
 		return badf(path, "", "the adapter has no tensors")
 	}
 	return nil
+}
+
+// resolveWrapped adds every modules_to_save copy saved under its wrapper's name to a.replace, as the first of its
+// candidates for which has is true. PEFT ≥ 0.7 with save_embedding_layers writes such a copy beside the plain
+// <m>.<p> one (the same trained tensor twice); the two must then be equal.
+func (a *adapter) resolveWrapped(has func(string) bool) error {
+	for _, w := range a.wrapped {
+		target := ""
+		for _, c := range w.candidates {
+			if has(c) {
+				target = c
+				break
+			}
+		}
+		if target == "" {
+			return badf(w.ref.path(), w.ref.info.Name, "modules_to_save tensor matches no base tensor (looked for %s)", strings.Join(w.candidates, " or "))
+		}
+		prev, ok := a.replace[target]
+		if !ok {
+			a.replace[target] = w.ref
+			continue
+		}
+		same, err := sameTensor(prev, w.ref)
+		if err != nil {
+			return err
+		}
+		if !same {
+			return badf(w.ref.path(), w.ref.info.Name, "differs from %s, which also holds the trained copy of %s", prev.info.Name, target)
+		}
+	}
+	return nil
+}
+
+// sameTensor reports whether two tensors have the same dtype, shape and bytes, reading them in bounded chunks.
+func sameTensor(x, y tensorRef) (bool, error) {
+	if x.info.DType != y.info.DType || !tensor.EqualShapes(x.info.Shape, y.info.Shape) {
+		return false, nil
+	}
+	const chunk = 1 << 20
+	n := x.info.Size()
+	bx, by := make([]byte, min(n, chunk)), make([]byte, min(n, chunk))
+	for off := int64(0); off < n; off += chunk {
+		k := min(chunk, n-off)
+		if err := x.readAt(bx[:k], off); err != nil {
+			return false, err
+		}
+		if err := y.readAt(by[:k], off); err != nil {
+			return false, err
+		}
+		if !bytes.Equal(bx[:k], by[:k]) {
+			return false, nil
+		}
+	}
+	return true, nil
 }
 
 // sortedModules returns the LoRA modules in name order.

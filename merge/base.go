@@ -13,14 +13,17 @@ import (
 
 	"github.com/hubsync/hubsync/internal/safetensors"
 	"github.com/hubsync/hubsync/internal/tensor"
+	"github.com/hubsync/hubsync/internal/torchzip"
 )
 
-// Base model file names (model-formats.md §2.1).
+// Base model file names (model-formats.md §2.1), and transformers' torch.save names.
 const (
-	baseSingleFile = "model.safetensors"
-	baseIndexFile  = "model.safetensors.index.json"
-	configFile     = "config.json"
-	genConfigFile  = "generation_config.json"
+	baseSingleFile      = "model.safetensors"
+	baseIndexFile       = "model.safetensors.index.json"
+	basePickleFile      = "pytorch_model.bin"
+	basePickleIndexFile = "pytorch_model.bin.index.json"
+	configFile          = "config.json"
+	genConfigFile       = "generation_config.json"
 )
 
 // tensorRef locates one tensor: the open file holding it and its header entry.
@@ -138,12 +141,12 @@ func cachedSnapshot(cache, repoID string) (string, error) {
 	if _, err := os.Stat(filepath.Join(snap, configFile)); err != nil {
 		return "", fmt.Errorf("snapshot %s has no %s", snap, configFile)
 	}
-	_, e1 := os.Stat(filepath.Join(snap, baseSingleFile))
-	_, e2 := os.Stat(filepath.Join(snap, baseIndexFile))
-	if e1 != nil && e2 != nil {
-		return "", fmt.Errorf("snapshot %s has neither %s nor %s", snap, baseSingleFile, baseIndexFile)
+	for _, n := range []string{baseSingleFile, baseIndexFile, basePickleFile, basePickleIndexFile} {
+		if _, err := os.Stat(filepath.Join(snap, n)); err == nil {
+			return snap, nil
+		}
 	}
-	return snap, nil
+	return "", fmt.Errorf("snapshot %s has neither %s nor %s", snap, baseSingleFile, baseIndexFile)
 }
 
 // openBase opens a base model directory: config.json plus model.safetensors, or the shards listed by
@@ -170,28 +173,38 @@ func openBase(dir string) (_ *baseModel, err error) {
 	if q := b.cfg.QuantizationConfig; q != nil && q.LoadIn8bit {
 		return nil, badf(cfgPath, "quantization_config", "8-bit bitsandbytes bases are not supported (only 4-bit and 16/32-bit)")
 	}
-	idxPath := filepath.Join(dir, baseIndexFile)
-	raw, err := os.ReadFile(idxPath)
-	switch {
-	case err == nil:
-		if err := b.openSharded(idxPath, raw); err != nil {
-			return nil, err
-		}
-	case errors.Is(err, os.ErrNotExist):
-		p := filepath.Join(dir, baseSingleFile)
-		f, err := openSafetensors(p)
-		if err != nil {
-			if errors.Is(err, os.ErrNotExist) {
-				return nil, badf(dir, "", "no %s or %s in the base model directory", baseSingleFile, baseIndexFile)
+	// safetensors first, as transformers prefers it; else the torch.save files older checkpoints have.
+	found := false
+	for _, layout := range []struct {
+		index, single string
+		open          func(string) (*safetensors.File, error)
+	}{{baseIndexFile, baseSingleFile, openSafetensors}, {basePickleIndexFile, basePickleFile, openTorchFile}} {
+		idxPath := filepath.Join(dir, layout.index)
+		raw, err := os.ReadFile(idxPath)
+		if err == nil {
+			if err := b.openSharded(idxPath, raw, layout.open); err != nil {
+				return nil, err
 			}
+			found = true
+			break
+		} else if !errors.Is(err, os.ErrNotExist) {
+			return nil, fmt.Errorf("read %s: %w", idxPath, err)
+		}
+		f, err := layout.open(filepath.Join(dir, layout.single))
+		if errors.Is(err, os.ErrNotExist) {
+			continue
+		} else if err != nil {
 			return nil, err
 		}
 		b.files = append(b.files, f)
 		for _, t := range f.Tensors {
 			b.refs[t.Name] = tensorRef{f, t}
 		}
-	default:
-		return nil, fmt.Errorf("read %s: %w", idxPath, err)
+		found = true
+		break
+	}
+	if !found {
+		return nil, badf(dir, "", "no %s, %s, %s or %s in the base model directory", baseSingleFile, baseIndexFile, basePickleFile, basePickleIndexFile)
 	}
 	if len(b.refs) == 0 {
 		return nil, badf(dir, "", "the base model has no tensors")
@@ -199,7 +212,7 @@ func openBase(dir string) (_ *baseModel, err error) {
 	return b, nil
 }
 
-func (b *baseModel) openSharded(idxPath string, raw []byte) error {
+func (b *baseModel) openSharded(idxPath string, raw []byte, open func(string) (*safetensors.File, error)) error {
 	var idx struct {
 		WeightMap map[string]string `json:"weight_map"`
 	}
@@ -223,7 +236,7 @@ func (b *baseModel) openSharded(idxPath string, raw []byte) error {
 		f, ok := shards[shard]
 		if !ok {
 			var err error
-			f, err = openSafetensors(filepath.Join(b.dir, shard))
+			f, err = open(filepath.Join(b.dir, shard))
 			if err != nil {
 				if errors.Is(err, os.ErrNotExist) {
 					return badf(idxPath, name, "its shard %s is missing", shard)
@@ -235,7 +248,7 @@ func (b *baseModel) openSharded(idxPath string, raw []byte) error {
 		}
 		ti, ok := f.Lookup(name)
 		if !ok {
-			return badf(f.Path, name, "listed in %s but not present in this shard", baseIndexFile)
+			return badf(f.Path, name, "listed in %s but not present in this shard", filepath.Base(idxPath))
 		}
 		b.refs[name] = tensorRef{f, ti}
 	}
@@ -251,6 +264,23 @@ func openSafetensors(path string) (*safetensors.File, error) {
 			cause := *fe
 			cause.Path = "" // the InputError names the file
 			return nil, &InputError{File: path, Tensor: fe.Tensor, Err: &cause}
+		}
+		if errors.Is(err, os.ErrNotExist) {
+			return nil, err
+		}
+		return nil, fmt.Errorf("open %s: %w", path, err)
+	}
+	return f, nil
+}
+
+// openTorchFile opens a torch.save zip file (adapter_model.bin, pytorch_model.bin) with the restricted unpickler;
+// format problems, and globals it refuses, become InputErrors naming the file.
+func openTorchFile(path string) (*safetensors.File, error) {
+	f, err := torchzip.Open(path)
+	if err != nil {
+		var fe *torchzip.FormatError
+		if errors.As(err, &fe) {
+			return nil, &InputError{File: path, Err: fe.Err}
 		}
 		if errors.Is(err, os.ErrNotExist) {
 			return nil, err

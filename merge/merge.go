@@ -19,7 +19,6 @@
 package merge
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -142,7 +141,9 @@ func (p *Plan) Execute(ctx context.Context) (*Result, error) {
 		return nil, &InputError{File: filepath.Join(p.base.dir, configFile), Msg: "cannot rewrite", Err: err}
 	}
 	if p.untie {
-		cfg = untieConfig(cfg)
+		if cfg, err = export.UntieConfig(cfg); err != nil {
+			return nil, &InputError{File: filepath.Join(p.base.dir, configFile), Msg: "cannot rewrite", Err: err}
+		}
 	}
 	if err := out.WriteFile(configFile, cfg); err != nil {
 		return nil, fmt.Errorf("merge: %w", err)
@@ -172,28 +173,7 @@ func (p *Plan) Execute(ctx context.Context) (*Result, error) {
 	return res, nil
 }
 
-var (
-	checkpointStep = regexp.MustCompile(`checkpoint-(\d+)$`)
-	tieTrue        = regexp.MustCompile(`("tie_word_embeddings"\s*:\s*)true\b`)
-)
-
-// untieConfig sets tie_word_embeddings to false in config.json (every occurrence), adding it at the top level
-// when the config relies on the default. The input is export.RewriteConfig's output: an indented object.
-func untieConfig(cfg []byte) []byte {
-	if tieTrue.Match(cfg) {
-		return tieTrue.ReplaceAll(cfg, []byte("${1}false"))
-	}
-	if bytes.Contains(cfg, []byte(`"tie_word_embeddings"`)) {
-		return cfg
-	}
-	i := bytes.IndexByte(cfg, '{')
-	if i < 0 {
-		return cfg
-	}
-	out := append([]byte(nil), cfg[:i+1]...)
-	out = append(out, "\n  \"tie_word_embeddings\": false,"...)
-	return append(out, cfg[i+1:]...)
-}
+var checkpointStep = regexp.MustCompile(`checkpoint-(\d+)$`)
 
 // cardInfo describes the merge for the model card.
 func (p *Plan) cardInfo(sp *export.ShardPlan) export.CardInfo {
@@ -212,7 +192,7 @@ func (p *Plan) cardInfo(sp *export.ShardPlan) export.CardInfo {
 	ci := export.CardInfo{
 		BaseModel: base, AdapterName: name, Rank: c.R, Alpha: c.LoraAlpha, UseRSLoRA: c.UseRSLoRA,
 		UseDoRA: c.UseDoRA, TargetModules: c.TargetModules, DType: p.modelDType, Shards: len(sp.Shards),
-		TotalSize: sp.TotalSize, Tags: p.opts.CardTags, Extra: p.opts.CardExtra,
+		TotalSize: sp.TotalSize, Tags: p.opts.CardTags, Extra: p.opts.CardExtra, TiedNote: p.tiedNote,
 	}
 	if m := checkpointStep.FindStringSubmatch(name); m != nil {
 		ci.Step, _ = strconv.Atoi(m[1])

@@ -75,6 +75,8 @@ func mergeCases() []mergeCase {
 			adapter: testmodel.AdapterSpec{UseDoRA: true, EmbeddingLoRA: true, Seed: 11}},
 		{name: "embedding-lora-resized-qwen2-tied", base: tinyNF4(testmodel.ArchQwen2),
 			adapter: testmodel.AdapterSpec{EmbeddingLoRA: true, ResizeVocab: 5, Seed: 12}},
+		{name: "dora-embedding-qwen2-tied-untied", base: tiny16(testmodel.ArchQwen2, tensor.BF16),
+			adapter: testmodel.AdapterSpec{UseDoRA: true, EmbeddingLoRA: true, TargetModules: []string{"q_proj"}, Seed: 28}},
 		{name: "modules-to-save-resized", base: tinyNF4(testmodel.ArchLlama),
 			adapter: testmodel.AdapterSpec{ModulesToSave: []string{"lm_head", "embed_tokens"}, ResizeVocab: 3, Seed: 13}},
 		{name: "modules-to-save-lm-head-tied", base: tinyNF4(testmodel.ArchQwen2),

@@ -53,6 +53,10 @@ type Options struct {
 	CardTags []string
 	// SkipDiskCheck disables the free-space check (for file systems whose statfs is meaningless).
 	SkipDiskCheck bool
+	// KeepTied keeps a tied base's embeddings tied when the adapter has a LoRA (or DoRA) on the input embedding:
+	// the update then lands in the shared weight and changes lm_head too, as PEFT's merge_and_unload does. By
+	// default the output is untied instead: lm_head.weight is the original embedding, embed_tokens the merged one.
+	KeepTied bool
 }
 
 // TensorKind says how an output tensor is produced.
@@ -117,8 +121,10 @@ type Plan struct {
 	// vocabSize is the new vocab_size after a resize (0: unchanged).
 	vocabSize int64
 	// untie is set when the output gets an lm_head.weight the tied base did not have.
-	untie  bool
-	merged int
+	untie bool
+	// tiedNote says what happened to a tied base's embeddings, for the model card ("" when nothing did).
+	tiedNote string
+	merged   int
 }
 
 // lmHead is the output embedding's weight in causal-LM checkpoints.
@@ -263,11 +269,18 @@ func (p *Plan) build() error {
 	for _, n := range names {
 		isOutput[n] = true
 	}
+	tied := b.tiedEmbedding()
+	if err := ad.resolveWrapped(func(n string) bool { return isOutput[n] || (n == lmHead && tied != "") }); err != nil {
+		return err
+	}
+	if len(ad.originals) > 0 {
+		p.log.Debug().Strs("tensors", ad.originals).Msg("ignoring modules_to_save original_module tensors (the untrained copies)")
+	}
 	for target, r := range ad.replace {
 		if isOutput[target] {
 			continue
 		}
-		if target == lmHead && b.tiedEmbedding() != "" {
+		if target == lmHead && tied != "" {
 			// modules_to_save lm_head of a model with tied embeddings: the trained lm_head no longer equals the
 			// embedding, so the output gets its own lm_head.weight and config.json unties them.
 			p.untie = true
@@ -278,6 +291,29 @@ func (p *Plan) build() error {
 		}
 		return badf(r.path(), r.info.Name, "adapter tensor matches no base tensor (looked for %s in %s)", target, b.dir)
 	}
+	// A LoRA on the tied input embedding: during training the update changed only the embedding lookup, while
+	// lm_head kept computing logits with the original weight. Merging it into the shared weight would change
+	// lm_head too, so the output is untied unless KeepTied asks for PEFT's behaviour.
+	untieLoRA := false
+	if m := ad.modules[strings.TrimSuffix(tied, ".weight")]; tied != "" && m != nil && !isOutput[lmHead] {
+		kind := "LoRA"
+		if m.magnitude != nil {
+			kind = "DoRA"
+		}
+		if p.opts.KeepTied {
+			p.tiedNote = fmt.Sprintf("kept tied (--keep-tied): the %s update of %s also changes lm_head, as in PEFT's merge_and_unload", kind, m.name)
+			p.log.Warn().Str("embedding", tied).Msg("keeping tied embeddings (--keep-tied): the " + kind +
+				" update of the input embedding also changes lm_head, so the merged model's logits differ from the trained model's")
+		} else {
+			untieLoRA, p.untie = true, true
+			p.tiedNote = fmt.Sprintf("untied: lm_head.weight is the original %s, %s carries the merged %s update; config.json sets tie_word_embeddings: false", tied, tied, kind)
+			p.log.Info().Str("embedding", tied).Msg("untying embeddings: lm_head.weight gets the original embedding, " + tied +
+				" the merged " + kind + " update, config.json tie_word_embeddings: false (--keep-tied keeps them tied, as PEFT does)")
+			names = append(names, lmHead)
+			sortNatural(names)
+			isOutput[lmHead] = true
+		}
+	}
 	for _, m := range ad.sortedModules() {
 		if !isOutput[m.name+".weight"] {
 			return badf(m.a.path(), m.name, "adapter module matches no base tensor (no %s.weight in %s)", m.name, b.dir)
@@ -287,10 +323,15 @@ func (p *Plan) build() error {
 
 	byName := map[string]*outTensor{}
 	for _, name := range names {
-		t, err := p.planTensor(name, quant[name])
+		src := name
+		if name == lmHead && untieLoRA {
+			src = tied // the untied lm_head is the embedding as it was before the update
+		}
+		t, err := p.planTensor(src, quant[src])
 		if err != nil {
 			return err
 		}
+		t.Name = name
 		byName[name] = t
 		p.tensors = append(p.tensors, t)
 	}

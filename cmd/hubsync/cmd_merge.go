@@ -23,6 +23,9 @@ import (
 // -tags cuda) appends its provider here from an init function; the merge planner and writer need no change.
 var mergeBackends []merge.BackendProvider
 
+// keepTiedHelp describes --keep-tied (merge, push, watch).
+const keepTiedHelp = "with tied embeddings and a LoRA on embed_tokens: keep them tied, merging the update into the shared weight as PEFT does (lm_head changes too; default: untie)"
+
 // mergeOptions are the flags of hubsync merge.
 type mergeOptions struct {
 	Base         string
@@ -34,16 +37,18 @@ type mergeOptions struct {
 	Threads      int
 	Kernel       string
 	CPUProfile   string
+	KeepTied     bool
 }
 
 func (o *mergeOptions) addFlags(cmd *cobra.Command) {
 	f := cmd.Flags()
 	f.StringVar(&o.Base, "base", "", "base model: a local directory or a Hub repo id found in the HF cache")
-	f.StringVar(&o.Adapter, "adapter", "", "PEFT adapter or trainer checkpoint directory (adapter_config.json + adapter_model.safetensors)")
+	f.StringVar(&o.Adapter, "adapter", "", "PEFT adapter or trainer checkpoint directory (adapter_config.json + adapter_model.safetensors, or adapter_model.bin)")
 	f.StringVar(&o.Out, "out", "", "output directory (must not exist, or be empty)")
 	f.StringVar(&o.DType, "dtype", "", "output dtype: bf16, fp16 or fp32 (default: the base's original dtype)")
 	f.StringVar(&o.MaxShardSize, "max-shard-size", "5GB", "largest output shard (huggingface_hub units: 5GB = 5·10⁹ bytes)")
 	f.StringVar(&o.Device, "device", "auto", "compute device: auto, cpu or cuda")
+	f.BoolVar(&o.KeepTied, "keep-tied", false, keepTiedHelp)
 	f.IntVar(&o.Threads, "threads", 0, "worker threads (default: all cores)")
 	f.StringVar(&o.Kernel, "kernel", "", "CPU kernel set: generic, avx2, avx512 (default: $"+kernels.EnvVar+", else the best this CPU supports)")
 	f.StringVar(&o.CPUProfile, "cpuprofile", "", "write a CPU profile of the merge to this file")
@@ -119,7 +124,7 @@ func (o *mergeOptions) mergeOptions(g *globalOptions) (merge.Options, error) {
 	}
 	return merge.Options{
 		Base: o.Base, Adapter: o.Adapter, Out: o.Out, DType: dt, MaxShardSize: size, Device: o.Device,
-		Backends: mergeBackends, Threads: o.Threads, Kernel: k, Logger: g.log,
+		Backends: mergeBackends, Threads: o.Threads, Kernel: k, Logger: g.log, KeepTied: o.KeepTied,
 	}, nil
 }
 

@@ -82,3 +82,47 @@ func TestMergeCommand(t *testing.T) {
 		})
 	}
 }
+
+// TestMergeCommandKeepTied: a LoRA on a tied embedding is untied by default and logged; --keep-tied keeps the
+// embeddings tied and warns.
+func TestMergeCommandKeepTied(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	base := filepath.Join(dir, "base")
+	bi, err := testmodel.GenerateBase(ctx, base, testmodel.Tiny(testmodel.ArchQwen2))
+	if err != nil {
+		t.Fatal(err)
+	}
+	adapter := filepath.Join(dir, "checkpoint-5")
+	if _, err := testmodel.GenerateAdapter(ctx, adapter, bi, testmodel.AdapterSpec{EmbeddingLoRA: true, Seed: 5}); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name   string
+		extra  []string
+		stderr string
+		tie    string
+	}{
+		{"default", nil, "untying embeddings", `"tie_word_embeddings": false`},
+		{"keep-tied", []string{"--keep-tied"}, "keeping tied embeddings", `"tie_word_embeddings": true`},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			out := filepath.Join(dir, c.name)
+			var stdout, stderr bytes.Buffer
+			args := append([]string{"merge", "--base", base, "--adapter", adapter, "--out", out}, c.extra...)
+			if code := run(ctx, args, strings.NewReader(""), &stdout, &stderr); code != 0 {
+				t.Fatalf("exit %d: %s", code, stderr.String())
+			}
+			if !strings.Contains(stderr.String(), c.stderr) {
+				t.Errorf("stderr %q lacks %q", stderr.String(), c.stderr)
+			}
+			cfg, err := os.ReadFile(filepath.Join(out, "config.json"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !strings.Contains(string(cfg), c.tie) {
+				t.Errorf("config.json lacks %s:\n%s", c.tie, cfg)
+			}
+		})
+	}
+}

@@ -47,6 +47,7 @@ type pushOptions struct {
 	MaxShardSize string
 	Device       string
 	StagingDir   string
+	KeepTied     bool
 }
 
 // AddFlags registers the flags.
@@ -69,6 +70,7 @@ func (o *pushOptions) AddFlags(f *pflag.FlagSet) {
 	f.StringVar(&o.DType, "dtype", "", "with --merged: output dtype bf16, fp16 or fp32 (default: the base's)")
 	f.StringVar(&o.MaxShardSize, "max-shard-size", "5GB", "with --merged: largest output shard")
 	f.StringVar(&o.Device, "device", "auto", "with --merged: merge device auto, cpu or cuda")
+	f.BoolVar(&o.KeepTied, "keep-tied", false, "with --merged: "+keepTiedHelp)
 	f.StringVar(&o.StagingDir, "staging-dir", "", "with --merged/--adapter-only: where outputs are written before the upload (default <DIR's parent>/.hubsync-staging/push-*; removed afterwards)")
 }
 
@@ -411,7 +413,7 @@ func (o *pushOptions) checkpointMode(dir string) (bool, error) {
 			name string
 			set  bool
 		}{{"--base", o.Base != ""}, {"--dtype", o.DType != ""}, {"--max-shard-size", o.MaxShardSize != "5GB"},
-			{"--device", o.Device != "auto"}} {
+			{"--device", o.Device != "auto"}, {"--keep-tied", o.KeepTied}} {
 			if f.set {
 				return false, usagef("%s applies to --merged", f.name)
 			}
@@ -472,7 +474,7 @@ func runPushCheckpoint(ctx context.Context, g *globalOptions, o *pushOptions, di
 	t := pipeline.Target{
 		Repo: o.Repo, Private: o.Private, Revision: o.Revision, PathInRepo: o.PathInRepo, Publish: publish,
 		Layout: config.LayoutTags, Tag: o.Tag, Message: msg, CreatePR: o.CreatePR,
-		Base: o.Base, DType: dt, MaxShardSize: shard, Device: o.Device,
+		Base: o.Base, DType: dt, MaxShardSize: shard, Device: o.Device, KeepTied: o.KeepTied,
 	}
 
 	a := defaultAuthEnv()

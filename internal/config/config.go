@@ -176,6 +176,9 @@ type Watch struct {
 	DType string `yaml:"dtype"`
 	// MaxShardSize (max_shard_size, default 5GB) caps each output shard.
 	MaxShardSize ByteSize `yaml:"max_shard_size"`
+	// KeepTied (keep_tied, default false) keeps a tied base's embeddings tied when the adapter has a LoRA on
+	// embed_tokens (PEFT's merge_and_unload behaviour; lm_head changes too). By default they are untied.
+	KeepTied bool `yaml:"keep_tied"`
 	// Prune keeps the Hub tidy.
 	Prune Prune `yaml:"prune"`
 	// CommitMessage (commit_message, default "Upload {checkpoint} (step {step})") is each commit's summary.

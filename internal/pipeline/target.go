@@ -60,6 +60,8 @@ type Target struct {
 	MaxShardSize int64
 	// Device is the merge device (auto, cpu, cuda).
 	Device string
+	// KeepTied keeps tied embeddings tied under an embedding LoRA (merge.Options.KeepTied).
+	KeepTied bool
 }
 
 // TargetFromWatch turns a (resolved and validated) watch entry into a Target, with the daemon's device.
@@ -72,7 +74,7 @@ func TargetFromWatch(w config.Watch, device string) (Target, error) {
 		Repo: w.Repo, Private: w.Private, Revision: w.Revision, Publish: w.Publish, AdapterRepo: w.AdapterRepo,
 		Layout: w.Layout, TagFormat: w.TagFormat, BranchFormat: w.BranchFormat, SubfolderFormat: w.SubfolderFormat,
 		Message: w.CommitMessage, PruneKeep: w.Prune.Keep, Base: w.Base, DType: dt,
-		MaxShardSize: int64(w.MaxShardSize), Device: device,
+		MaxShardSize: int64(w.MaxShardSize), Device: device, KeepTied: w.KeepTied,
 	}, nil
 }
 

@@ -3,6 +3,7 @@ package testmodel
 import (
 	"bytes"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"math"
 	"os"
@@ -34,7 +35,22 @@ type RefTensor struct {
 // rank_pattern/alpha_pattern resolved as PEFT does (§5.4); W += scaling·B·A (transposed for fan_in_fan_out),
 // embeddings W += scaling·(B·A)ᵀ, lora_B.bias·scaling added to the base bias, DoRA rescales rows (Linear) or
 // columns (Embedding) of W+ΔW to the magnitude vector (§5.5).
+//
+// Tied embeddings (the base has no lm_head.weight and its config.json does not set tie_word_embeddings to false)
+// with a LoRA on model.embed_tokens are untied, as hubsync does by default: lm_head.weight is the embedding as it
+// was before the update (after any saved base layer replaced it), model.embed_tokens.weight the merged one.
+// ReferenceMergeKeepTied skips that (PEFT's merge_and_unload: one shared, updated weight).
 func ReferenceMerge(baseDir, adapterDir string) (map[string]RefTensor, error) {
+	return referenceMerge(baseDir, adapterDir, true)
+}
+
+// ReferenceMergeKeepTied is ReferenceMerge without untying: a LoRA on a tied embedding updates the one shared
+// weight and no lm_head.weight is output (hubsync's --keep-tied).
+func ReferenceMergeKeepTied(baseDir, adapterDir string) (map[string]RefTensor, error) {
+	return referenceMerge(baseDir, adapterDir, false)
+}
+
+func referenceMerge(baseDir, adapterDir string, untie bool) (map[string]RefTensor, error) {
 	out, err := loadReferenceBase(baseDir)
 	if err != nil {
 		return nil, err
@@ -53,7 +69,21 @@ func ReferenceMerge(baseDir, adapterDir string) (map[string]RefTensor, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := applyAdapter(out, cfg, adapter); err != nil {
+	if untie {
+		// A hand-written base without config.json counts as tied when it lacks lm_head.weight.
+		var bc struct {
+			Tie *bool `json:"tie_word_embeddings"`
+		}
+		if raw, err := os.ReadFile(filepath.Join(baseDir, "config.json")); err == nil {
+			if err := json.Unmarshal(raw, &bc); err != nil {
+				return nil, fmt.Errorf("%s: %w", filepath.Join(baseDir, "config.json"), err)
+			}
+		} else if !errors.Is(err, os.ErrNotExist) {
+			return nil, err
+		}
+		untie = bc.Tie == nil || *bc.Tie
+	}
+	if err := applyAdapter(out, cfg, adapter, untie); err != nil {
 		return nil, fmt.Errorf("%s: %w", wpath, err)
 	}
 	return out, nil
@@ -391,7 +421,8 @@ type loraParts struct {
 }
 
 // applyAdapter merges adapter tensors into out (the base's parameters) in place.
-func applyAdapter(out map[string]RefTensor, cfg refAdapterConfig, adapter map[string]RefTensor) error {
+// untieTied asks for a tied base's lm_head to be split off before a LoRA on the embedding (see ReferenceMerge).
+func applyAdapter(out map[string]RefTensor, cfg refAdapterConfig, adapter map[string]RefTensor, untieTied bool) error {
 	const prefix = "base_model.model."
 	suffixes := []string{".lora_A.weight", ".lora_B.weight", ".lora_B.bias", ".lora_embedding_A",
 		".lora_embedding_B", ".lora_magnitude_vector"}
@@ -448,7 +479,14 @@ func applyAdapter(out map[string]RefTensor, cfg refAdapterConfig, adapter map[st
 		}
 		out[target] = RefTensor{Shape: slices.Clone(t.Shape), Values: slices.Clone(t.Values)}
 	}
-	// 2. LoRA deltas, module by module.
+	// 2. A LoRA on the tied input embedding: lm_head keeps the embedding as it was.
+	const emb, head = "model.embed_tokens", "lm_head.weight"
+	if _, has := out[head]; untieTied && !has && modules[emb] != nil {
+		if e, ok := out[emb+".weight"]; ok {
+			out[head] = RefTensor{Shape: slices.Clone(e.Shape), Values: slices.Clone(e.Values)}
+		}
+	}
+	// 3. LoRA deltas, module by module.
 	for _, m := range slices.Sorted(func(yield func(string) bool) {
 		for k := range modules {
 			if !yield(k) {

@@ -232,6 +232,15 @@ func TestReferenceMergeHand(t *testing.T) {
 				expect(t, out, "lm_head.weight", []int64{1, 2}, 3, 4)
 				expect(t, out, q0+".weight", []int64{1, 1}, 2)
 			}},
+		{"tied embedding LoRA untied", []safetensors.Data{t16(tensor.BF16, "model.embed_tokens.weight", []int64{2, 1}, 1, 2)},
+			map[string]any{"r": 1, "lora_alpha": 1},
+			[]safetensors.Data{tF32("base_model.model.model.embed_tokens.lora_embedding_A", []int64{1, 2}, 1, 2),
+				tF32("base_model.model.model.embed_tokens.lora_embedding_B", []int64{1, 1}, 3)},
+			func(t *testing.T, out map[string]RefTensor) {
+				// (B·A)ᵀ = [[3] [6]]: the embedding moves, lm_head keeps the original rows.
+				expect(t, out, "model.embed_tokens.weight", []int64{2, 1}, 4, 8)
+				expect(t, out, "lm_head.weight", []int64{2, 1}, 1, 2)
+			}},
 	}
 	for _, tc := range cases {
 		t.Run(tc.name, func(t *testing.T) {
