@@ -24,6 +24,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.etcd.io/bbolt"
@@ -92,6 +93,11 @@ type Job struct {
 	LastError string `json:"last_error,omitempty"`
 	// Attempts counts the attempts made at the current work (incremented by the pipeline).
 	Attempts int `json:"attempts"`
+	// Activity is what a running daemon is doing with the job within its stage ("merging", "completing
+	// upload"); the stage says what is durably done. Status shows it as the job's state while a daemon runs.
+	Activity string `json:"activity,omitempty"`
+	// NextAttempt is when a job waiting after a fixable error (LastError) tries again (zero: not waiting).
+	NextAttempt time.Time `json:"next_attempt,omitzero"`
 
 	Created time.Time `json:"created"`
 	Updated time.Time `json:"updated"`
@@ -153,6 +159,8 @@ func (j *Job) SetStage(s Stage, now time.Time) {
 	}
 	j.StageAt[s] = now.UTC()
 	j.LastError = ""
+	j.NextAttempt = time.Time{}
+	j.Activity = ""
 }
 
 // Fail marks the job permanently failed.
@@ -205,9 +213,17 @@ type Journal struct {
 	owned bool
 	now   func() time.Time
 
-	snapMu   sync.Mutex // serializes snapshot writes; guards snapshot and snapErr
+	snapMu   sync.Mutex // serializes snapshot writes; guards snapshot, snapErr, written and the cache
 	snapshot string
 	snapErr  error
+	// The snapshot is built from cache (compact copies of every record, loaded once), not by reading the
+	// database again; gen counts changes and written the change the last snapshot included, so concurrent
+	// changes are written once (coalesced), never lost.
+	cache   map[string]*Job
+	gen     atomic.Uint64
+	written uint64
+	// settling is the daemon's list of checkpoints in their settle period (SetSettling).
+	settling []Settling
 }
 
 // SnapshotSuffix is appended to the database path to name the status snapshot Open maintains.
@@ -273,6 +289,7 @@ func New(db *bbolt.DB) (*Journal, error) {
 func (j *Journal) SetSnapshot(path string) error {
 	j.snapMu.Lock()
 	j.snapshot = path
+	j.gen.Add(1) // a new path is written even when nothing changed
 	j.snapMu.Unlock()
 	j.writeSnapshot()
 	return j.SnapshotError()
@@ -303,7 +320,7 @@ func (j *Journal) Put(ctx context.Context, job *Job) error {
 	if err != nil {
 		return fmt.Errorf("journal: put %s: %w", job.ID(), err)
 	}
-	j.writeSnapshot()
+	j.changed(job.ID(), job)
 	return nil
 }
 
@@ -359,7 +376,7 @@ func (j *Journal) Update(ctx context.Context, id string, fn func(*Job) error) (*
 	if err != nil {
 		return nil, err
 	}
-	j.writeSnapshot()
+	j.changed(id, job)
 	return job, nil
 }
 
@@ -378,7 +395,7 @@ func (j *Journal) Delete(ctx context.Context, id string) error {
 	if err != nil {
 		return fmt.Errorf("journal: delete %s: %w", id, err)
 	}
-	j.writeSnapshot()
+	j.changed(id, nil)
 	return nil
 }
 

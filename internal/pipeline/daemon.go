@@ -21,9 +21,8 @@ import (
 
 // Defaults for Options.
 const (
-	DefaultMaxAttempts      = 5
 	DefaultBackoff          = 10 * time.Second
-	DefaultMaxBackoff       = 5 * time.Minute
+	DefaultMaxBackoff       = 10 * time.Minute
 	DefaultProgressInterval = 2 * time.Second
 	DefaultStatusInterval   = 5 * time.Second
 )
@@ -50,8 +49,10 @@ type StageEvent struct {
 
 // Options tune a Daemon. The zero value is the production behaviour.
 type Options struct {
-	// MaxAttempts bounds the attempts at one stage of a job after transient errors (0: DefaultMaxAttempts);
-	// the job then fails with the last error as its reason.
+	// MaxAttempts, when > 0, bounds the attempts at one stage of a job after fixable errors; the job then fails
+	// with the last error as its reason. 0 (the production behaviour): a fixable error is retried indefinitely,
+	// so no checkpoint is lost to a bad token, the network or a full disk (requests retry inside the Hub
+	// client; this layer only waits between attempts and decides permanent or fixable).
 	MaxAttempts int
 	// Backoff is the wait before the second attempt, doubled for each further one up to MaxBackoff
 	// (0: DefaultBackoff, DefaultMaxBackoff).
@@ -133,9 +134,6 @@ func NewDaemon(cfg *config.Config, env Env, opts Options) (*Daemon, error) {
 	}
 	if len(cfg.Watch) == 0 {
 		return nil, errors.New("pipeline: no watched directories")
-	}
-	if opts.MaxAttempts <= 0 {
-		opts.MaxAttempts = DefaultMaxAttempts
 	}
 	if opts.Backoff <= 0 {
 		opts.Backoff = DefaultBackoff

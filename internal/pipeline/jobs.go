@@ -171,9 +171,27 @@ func (d *Daemon) runStage(ctx context.Context, t *task, fn func(context.Context,
 			d.fail(ctx, t, err.Error(), err)
 			return false
 		}
+		var attempts int
+		if cur, gerr := d.env.Journal.Get(ctx, t.id); gerr == nil {
+			attempts = cur.Attempts + 1
+		}
+		if d.opts.MaxAttempts > 0 && attempts >= d.opts.MaxAttempts {
+			if _, uerr := d.env.Journal.Update(ctx, t.id, func(j *journal.Job) error { j.Attempts = attempts; return nil }); uerr != nil && ctx.Err() != nil {
+				return false
+			}
+			d.fail(ctx, t, fmt.Sprintf("gave up after %d attempts: %s", attempts, reason(err)), err)
+			return false
+		}
+		wait := d.backoff(max(attempts, 1))
+		var rl *hub.RateLimitError
+		if errors.As(err, &rl) && rl.RetryAfter > wait {
+			wait = min(rl.RetryAfter, d.opts.MaxBackoff)
+		}
+		next := d.env.now().Add(wait)
 		job, uerr := d.env.Journal.Update(ctx, t.id, func(j *journal.Job) error {
 			j.Attempts++
 			j.LastError = reason(errors.New(t.unstage(err.Error(), j.Dir)))
+			j.NextAttempt = next.UTC()
 			return nil
 		})
 		if uerr != nil {
@@ -186,17 +204,8 @@ func (d *Daemon) runStage(ctx context.Context, t *task, fn func(context.Context,
 			}
 			continue
 		}
-		if job.Attempts >= d.opts.MaxAttempts {
-			d.fail(ctx, t, fmt.Sprintf("gave up after %d attempts: %s", job.Attempts, reason(err)), err)
-			return false
-		}
-		wait := d.backoff(job.Attempts)
-		var rl *hub.RateLimitError
-		if errors.As(err, &rl) && rl.RetryAfter > wait {
-			wait = min(rl.RetryAfter, d.opts.MaxBackoff)
-		}
 		d.log.Warn().Err(err).Str("job", t.id).Str("stage", string(job.Stage)).Int("attempt", job.Attempts).
-			Dur("retry_in", wait).Msg("transient error; will retry")
+			Str("retry_in", wait.String()).Time("next_attempt", next).Msg("fixable error; waiting, then trying again")
 		d.hookPoint(PointRetry, job, err)
 		if serr := timing.Sleep(ctx, wait); serr != nil {
 			return false
