@@ -77,8 +77,12 @@ func runStatus(cmd *cobra.Command, g *globalOptions, o *statusOptions) error {
 	case pipeline.SourceNone:
 		fmt.Fprintf(g.stderr, "hubsync: no journal at %s (hubsync watch has not run with this state directory)\n", rep.Path)
 	}
+	if rep.Omitted > 0 {
+		fmt.Fprintf(g.stderr, "hubsync: %d older finished jobs not listed (stop the daemon to see every job)\n", rep.Omitted)
+	}
 	if o.JSON {
 		return journal.WriteJSON(g.stdout, rep.Jobs, now)
 	}
-	return journal.WriteTable(g.stdout, rep.Jobs, now)
+	return journal.WriteTableOpts(g.stdout, rep.Jobs, now, journal.TableOptions{DaemonRunning: rep.DaemonRunning,
+		Settling: rep.Settling})
 }

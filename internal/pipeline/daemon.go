@@ -65,8 +65,8 @@ type Options struct {
 	// Hook, when set, is called synchronously at every stage transition (tests; the demo's progress). A hook
 	// that blocks holds that stage's worker.
 	Hook func(StageEvent)
-	// StopAfter > 0 makes Run return nil once that many jobs have finished (committed, failed or skipped) in this
-	// run and nothing is queued or in progress.
+	// StopAfter > 0 makes Run return nil once the journal holds that many finished jobs (committed, failed or
+	// skipped) of the watched directories, in this run or earlier ones, and nothing is queued or in progress.
 	StopAfter int
 	// Locks are directory locks the caller already holds (the CLI takes them before opening the journal so that
 	// a second daemon reports the lock holder); Run takes the missing ones and releases only those.
@@ -286,6 +286,7 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 	d.notify(notifyReady)
 	lastStatus := ""
 	sendStatus := func() {
+		d.publishSettling(w)
 		if s := d.statusLine(w); s != lastStatus {
 			lastStatus = s
 			d.notify("STATUS=" + s)
@@ -341,9 +342,9 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 			sendStatus()
 			if d.opts.StopAfter > 0 {
 				d.mu.Lock()
-				stop := d.finished >= d.opts.StopAfter && d.idleLocked()
+				idle := d.idleLocked()
 				d.mu.Unlock()
-				if stop {
+				if idle && d.finishedInJournal(rctx) >= d.opts.StopAfter {
 					d.log.Info().Int("finished", d.opts.StopAfter).Msg("stop-after reached")
 					return nil
 				}
@@ -355,6 +356,24 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 			d.notify(notifyWatchdog)
 		}
 	}
+}
+
+// finishedInJournal counts the journal's finished jobs of the watched directories (-1 when unreadable).
+func (d *Daemon) finishedInJournal(ctx context.Context) int {
+	jobs, err := d.env.Journal.List(ctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			d.log.Error().Err(err).Msg("reading the journal")
+		}
+		return -1
+	}
+	n := 0
+	for _, j := range jobs {
+		if _, ok := d.watches[filepath.Clean(j.WatchDir)]; ok && j.Stage.Final() {
+			n++
+		}
+	}
+	return n
 }
 
 // lockAll takes the lock of every watched directory not already locked by the caller.
@@ -400,9 +419,14 @@ func LockDir(dir string, cfg *config.Config, log zerolog.Logger) (*watcher.DirLo
 }
 
 // seen tells the watcher which checkpoints the journal already has (never examined nor sent again).
+// A journal read error counts as seen: the checkpoint is left alone rather than taken for a new one.
 func (d *Daemon) seen(ev watcher.Event) bool {
 	_, err := d.env.Journal.Get(context.Background(), journal.JobID(ev.WatchDir, ev.Step))
-	return err == nil
+	if err != nil && !errors.Is(err, journal.ErrNotFound) {
+		d.log.Error().Err(err).Str("job", journal.JobID(ev.WatchDir, ev.Step)).
+			Msg("cannot read the job from the journal; the checkpoint is left alone")
+	}
+	return !errors.Is(err, journal.ErrNotFound)
 }
 
 // detected records a new complete checkpoint and queues it.
@@ -413,7 +437,10 @@ func (d *Daemon) detected(ctx context.Context, ev watcher.Event) {
 		return
 	}
 	id := journal.JobID(ev.WatchDir, ev.Step)
-	if _, err := d.env.Journal.Get(ctx, id); err == nil {
+	if _, err := d.env.Journal.Get(ctx, id); !errors.Is(err, journal.ErrNotFound) {
+		if err != nil && ctx.Err() == nil {
+			d.log.Error().Err(err).Str("job", id).Msg("cannot read the job from the journal; the checkpoint is left alone")
+		}
 		return
 	}
 	job := &journal.Job{WatchDir: ev.WatchDir, Step: ev.Step, Dir: ev.Dir, Target: we.target.journalTarget()}
@@ -479,7 +506,12 @@ func (d *Daemon) cleanStaging(ctx context.Context) error {
 				continue
 			}
 			job, err := d.env.Journal.Get(ctx, journal.JobID(dir, step))
-			if err == nil && !job.Stage.Final() && e.Name() == name {
+			switch {
+			case err != nil && !errors.Is(err, journal.ErrNotFound):
+				// Unreadable (say, a record of a newer hubsync): its staging may be pinned; keep it.
+				errs = append(errs, fmt.Errorf("keeping %s: %w", filepath.Join(we.staging, e.Name()), err))
+				continue
+			case err == nil && !job.Stage.Final() && e.Name() == name:
 				continue
 			}
 			p := filepath.Join(we.staging, e.Name())
@@ -558,6 +590,22 @@ func (d *Daemon) notify(state string) {
 	}
 }
 
+// publishSettling puts the watcher's checkpoints in their settle period into the status snapshot.
+func (d *Daemon) publishSettling(w *watcher.Watcher) {
+	if w == nil {
+		return
+	}
+	var out []journal.Settling
+	for _, p := range w.Status().Pending {
+		if p.Since.IsZero() || !strings.HasPrefix(p.Reason, "content complete") {
+			continue // not complete yet: still being written
+		}
+		out = append(out, journal.Settling{WatchDir: p.WatchDir, Step: p.Step, Dir: p.Dir,
+			Complete: p.Since.Add(d.cfg.Settle).UTC()})
+	}
+	d.env.Journal.SetSettling(out)
+}
+
 // statusLine says what the daemon is doing, for systemd's STATUS=.
 func (d *Daemon) statusLine(w *watcher.Watcher) string {
 	d.mu.Lock()
@@ -570,7 +618,10 @@ func (d *Daemon) statusLine(w *watcher.Watcher) string {
 		s := fmt.Sprintf("uploading checkpoint-%d to %s", d.uploading.step, d.uploading.watch.target.Repo)
 		if p := d.upProg; p != nil {
 			done, total := p.sum()
-			if total > 0 {
+			switch {
+			case total > 0 && done >= total:
+				s += " (completing upload)"
+			case total > 0:
 				s += fmt.Sprintf(" (%d%%)", done*100/total)
 			}
 		}

@@ -321,6 +321,9 @@ func (d *Daemon) mergeJob(ctx context.Context, t *task, job *journal.Job) error 
 	if !hasPin {
 		return d.repin(ctx, t, "the pinned checkpoint is gone")
 	}
+	if _, err := d.env.Journal.Update(ctx, t.id, func(j *journal.Job) error { j.Activity = "merging"; return nil }); err != nil {
+		return err
+	}
 	start := d.env.now()
 	sets, err := prepare(ctx, &d.env, prepareOptions{
 		Src: t.pinDir(), Name: filepath.Base(job.Dir), Step: t.step, Staging: job.StagingDir,
@@ -510,6 +513,11 @@ func (d *Daemon) progressWriter(ctx context.Context, t *task, p *progress) func(
 					}
 					j.Progress.BytesDone = min(done, j.Progress.BytesTotal)
 					j.Progress.FilesDone = files
+					j.Activity = ""
+					if j.Progress.BytesTotal > 0 && j.Progress.BytesDone >= j.Progress.BytesTotal {
+						// Every byte is sent: what is left is the storage's multipart completion and the commit.
+						j.Activity = "completing upload"
+					}
 					return nil
 				})
 				if err != nil && ctx.Err() == nil {

@@ -28,6 +28,12 @@ type StatusReport struct {
 	Path string
 	// Written is when the snapshot was written (Source snapshot).
 	Written time.Time
+	// DaemonRunning: a daemon holds the journal (Source snapshot); without one, unfinished jobs are parked.
+	DaemonRunning bool
+	// Omitted counts older finished jobs the snapshot does not list; Settling are the checkpoints in their
+	// settle period (both Source snapshot).
+	Omitted  int
+	Settling []journal.Settling
 }
 
 // ReadStatus reads the jobs of the journal at path: from the database when no daemon holds it (a read-only open
@@ -51,5 +57,6 @@ func ReadStatus(ctx context.Context, path string, timeout time.Duration) (*Statu
 	if serr != nil {
 		return nil, fmt.Errorf("%w; and the daemon's status snapshot is unreadable: %v", err, serr)
 	}
-	return &StatusReport{Jobs: r.Jobs, Source: SourceSnapshot, Path: snap, Written: r.Written}, nil
+	return &StatusReport{Jobs: r.Jobs, Source: SourceSnapshot, Path: snap, Written: r.Written, DaemonRunning: true,
+		Omitted: r.Omitted, Settling: r.Settling}, nil
 }
