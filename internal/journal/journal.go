@@ -28,6 +28,8 @@ import (
 	"time"
 
 	"go.etcd.io/bbolt"
+
+	"github.com/hubsync/hubsync/internal/boltcheck"
 )
 
 // Version is the record version this package writes.
@@ -236,8 +238,11 @@ func Open(path string) (*Journal, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("journal: %w", err)
 	}
-	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: time.Second})
+	db, err := boltcheck.Open(path, 0o600, &bbolt.Options{Timeout: time.Second})
 	if err != nil {
+		if errors.Is(err, boltcheck.ErrCorrupt) {
+			return nil, fmt.Errorf("journal: %w", err)
+		}
 		if errors.Is(err, bbolt.ErrTimeout) {
 			return nil, fmt.Errorf("journal %s is in use by another process (a running hubsync watch?)", path)
 		}
@@ -259,8 +264,11 @@ func OpenReadOnly(path string, timeout time.Duration) (*Journal, error) {
 	if _, err := os.Stat(path); err != nil {
 		return nil, fmt.Errorf("journal: %w", err)
 	}
-	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: timeout, ReadOnly: true})
+	db, err := boltcheck.Open(path, 0o600, &bbolt.Options{Timeout: timeout, ReadOnly: true})
 	if err != nil {
+		if errors.Is(err, boltcheck.ErrCorrupt) {
+			return nil, fmt.Errorf("journal: %w", err)
+		}
 		if errors.Is(err, bbolt.ErrTimeout) {
 			return nil, fmt.Errorf("journal %s is in use by another process (a running hubsync watch?): %w", path, err)
 		}

@@ -7,6 +7,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/hubsync/hubsync/internal/boltcheck"
 	"github.com/hubsync/hubsync/internal/journal"
 )
 
@@ -51,6 +52,9 @@ func ReadStatus(ctx context.Context, path string, timeout time.Duration) (*Statu
 			return nil, err
 		}
 		return &StatusReport{Jobs: jobs, Source: SourceJournal, Path: path}, nil
+	}
+	if errors.Is(err, boltcheck.ErrCorrupt) {
+		return nil, err // a damaged journal is said, not hidden behind an older snapshot
 	}
 	snap := path + journal.SnapshotSuffix
 	r, serr := journal.ReadSnapshot(snap)
