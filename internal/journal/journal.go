@@ -209,6 +209,9 @@ var ErrNotFound = errors.New("job not found")
 // stage. Use Put to overwrite a record deliberately (for example to retry a failed job).
 var ErrFinal = errors.New("job is finished")
 
+// ErrInUse is matched when another process (a running daemon) has the journal open.
+var ErrInUse = errors.New("journal in use")
+
 // Journal is the job journal. It is safe for concurrent use.
 type Journal struct {
 	db    *bbolt.DB
@@ -244,7 +247,7 @@ func Open(path string) (*Journal, error) {
 			return nil, fmt.Errorf("journal: %w", err)
 		}
 		if errors.Is(err, bbolt.ErrTimeout) {
-			return nil, fmt.Errorf("journal %s is in use by another process (a running hubsync watch?)", path)
+			return nil, fmt.Errorf("journal %s is in use by another process (a running hubsync watch?): %w", path, ErrInUse)
 		}
 		return nil, fmt.Errorf("journal %s: %w", path, err)
 	}
@@ -270,7 +273,7 @@ func OpenReadOnly(path string, timeout time.Duration) (*Journal, error) {
 			return nil, fmt.Errorf("journal: %w", err)
 		}
 		if errors.Is(err, bbolt.ErrTimeout) {
-			return nil, fmt.Errorf("journal %s is in use by another process (a running hubsync watch?): %w", path, err)
+			return nil, fmt.Errorf("journal %s is in use by another process (a running hubsync watch?): %w: %w", path, ErrInUse, err)
 		}
 		return nil, fmt.Errorf("journal %s: %w", path, err)
 	}
@@ -504,4 +507,36 @@ func decode(k, v []byte) (*Job, error) {
 		return nil, fmt.Errorf("journal: corrupt record %q: %w", k, err)
 	}
 	return &job, nil
+}
+
+// Requeue puts a failed job back to detected (pinned and merged again from its checkpoint, attempts reset), in
+// one transaction. It reports whether the job was failed; any other job is left as it is (so requeueing is
+// idempotent).
+func (j *Journal) Requeue(ctx context.Context, id string) (bool, error) {
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
+	dir, step, err := ParseJobID(id)
+	if err != nil {
+		return false, err
+	}
+	var stored *Job
+	err = j.db.Update(func(tx *bbolt.Tx) error {
+		cur, err := get(tx, dir, step)
+		if err != nil || cur.Stage != Failed {
+			return err
+		}
+		now := j.now()
+		fresh := &Job{WatchDir: cur.WatchDir, Step: cur.Step, Dir: cur.Dir, Target: cur.Target, Created: cur.Created}
+		fresh.SetStage(Detected, now)
+		stored = fresh
+		return put(tx, fresh, now)
+	})
+	if err != nil {
+		return false, fmt.Errorf("journal: requeue %s: %w", id, err)
+	}
+	if stored != nil {
+		j.changed(id, stored)
+	}
+	return stored != nil, nil
 }

@@ -240,6 +240,7 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 	if err := d.cleanStaging(rctx); err != nil {
 		d.log.Warn().Err(err).Msg("cleaning old staging directories")
 	}
+	d.applyRetries(rctx, false) // requests that arrived as the last daemon stopped; resume queues them
 	if err := d.resume(rctx); err != nil {
 		if ctx.Err() != nil {
 			return nil
@@ -350,6 +351,7 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 				}
 			}
 		case <-statusT.C:
+			d.applyRetries(rctx, true)
 			sendStatus()
 		case <-wdC:
 			// This loop is the daemon's heartbeat: a wedged loop stops pinging and systemd restarts us.
