@@ -161,6 +161,7 @@ func (d *Daemon) runStage(ctx context.Context, t *task, fn func(context.Context,
 			d.log.Info().Str("job", t.id).Msg("stopping: the job is parked and resumes at the next start")
 			return false
 		}
+		err = diskFull(err, t.stagingDir()) // name the file system that is full
 		if errors.Is(err, errOutputsGone) {
 			// Merge again: back to the merge queue, first.
 			d.log.Warn().Err(err).Str("job", t.id).Msg("merging again")
