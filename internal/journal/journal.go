@@ -114,6 +114,8 @@ type Job struct {
 	Progress Progress `json:"progress"`
 	Commit   *Commit  `json:"commit,omitempty"`
 	Tags     []string `json:"tags,omitempty"`
+	// PrunedTags are tags (or branches) of this job that pruning deleted from the Hub (no longer live).
+	PrunedTags []string `json:"pruned_tags,omitempty"`
 }
 
 // Target is where a job publishes.

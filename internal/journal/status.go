@@ -380,6 +380,9 @@ func detail(j *Job, now time.Time, running bool) string {
 		if len(j.Tags) > 0 {
 			s += " tags " + strings.Join(j.Tags, ",")
 		}
+		if len(j.PrunedTags) > 0 {
+			s += " (pruned: " + strings.Join(j.PrunedTags, ",") + ")"
+		}
 		return s
 	}
 	return j.Target.Repo

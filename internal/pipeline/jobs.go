@@ -447,6 +447,7 @@ func (d *Daemon) uploadJob(ctx context.Context, t *task, job *journal.Job) error
 		return err
 	}
 	d.removeStaging(t)
+	d.markPruned(ctx, t)
 	for _, c := range commits {
 		log.Info().Str("repo", c.Repo).Str("branch", c.Branch).Str("commit", c.OID).Str("tag", c.Tag).
 			Bool("recovered", c.Recovered).Str("url", c.URL).Msg("published")
@@ -534,6 +535,39 @@ func (d *Daemon) progressWriter(ctx context.Context, t *task, p *progress) func(
 			stopped = true
 			close(stop)
 			<-done
+		}
+	}
+}
+
+// markPruned records that pruning (Target.PruneKeep) removed the tags of the directory's older committed jobs,
+// so status does not list them as live.
+func (d *Daemon) markPruned(ctx context.Context, t *task) {
+	keep := t.watch.target.PruneKeep
+	if keep <= 0 || t.watch.target.CreatePR {
+		return
+	}
+	jobs, err := d.env.Journal.List(ctx)
+	if err != nil {
+		return
+	}
+	var committed []*journal.Job
+	for _, j := range jobs {
+		if j.Stage == journal.Committed && filepath.Clean(j.WatchDir) == filepath.Clean(t.watch.w.Dir) {
+			committed = append(committed, j)
+		}
+	}
+	// List order is by step: the newest keep are the last ones.
+	for i := 0; i < len(committed)-keep; i++ {
+		j := committed[i]
+		if len(j.Tags) == 0 {
+			continue
+		}
+		if _, err := d.env.Journal.Update(ctx, j.ID(), func(r *journal.Job) error {
+			r.PrunedTags = append(r.PrunedTags, r.Tags...)
+			r.Tags = nil
+			return nil
+		}); err != nil && ctx.Err() == nil {
+			d.log.Debug().Err(err).Str("job", j.ID()).Msg("recording pruned tags")
 		}
 	}
 }

@@ -69,3 +69,34 @@ func TestStatusSettling(t *testing.T) {
 		t.Errorf("table:\n%s", b.String())
 	}
 }
+
+// TestStatusPrunedTags: tags that pruning deleted are not listed as live.
+func TestStatusPrunedTags(t *testing.T) {
+	s := newTestHub(t)
+	outputs := filepath.Join(t.TempDir(), "outputs")
+	writeCheckpoint(t, outputs, 10, nil)
+	writeCheckpoint(t, outputs, 20, nil)
+	cfg := testConfig(t, s.URL(), func(c *config.Config) { c.Watch[0].Prune.Keep = 1 }, outputs)
+	env := openTestEnv(t, cfg, testToken)
+	defer env.Close()
+	r := startDaemon(t, cfg, env, testOptions(nil))
+	r.waitFinished(t, 2)
+	r.stop(t)
+	jobs := jobsOf(t, env.Journal)
+	if stages(jobs) != "10:committed 20:committed" {
+		t.Fatalf("jobs %s", stages(jobs))
+	}
+	if len(jobs[0].Tags) != 0 || len(jobs[0].PrunedTags) != 1 || jobs[0].PrunedTags[0] != "step-10" {
+		t.Errorf("step 10: tags %v, pruned %v", jobs[0].Tags, jobs[0].PrunedTags)
+	}
+	if len(jobs[1].Tags) != 1 || jobs[1].Tags[0] != "step-20" {
+		t.Errorf("step 20: tags %v", jobs[1].Tags)
+	}
+	var b strings.Builder
+	if err := journal.WriteTable(&b, jobs, time.Now()); err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(b.String(), "tags step-10") {
+		t.Errorf("pruned tag listed as live:\n%s", b.String())
+	}
+}
