@@ -5,6 +5,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+
+	"github.com/hubsync/hubsync/internal/journal"
+	"github.com/hubsync/hubsync/internal/pipeline"
 )
 
 // TestRetryCLI: a checkpoint that failed (its adapter_config.json was missing) is queued again by `hubsync
@@ -74,5 +77,25 @@ func TestFirstJournal(t *testing.T) {
 	}
 	if got := firstJournal(a, b); got != b {
 		t.Errorf("only the system one exists: %s", got)
+	}
+}
+
+// TestRetryCLIWhileHeld: while another process holds the journal (a running daemon), retry leaves the request
+// for it instead of failing.
+func TestRetryCLIWhileHeld(t *testing.T) {
+	hubcliIsolate(t)
+	state := t.TempDir()
+	j, err := journal.Open(filepath.Join(state, "journal.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	code, out, errb := hubcliRun(t, "retry", "--all-failed", "--state-dir", state)
+	if code != 0 || !strings.Contains(out, "queued for it") {
+		t.Fatalf("retry: exit %d\n%s\n%s", code, out, errb)
+	}
+	ents, err := os.ReadDir(pipeline.RetryDir(filepath.Join(state, "journal.db")))
+	if err != nil || len(ents) != 1 {
+		t.Errorf("retry requests: %v %v", ents, err)
 	}
 }

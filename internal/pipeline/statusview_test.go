@@ -100,3 +100,37 @@ func TestStatusPrunedTags(t *testing.T) {
 		t.Errorf("pruned tag listed as live:\n%s", b.String())
 	}
 }
+
+// TestStatusCompletingUpload: once every byte is sent, the job being uploaded shows "completing upload" (the
+// storage's multipart completion and the commit) rather than "uploading 99%".
+func TestStatusCompletingUpload(t *testing.T) {
+	j, err := journal.Open(filepath.Join(t.TempDir(), "journal.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	ctx := t.Context()
+	job := &journal.Job{WatchDir: "/out", Step: 10, Progress: journal.Progress{BytesTotal: 100, FilesTotal: 1}}
+	job.SetStage(journal.Uploading, time.Now())
+	if err := j.Put(ctx, job); err != nil {
+		t.Fatal(err)
+	}
+	d := &Daemon{env: Env{Journal: j}, opts: Options{ProgressInterval: time.Millisecond},
+		wakeMerge: make(chan struct{}, 1), wakeUpload: make(chan struct{}, 1), changed: make(chan struct{}, 1)}
+	p := &progress{done: map[string]int64{"m\x00a": 100}, total: map[string]int64{"m\x00a": 100}}
+	stop := d.progressWriter(ctx, &task{id: job.ID()}, p)
+	waitFor(t, "the progress write", func() bool {
+		got, err := j.Get(ctx, job.ID())
+		return err == nil && got.Progress.BytesDone == 100
+	})
+	stop()
+	got, _ := j.Get(ctx, job.ID())
+	if got.Activity != "completing upload" {
+		t.Errorf("activity %q", got.Activity)
+	}
+	var b strings.Builder
+	_ = journal.WriteTable(&b, []*journal.Job{got}, time.Now())
+	if !strings.Contains(b.String(), "completing upload") {
+		t.Errorf("table:\n%s", b.String())
+	}
+}
