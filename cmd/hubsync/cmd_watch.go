@@ -34,6 +34,7 @@ type watchOptions struct {
 	ParallelFiles int
 	ParallelParts int
 	Retries       int
+	MaxBackoff    time.Duration
 	StopAfter     int
 
 	// Watch-entry keys (applied to the DIR arguments, else to every entry of the file).
@@ -69,6 +70,7 @@ func (o *watchOptions) AddFlags(f *pflag.FlagSet) {
 	f.IntVar(&o.ParallelFiles, "parallel-files", config.DefaultParallelFiles, "files uploaded at once [upload.parallel_files]")
 	f.IntVar(&o.ParallelParts, "parallel-parts", config.DefaultParallelParts, "parts of one file uploaded at once [upload.parallel_parts]")
 	f.IntVar(&o.Retries, "retries", config.DefaultRetries, "retries of a failed Hub request before the job records an error [upload.retries]")
+	f.DurationVar(&o.MaxBackoff, "max-backoff", config.DefaultMaxBackoff, "longest wait between a job's tries after a fixable error (token, network, 5xx, full disk) [upload.max_backoff]")
 	f.IntVar(&o.StopAfter, "stop-after", 0, "exit 0 once the journal holds this many finished checkpoints (published, failed or skipped; this run or earlier ones) and nothing is in progress (0: run until stopped)")
 
 	f.StringVar(&o.Repo, "repo", "", "model repo OWNER/NAME to publish to [watch[].repo]")
@@ -180,6 +182,9 @@ func (o *watchOptions) buildConfig(flags *pflag.FlagSet, g *globalOptions, args 
 	}
 	if set("retries") {
 		cfg.Upload.Retries = o.Retries
+	}
+	if set("max-backoff") {
+		cfg.Upload.MaxBackoff = o.MaxBackoff
 	}
 	if o.Merged && o.AdapterOnly {
 		return nil, usagef("--merged and --adapter-only exclude each other")
@@ -320,7 +325,8 @@ func runWatch(cmd *cobra.Command, g *globalOptions, o *watchOptions, args []stri
 		return err
 	}
 	defer env.Close()
-	d, err := pipeline.NewDaemon(cfg, *env, pipeline.Options{Locks: locks, StopAfter: o.StopAfter})
+	d, err := pipeline.NewDaemon(cfg, *env, pipeline.Options{Locks: locks, StopAfter: o.StopAfter,
+		MaxBackoff: cfg.Upload.MaxBackoff})
 	if err != nil {
 		return err
 	}
