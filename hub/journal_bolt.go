@@ -11,6 +11,8 @@ import (
 	"time"
 
 	"go.etcd.io/bbolt"
+
+	"github.com/hubsync/hubsync/internal/boltcheck"
 )
 
 // DefaultJournalBucket is the bbolt bucket OpenBoltJournal uses.
@@ -39,7 +41,7 @@ func OpenBoltJournal(path string) (*BoltJournal, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("upload journal: %w", err)
 	}
-	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: 5 * time.Second})
+	db, err := boltcheck.Open(path, 0o600, &bbolt.Options{Timeout: 5 * time.Second}) // a damaged file is an error, never a panic
 	if err != nil {
 		return nil, fmt.Errorf("upload journal %s: %w", path, err)
 	}

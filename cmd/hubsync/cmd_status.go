@@ -2,13 +2,11 @@ package main
 
 import (
 	"fmt"
-	"os"
 	"time"
 
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
-	"github.com/hubsync/hubsync/internal/config"
 	"github.com/hubsync/hubsync/internal/journal"
 	"github.com/hubsync/hubsync/internal/pipeline"
 )
@@ -25,7 +23,7 @@ type statusOptions struct {
 func (o *statusOptions) AddFlags(f *pflag.FlagSet) {
 	f.BoolVar(&o.JSON, "json", false, "print one JSON document (summary and every job) instead of the table")
 	f.StringVar(&o.Config, "config", "", "the daemon's configuration file (for its state_dir)")
-	f.StringVar(&o.StateDir, "state-dir", "", "the daemon's state directory (default: state_dir of --config, else $STATE_DIRECTORY, else $XDG_STATE_HOME/hubsync)")
+	f.StringVar(&o.StateDir, "state-dir", "", "the daemon's state directory (default: state_dir of --config, else $STATE_DIRECTORY, else $XDG_STATE_HOME/hubsync; if that has no journal, the systemd unit's /var/lib/hubsync)")
 	f.DurationVar(&o.Timeout, "timeout", 300*time.Millisecond, "how long to wait for the journal before reading the running daemon's snapshot")
 }
 
@@ -51,21 +49,11 @@ an error: an empty report.`,
 }
 
 func runStatus(cmd *cobra.Command, g *globalOptions, o *statusOptions) error {
-	cfg := config.Default()
-	if o.Config != "" {
-		c, err := config.Load(o.Config)
-		if err != nil {
-			return usageError{err}
-		}
-		cfg = c
-	}
-	if o.StateDir != "" {
-		cfg.StateDir = o.StateDir
-	}
-	if err := cfg.Resolve(os.Getenv); err != nil {
+	path, err := stateJournalPath(o.Config, o.StateDir)
+	if err != nil {
 		return err
 	}
-	rep, err := pipeline.ReadStatus(cmd.Context(), cfg.JournalPath(), o.Timeout)
+	rep, err := pipeline.ReadStatus(cmd.Context(), path, o.Timeout)
 	if err != nil {
 		return err
 	}
@@ -77,8 +65,12 @@ func runStatus(cmd *cobra.Command, g *globalOptions, o *statusOptions) error {
 	case pipeline.SourceNone:
 		fmt.Fprintf(g.stderr, "hubsync: no journal at %s (hubsync watch has not run with this state directory)\n", rep.Path)
 	}
+	if rep.Omitted > 0 {
+		fmt.Fprintf(g.stderr, "hubsync: %d older finished jobs not listed (stop the daemon to see every job)\n", rep.Omitted)
+	}
 	if o.JSON {
 		return journal.WriteJSON(g.stdout, rep.Jobs, now)
 	}
-	return journal.WriteTable(g.stdout, rep.Jobs, now)
+	return journal.WriteTableOpts(g.stdout, rep.Jobs, now, journal.TableOptions{DaemonRunning: rep.DaemonRunning,
+		Settling: rep.Settling})
 }

@@ -11,6 +11,7 @@ import (
 	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 
+	"github.com/hubsync/hubsync/hub"
 	"github.com/hubsync/hubsync/internal/config"
 	"github.com/hubsync/hubsync/internal/pipeline"
 	"github.com/hubsync/hubsync/watcher"
@@ -33,6 +34,7 @@ type watchOptions struct {
 	ParallelFiles int
 	ParallelParts int
 	Retries       int
+	MaxBackoff    time.Duration
 	StopAfter     int
 
 	// Watch-entry keys (applied to the DIR arguments, else to every entry of the file).
@@ -69,7 +71,8 @@ func (o *watchOptions) AddFlags(f *pflag.FlagSet) {
 	f.IntVar(&o.ParallelFiles, "parallel-files", config.DefaultParallelFiles, "files uploaded at once [upload.parallel_files]")
 	f.IntVar(&o.ParallelParts, "parallel-parts", config.DefaultParallelParts, "parts of one file uploaded at once [upload.parallel_parts]")
 	f.IntVar(&o.Retries, "retries", config.DefaultRetries, "retries of a failed Hub request before the job records an error [upload.retries]")
-	f.IntVar(&o.StopAfter, "stop-after", 0, "exit 0 once this many checkpoints have finished (published, failed or skipped) and nothing is in progress (0: run until stopped)")
+	f.DurationVar(&o.MaxBackoff, "max-backoff", config.DefaultMaxBackoff, "longest wait between a job's tries after a fixable error (token, network, 5xx, full disk) [upload.max_backoff]")
+	f.IntVar(&o.StopAfter, "stop-after", 0, "exit 0 once the journal holds this many finished checkpoints (published, failed or skipped; this run or earlier ones) and nothing is in progress (0: run until stopped)")
 
 	f.StringVar(&o.Repo, "repo", "", "model repo OWNER/NAME to publish to [watch[].repo]")
 	f.BoolVar(&o.Private, "private", false, "create the repo private [watch[].private]")
@@ -108,8 +111,11 @@ shows the jobs. One daemon per directory: a second one exits 1 naming the holder
 
 Checkpoints that arrive faster than they upload: --policy latest (default) skips queued older ones (recorded and
 shown by status), --policy all publishes every one. Merges run one at a time; uploading one checkpoint overlaps
-merging the next. A failing checkpoint (corrupt file, bad adapter, disk full, 403) fails alone with its reason;
-transient errors (network, 5xx, 429) are retried with backoff.
+merging the next. A bad checkpoint (corrupt file, shape mismatch, unsupported adapter) fails alone with its
+reason; fixable errors (token refused, network, DNS, 5xx, 429, disk full, base not downloadable yet) make the job
+wait and retry with backoff capped at 10 minutes, indefinitely and across restarts ("hubsync status" says why and
+when it tries next). The token is checked at start: a rejected or read-only token exits 1 before any merge
+(under systemd, $NOTIFY_SOCKET set, it is logged, shown in STATUS= and checked again until it is right).
 
 Configuration: --config FILE (config.example.yaml documents every key); each flag overrides the key named in
 brackets. DIR arguments add watch entries built from the watch flags; without DIR arguments, watch flags that
@@ -178,6 +184,9 @@ func (o *watchOptions) buildConfig(flags *pflag.FlagSet, g *globalOptions, args 
 	}
 	if set("retries") {
 		cfg.Upload.Retries = o.Retries
+	}
+	if set("max-backoff") {
+		cfg.Upload.MaxBackoff = o.MaxBackoff
 	}
 	if o.Merged && o.AdapterOnly {
 		return nil, usagef("--merged and --adapter-only exclude each other")
@@ -301,16 +310,28 @@ func runWatch(cmd *cobra.Command, g *globalOptions, o *watchOptions, args []stri
 		return errors.New("no Hub token: set $HF_TOKEN, use $CREDENTIALS_DIRECTORY/hf_token (systemd LoadCredential=), run `hubsync login`, or pass --token")
 	}
 	log.Info().Str("token_source", tok.String()).Str("endpoint", cfg.Endpoint).Msg("using token")
+	notifier := pipeline.NewSystemdNotifier()
+	// Before any merge: a wrong token is said now, not after the first checkpoint's merge.
+	tok, err = waitForToken(ctx, g, cfg, tok, log, os.Getenv, notifier, func() (hub.Token, error) {
+		return defaultAuthEnv().findToken(ctx, g)
+	})
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil
+		}
+		return err
+	}
 
 	env, err := pipeline.OpenEnv(cfg, pipeline.EnvOptions{
-		Token: tok.Value, Version: hubsyncVersion(), Log: g.log, Notify: pipeline.NewSystemdNotifier(),
+		Token: tok.Value, Version: hubsyncVersion(), Log: g.log, Notify: notifier,
 		Backends: mergeBackends,
 	})
 	if err != nil {
 		return err
 	}
 	defer env.Close()
-	d, err := pipeline.NewDaemon(cfg, *env, pipeline.Options{Locks: locks, StopAfter: o.StopAfter})
+	d, err := pipeline.NewDaemon(cfg, *env, pipeline.Options{Locks: locks, StopAfter: o.StopAfter,
+		MaxBackoff: cfg.Upload.MaxBackoff})
 	if err != nil {
 		return err
 	}

@@ -89,6 +89,7 @@ resumable uploads, once (push, merge) or as a daemon that watches a trainer's ou
 		newDownloadCommand(g),
 		newWatchCommand(g),
 		newStatusCommand(g),
+		newRetryCommand(g),
 		newDevhubCommand(g),
 		newDemoCommand(g),
 		newTestmodelCommand(g),

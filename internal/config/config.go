@@ -64,6 +64,7 @@ const (
 	DefaultParallelFiles   = 4
 	DefaultParallelParts   = 8
 	DefaultRetries         = 8
+	DefaultMaxBackoff      = 10 * time.Minute
 	DefaultHeartbeat       = 10 * time.Second
 	DefaultStaleAfter      = 2 * time.Minute
 	DefaultRevision        = "main"
@@ -134,6 +135,9 @@ type Upload struct {
 	// Retries (upload.retries, default 8) is how often a failed request is retried before the job records a
 	// transient error.
 	Retries int `yaml:"retries"`
+	// MaxBackoff (upload.max_backoff, default 10m) is the longest wait between a job's tries after a fixable
+	// error (the wait starts at 10s and doubles; the job retries indefinitely).
+	MaxBackoff time.Duration `yaml:"max_backoff"`
 }
 
 // Lock tunes the lock that keeps one daemon per watched directory.
@@ -199,8 +203,9 @@ func Default() *Config {
 		Marker:    DefaultMarker,
 		Policy:    PolicyLatest,
 		Device:    DeviceAuto,
-		Upload:    Upload{ParallelFiles: DefaultParallelFiles, ParallelParts: DefaultParallelParts, Retries: DefaultRetries},
-		Lock:      Lock{Heartbeat: DefaultHeartbeat, StaleAfter: DefaultStaleAfter},
+		Upload: Upload{ParallelFiles: DefaultParallelFiles, ParallelParts: DefaultParallelParts, Retries: DefaultRetries,
+			MaxBackoff: DefaultMaxBackoff},
+		Lock: Lock{Heartbeat: DefaultHeartbeat, StaleAfter: DefaultStaleAfter},
 	}
 }
 

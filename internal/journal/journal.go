@@ -24,9 +24,12 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.etcd.io/bbolt"
+
+	"github.com/hubsync/hubsync/internal/boltcheck"
 )
 
 // Version is the record version this package writes.
@@ -92,6 +95,11 @@ type Job struct {
 	LastError string `json:"last_error,omitempty"`
 	// Attempts counts the attempts made at the current work (incremented by the pipeline).
 	Attempts int `json:"attempts"`
+	// Activity is what a running daemon is doing with the job within its stage ("merging", "completing
+	// upload"); the stage says what is durably done. Status shows it as the job's state while a daemon runs.
+	Activity string `json:"activity,omitempty"`
+	// NextAttempt is when a job waiting after a fixable error (LastError) tries again (zero: not waiting).
+	NextAttempt time.Time `json:"next_attempt,omitzero"`
 
 	Created time.Time `json:"created"`
 	Updated time.Time `json:"updated"`
@@ -106,6 +114,8 @@ type Job struct {
 	Progress Progress `json:"progress"`
 	Commit   *Commit  `json:"commit,omitempty"`
 	Tags     []string `json:"tags,omitempty"`
+	// PrunedTags are tags (or branches) of this job that pruning deleted from the Hub (no longer live).
+	PrunedTags []string `json:"pruned_tags,omitempty"`
 }
 
 // Target is where a job publishes.
@@ -153,6 +163,8 @@ func (j *Job) SetStage(s Stage, now time.Time) {
 	}
 	j.StageAt[s] = now.UTC()
 	j.LastError = ""
+	j.NextAttempt = time.Time{}
+	j.Activity = ""
 }
 
 // Fail marks the job permanently failed.
@@ -199,15 +211,26 @@ var ErrNotFound = errors.New("job not found")
 // stage. Use Put to overwrite a record deliberately (for example to retry a failed job).
 var ErrFinal = errors.New("job is finished")
 
+// ErrInUse is matched when another process (a running daemon) has the journal open.
+var ErrInUse = errors.New("journal in use")
+
 // Journal is the job journal. It is safe for concurrent use.
 type Journal struct {
 	db    *bbolt.DB
 	owned bool
 	now   func() time.Time
 
-	snapMu   sync.Mutex // serializes snapshot writes; guards snapshot and snapErr
+	snapMu   sync.Mutex // serializes snapshot writes; guards snapshot, snapErr, written and the cache
 	snapshot string
 	snapErr  error
+	// The snapshot is built from cache (compact copies of every record, loaded once), not by reading the
+	// database again; gen counts changes and written the change the last snapshot included, so concurrent
+	// changes are written once (coalesced), never lost.
+	cache   map[string]*Job
+	gen     atomic.Uint64
+	written uint64
+	// settling is the daemon's list of checkpoints in their settle period (SetSettling).
+	settling []Settling
 }
 
 // SnapshotSuffix is appended to the database path to name the status snapshot Open maintains.
@@ -220,10 +243,13 @@ func Open(path string) (*Journal, error) {
 	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
 		return nil, fmt.Errorf("journal: %w", err)
 	}
-	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: time.Second})
+	db, err := boltcheck.Open(path, 0o600, &bbolt.Options{Timeout: time.Second})
 	if err != nil {
+		if errors.Is(err, boltcheck.ErrCorrupt) {
+			return nil, fmt.Errorf("journal: %w", err)
+		}
 		if errors.Is(err, bbolt.ErrTimeout) {
-			return nil, fmt.Errorf("journal %s is in use by another process (a running hubsync watch?)", path)
+			return nil, fmt.Errorf("journal %s is in use by another process (a running hubsync watch?): %w", path, ErrInUse)
 		}
 		return nil, fmt.Errorf("journal %s: %w", path, err)
 	}
@@ -243,10 +269,13 @@ func OpenReadOnly(path string, timeout time.Duration) (*Journal, error) {
 	if _, err := os.Stat(path); err != nil {
 		return nil, fmt.Errorf("journal: %w", err)
 	}
-	db, err := bbolt.Open(path, 0o600, &bbolt.Options{Timeout: timeout, ReadOnly: true})
+	db, err := boltcheck.Open(path, 0o600, &bbolt.Options{Timeout: timeout, ReadOnly: true})
 	if err != nil {
+		if errors.Is(err, boltcheck.ErrCorrupt) {
+			return nil, fmt.Errorf("journal: %w", err)
+		}
 		if errors.Is(err, bbolt.ErrTimeout) {
-			return nil, fmt.Errorf("journal %s is in use by another process (a running hubsync watch?): %w", path, err)
+			return nil, fmt.Errorf("journal %s is in use by another process (a running hubsync watch?): %w: %w", path, ErrInUse, err)
 		}
 		return nil, fmt.Errorf("journal %s: %w", path, err)
 	}
@@ -273,6 +302,7 @@ func New(db *bbolt.DB) (*Journal, error) {
 func (j *Journal) SetSnapshot(path string) error {
 	j.snapMu.Lock()
 	j.snapshot = path
+	j.gen.Add(1) // a new path is written even when nothing changed
 	j.snapMu.Unlock()
 	j.writeSnapshot()
 	return j.SnapshotError()
@@ -303,7 +333,7 @@ func (j *Journal) Put(ctx context.Context, job *Job) error {
 	if err != nil {
 		return fmt.Errorf("journal: put %s: %w", job.ID(), err)
 	}
-	j.writeSnapshot()
+	j.changed(job.ID(), job)
 	return nil
 }
 
@@ -359,7 +389,7 @@ func (j *Journal) Update(ctx context.Context, id string, fn func(*Job) error) (*
 	if err != nil {
 		return nil, err
 	}
-	j.writeSnapshot()
+	j.changed(id, job)
 	return job, nil
 }
 
@@ -378,7 +408,7 @@ func (j *Journal) Delete(ctx context.Context, id string) error {
 	if err != nil {
 		return fmt.Errorf("journal: delete %s: %w", id, err)
 	}
-	j.writeSnapshot()
+	j.changed(id, nil)
 	return nil
 }
 
@@ -479,4 +509,36 @@ func decode(k, v []byte) (*Job, error) {
 		return nil, fmt.Errorf("journal: corrupt record %q: %w", k, err)
 	}
 	return &job, nil
+}
+
+// Requeue puts a failed job back to detected (pinned and merged again from its checkpoint, attempts reset), in
+// one transaction. It reports whether the job was failed; any other job is left as it is (so requeueing is
+// idempotent).
+func (j *Journal) Requeue(ctx context.Context, id string) (bool, error) {
+	if err := ctx.Err(); err != nil {
+		return false, err
+	}
+	dir, step, err := ParseJobID(id)
+	if err != nil {
+		return false, err
+	}
+	var stored *Job
+	err = j.db.Update(func(tx *bbolt.Tx) error {
+		cur, err := get(tx, dir, step)
+		if err != nil || cur.Stage != Failed {
+			return err
+		}
+		now := j.now()
+		fresh := &Job{WatchDir: cur.WatchDir, Step: cur.Step, Dir: cur.Dir, Target: cur.Target, Created: cur.Created}
+		fresh.SetStage(Detected, now)
+		stored = fresh
+		return put(tx, fresh, now)
+	})
+	if err != nil {
+		return false, fmt.Errorf("journal: requeue %s: %w", id, err)
+	}
+	if stored != nil {
+		j.changed(id, stored)
+	}
+	return stored != nil, nil
 }

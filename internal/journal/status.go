@@ -95,26 +95,78 @@ func (s Summary) String() string {
 // WriteTable renders jobs as an aligned table for `hubsync status`, followed by the summary line. now is used
 // for ages ("3m ago").
 func WriteTable(w io.Writer, jobs []*Job, now time.Time) error {
+	return WriteTableOpts(w, jobs, now, TableOptions{DaemonRunning: true})
+}
+
+// TableOptions say what `hubsync status` knows beyond the journal's records.
+type TableOptions struct {
+	// DaemonRunning: the jobs come from a running daemon. Without one, unfinished jobs are shown as parked.
+	DaemonRunning bool
+	// Settling are complete-looking checkpoints the daemon's watcher waits on (not in the journal yet).
+	Settling []Settling
+}
+
+// Settling is a checkpoint in its settle period.
+type Settling struct {
+	WatchDir string    `json:"watch_dir"`
+	Step     int64     `json:"step"`
+	Dir      string    `json:"dir"`
+	Complete time.Time `json:"complete_at"`
+}
+
+// WriteTableOpts is WriteTable with what the caller knows about the daemon.
+func WriteTableOpts(w io.Writer, jobs []*Job, now time.Time, o TableOptions) error {
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
 	fmt.Fprintln(tw, "DIR\tSTEP\tSTAGE\tPROGRESS\tATTEMPTS\tUPDATED\tDETAIL")
 	for _, j := range jobs {
-		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%d\t%s\t%s\n", j.WatchDir, j.Step, j.Stage, progress(j), j.Attempts,
-			age(now, j.Updated), detail(j))
+		fmt.Fprintf(tw, "%s\t%d\t%s\t%s\t%d\t%s\t%s\n", j.WatchDir, j.Step, state(j, o.DaemonRunning), progress(j),
+			j.Attempts, age(now, j.Updated), detail(j, now, o.DaemonRunning))
+	}
+	for _, st := range o.Settling {
+		when := st.Complete.Local().Format("15:04:05")
+		fmt.Fprintf(tw, "%s\t%d\tsettling\t-\t0\t-\tsettling, complete at %s\n", st.WatchDir, st.Step, when)
 	}
 	if err := tw.Flush(); err != nil {
 		return err
 	}
-	_, err := fmt.Fprintln(w, Summarize(jobs))
+	line := Summarize(jobs).String()
+	if n := len(o.Settling); n > 0 {
+		line += fmt.Sprintf("; %d settling", n)
+	}
+	_, err := fmt.Fprintln(w, line)
 	return err
+}
+
+// state is a job's STAGE column: the stage, or what a running daemon is doing within it.
+func state(j *Job, running bool) string {
+	if j.Stage.Final() {
+		return string(j.Stage)
+	}
+	if !running {
+		return "parked"
+	}
+	if j.Activity != "" {
+		return j.Activity
+	}
+	return string(j.Stage)
 }
 
 // Report is the JSON document WriteJSON writes and the status snapshot holds.
 type Report struct {
 	V       int       `json:"v"`
 	Written time.Time `json:"written"`
-	Summary Summary   `json:"summary"`
-	Jobs    []*Job    `json:"jobs"`
+	// Summary counts every job, listed or not.
+	Summary Summary `json:"summary"`
+	Jobs    []*Job  `json:"jobs"`
+	// Omitted counts the older finished jobs a snapshot does not list (SnapshotFinishedKeep per directory).
+	Omitted int `json:"omitted,omitempty"`
+	// Settling lists the checkpoints the running daemon waits on (snapshot only).
+	Settling []Settling `json:"settling,omitempty"`
 }
+
+// SnapshotFinishedKeep is how many finished jobs per watched directory the status snapshot lists (the newest
+// steps); the summary still counts all of them. The journal itself keeps every record.
+const SnapshotFinishedKeep = 100
 
 // WriteJSON writes jobs and their summary as one indented JSON document (`hubsync status --json`).
 func WriteJSON(w io.Writer, jobs []*Job, now time.Time) error {
@@ -163,15 +215,39 @@ func (j *Journal) writeSnapshot() {
 }
 
 func (j *Journal) writeSnapshotLocked() error {
-	jobs, err := j.List(context.Background())
-	if err != nil {
-		return err
+	gen := j.gen.Load()
+	if j.written >= gen && j.cache != nil {
+		return j.snapErr // a concurrent writer already included this change
 	}
+	if j.cache == nil {
+		jobs, err := j.List(context.Background())
+		if err != nil {
+			return err
+		}
+		j.cache = make(map[string]*Job, len(jobs))
+		for _, job := range jobs {
+			j.cache[job.ID()] = compact(job)
+		}
+	}
+	all := make([]*Job, 0, len(j.cache))
+	for _, job := range j.cache {
+		all = append(all, job)
+	}
+	sort.Slice(all, func(a, b int) bool {
+		if all[a].WatchDir != all[b].WatchDir {
+			return all[a].WatchDir < all[b].WatchDir
+		}
+		return all[a].Step < all[b].Step
+	})
+	rep := Report{V: Version, Written: j.now().UTC(), Summary: Summarize(all), Settling: j.settling}
+	rep.Jobs, rep.Omitted = listed(all, SnapshotFinishedKeep)
 	f, err := os.CreateTemp(filepath.Dir(j.snapshot), "."+filepath.Base(j.snapshot)+".tmp-*")
 	if err != nil {
 		return err
 	}
-	err = WriteJSON(f, jobs, j.now())
+	enc := json.NewEncoder(f)
+	enc.SetIndent("", "  ")
+	err = enc.Encode(rep)
 	if cerr := f.Close(); err == nil {
 		err = cerr
 	}
@@ -182,7 +258,87 @@ func (j *Journal) writeSnapshotLocked() error {
 		os.Remove(f.Name())
 		return fmt.Errorf("journal status snapshot: %w", err)
 	}
+	j.written = gen
 	return nil
+}
+
+// listed keeps the unfinished jobs and the newest keep finished jobs of each directory (all sorted by directory,
+// then step), and counts the others.
+func listed(all []*Job, keep int) ([]*Job, int) {
+	finished := map[string]int{}
+	for _, job := range all {
+		if job.Stage.Final() {
+			finished[job.WatchDir]++
+		}
+	}
+	out := make([]*Job, 0, len(all))
+	omitted := 0
+	seen := map[string]int{}
+	for _, job := range all {
+		if job.Stage.Final() {
+			seen[job.WatchDir]++
+			if finished[job.WatchDir]-seen[job.WatchDir] >= keep {
+				omitted++
+				continue
+			}
+		}
+		out = append(out, job)
+	}
+	return out, omitted
+}
+
+// compact is the part of a record the status snapshot shows: no digests' samples, and for finished jobs no
+// outputs, staging directory or stage times.
+func compact(job *Job) *Job {
+	c := *job
+	if c.Stage.Final() {
+		c.Outputs, c.StagingDir, c.StageAt, c.LastError, c.Activity = nil, "", nil, "", ""
+		c.NextAttempt = time.Time{}
+		return &c
+	}
+	c.Outputs = make([]Output, len(job.Outputs))
+	for i, o := range job.Outputs {
+		o.Sample = nil
+		c.Outputs[i] = o
+	}
+	c.StageAt = make(map[Stage]time.Time, len(job.StageAt))
+	for k, v := range job.StageAt {
+		c.StageAt[k] = v
+	}
+	return &c
+}
+
+// changed records a stored (nil: deleted) job in the snapshot cache and rewrites the snapshot.
+func (j *Journal) changed(id string, job *Job) {
+	j.snapMu.Lock()
+	if j.cache != nil {
+		if job == nil {
+			delete(j.cache, id)
+		} else {
+			j.cache[id] = compact(job)
+		}
+	}
+	j.gen.Add(1)
+	j.snapMu.Unlock()
+	j.writeSnapshot()
+}
+
+// SetSettling replaces the list of checkpoints in their settle period shown by the status snapshot, and
+// rewrites it when the list changed.
+func (j *Journal) SetSettling(s []Settling) {
+	j.snapMu.Lock()
+	same := len(s) == len(j.settling)
+	for i := 0; same && i < len(s); i++ {
+		same = s[i] == j.settling[i]
+	}
+	if !same {
+		j.settling = append([]Settling(nil), s...)
+		j.gen.Add(1)
+	}
+	j.snapMu.Unlock()
+	if !same {
+		j.writeSnapshot()
+	}
 }
 
 func progress(j *Job) string {
@@ -196,12 +352,25 @@ func progress(j *Job) string {
 	return "-"
 }
 
-func detail(j *Job) string {
+func detail(j *Job, now time.Time, running bool) string {
 	switch {
 	case j.Stage == Failed || j.Stage == Skipped:
 		return j.Reason
+	case !j.Stage.Final() && !running:
+		s := "parked, no daemon running (" + string(j.Stage) + "; resumes when hubsync watch starts)"
+		if j.LastError != "" {
+			s += "; last error: " + j.LastError
+		}
+		return s
 	case j.LastError != "":
-		return "retrying after: " + j.LastError
+		s := "retrying after: " + j.LastError
+		if !j.NextAttempt.IsZero() {
+			s += "; next try at " + j.NextAttempt.Local().Format("15:04:05")
+			if d := j.NextAttempt.Sub(now); d > 0 {
+				s += " (in " + d.Round(time.Second).String() + ")"
+			}
+		}
+		return s
 	case j.Stage == Committed && j.Commit != nil:
 		oid := j.Commit.OID
 		if len(oid) > 12 {
@@ -210,6 +379,9 @@ func detail(j *Job) string {
 		s := j.Target.Repo + "@" + oid
 		if len(j.Tags) > 0 {
 			s += " tags " + strings.Join(j.Tags, ",")
+		}
+		if len(j.PrunedTags) > 0 {
+			s += " (pruned: " + strings.Join(j.PrunedTags, ",") + ")"
 		}
 		return s
 	}

@@ -21,9 +21,8 @@ import (
 
 // Defaults for Options.
 const (
-	DefaultMaxAttempts      = 5
 	DefaultBackoff          = 10 * time.Second
-	DefaultMaxBackoff       = 5 * time.Minute
+	DefaultMaxBackoff       = 10 * time.Minute
 	DefaultProgressInterval = 2 * time.Second
 	DefaultStatusInterval   = 5 * time.Second
 )
@@ -50,8 +49,10 @@ type StageEvent struct {
 
 // Options tune a Daemon. The zero value is the production behaviour.
 type Options struct {
-	// MaxAttempts bounds the attempts at one stage of a job after transient errors (0: DefaultMaxAttempts);
-	// the job then fails with the last error as its reason.
+	// MaxAttempts, when > 0, bounds the attempts at one stage of a job after fixable errors; the job then fails
+	// with the last error as its reason. 0 (the production behaviour): a fixable error is retried indefinitely,
+	// so no checkpoint is lost to a bad token, the network or a full disk (requests retry inside the Hub
+	// client; this layer only waits between attempts and decides permanent or fixable).
 	MaxAttempts int
 	// Backoff is the wait before the second attempt, doubled for each further one up to MaxBackoff
 	// (0: DefaultBackoff, DefaultMaxBackoff).
@@ -64,8 +65,8 @@ type Options struct {
 	// Hook, when set, is called synchronously at every stage transition (tests; the demo's progress). A hook
 	// that blocks holds that stage's worker.
 	Hook func(StageEvent)
-	// StopAfter > 0 makes Run return nil once that many jobs have finished (committed, failed or skipped) in this
-	// run and nothing is queued or in progress.
+	// StopAfter > 0 makes Run return nil once the journal holds that many finished jobs (committed, failed or
+	// skipped) of the watched directories, in this run or earlier ones, and nothing is queued or in progress.
 	StopAfter int
 	// Locks are directory locks the caller already holds (the CLI takes them before opening the journal so that
 	// a second daemon reports the lock holder); Run takes the missing ones and releases only those.
@@ -133,9 +134,6 @@ func NewDaemon(cfg *config.Config, env Env, opts Options) (*Daemon, error) {
 	}
 	if len(cfg.Watch) == 0 {
 		return nil, errors.New("pipeline: no watched directories")
-	}
-	if opts.MaxAttempts <= 0 {
-		opts.MaxAttempts = DefaultMaxAttempts
 	}
 	if opts.Backoff <= 0 {
 		opts.Backoff = DefaultBackoff
@@ -242,6 +240,7 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 	if err := d.cleanStaging(rctx); err != nil {
 		d.log.Warn().Err(err).Msg("cleaning old staging directories")
 	}
+	d.applyRetries(rctx, false) // requests that arrived as the last daemon stopped; resume queues them
 	if err := d.resume(rctx); err != nil {
 		if ctx.Err() != nil {
 			return nil
@@ -288,6 +287,7 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 	d.notify(notifyReady)
 	lastStatus := ""
 	sendStatus := func() {
+		d.publishSettling(w)
 		if s := d.statusLine(w); s != lastStatus {
 			lastStatus = s
 			d.notify("STATUS=" + s)
@@ -343,20 +343,39 @@ func (d *Daemon) Run(ctx context.Context) (err error) {
 			sendStatus()
 			if d.opts.StopAfter > 0 {
 				d.mu.Lock()
-				stop := d.finished >= d.opts.StopAfter && d.idleLocked()
+				idle := d.idleLocked()
 				d.mu.Unlock()
-				if stop {
+				if idle && d.finishedInJournal(rctx) >= d.opts.StopAfter {
 					d.log.Info().Int("finished", d.opts.StopAfter).Msg("stop-after reached")
 					return nil
 				}
 			}
 		case <-statusT.C:
+			d.applyRetries(rctx, true)
 			sendStatus()
 		case <-wdC:
 			// This loop is the daemon's heartbeat: a wedged loop stops pinging and systemd restarts us.
 			d.notify(notifyWatchdog)
 		}
 	}
+}
+
+// finishedInJournal counts the journal's finished jobs of the watched directories (-1 when unreadable).
+func (d *Daemon) finishedInJournal(ctx context.Context) int {
+	jobs, err := d.env.Journal.List(ctx)
+	if err != nil {
+		if ctx.Err() == nil {
+			d.log.Error().Err(err).Msg("reading the journal")
+		}
+		return -1
+	}
+	n := 0
+	for _, j := range jobs {
+		if _, ok := d.watches[filepath.Clean(j.WatchDir)]; ok && j.Stage.Final() {
+			n++
+		}
+	}
+	return n
 }
 
 // lockAll takes the lock of every watched directory not already locked by the caller.
@@ -402,9 +421,14 @@ func LockDir(dir string, cfg *config.Config, log zerolog.Logger) (*watcher.DirLo
 }
 
 // seen tells the watcher which checkpoints the journal already has (never examined nor sent again).
+// A journal read error counts as seen: the checkpoint is left alone rather than taken for a new one.
 func (d *Daemon) seen(ev watcher.Event) bool {
 	_, err := d.env.Journal.Get(context.Background(), journal.JobID(ev.WatchDir, ev.Step))
-	return err == nil
+	if err != nil && !errors.Is(err, journal.ErrNotFound) {
+		d.log.Error().Err(err).Str("job", journal.JobID(ev.WatchDir, ev.Step)).
+			Msg("cannot read the job from the journal; the checkpoint is left alone")
+	}
+	return !errors.Is(err, journal.ErrNotFound)
 }
 
 // detected records a new complete checkpoint and queues it.
@@ -415,7 +439,10 @@ func (d *Daemon) detected(ctx context.Context, ev watcher.Event) {
 		return
 	}
 	id := journal.JobID(ev.WatchDir, ev.Step)
-	if _, err := d.env.Journal.Get(ctx, id); err == nil {
+	if _, err := d.env.Journal.Get(ctx, id); !errors.Is(err, journal.ErrNotFound) {
+		if err != nil && ctx.Err() == nil {
+			d.log.Error().Err(err).Str("job", id).Msg("cannot read the job from the journal; the checkpoint is left alone")
+		}
 		return
 	}
 	job := &journal.Job{WatchDir: ev.WatchDir, Step: ev.Step, Dir: ev.Dir, Target: we.target.journalTarget()}
@@ -481,7 +508,12 @@ func (d *Daemon) cleanStaging(ctx context.Context) error {
 				continue
 			}
 			job, err := d.env.Journal.Get(ctx, journal.JobID(dir, step))
-			if err == nil && !job.Stage.Final() && e.Name() == name {
+			switch {
+			case err != nil && !errors.Is(err, journal.ErrNotFound):
+				// Unreadable (say, a record of a newer hubsync): its staging may be pinned; keep it.
+				errs = append(errs, fmt.Errorf("keeping %s: %w", filepath.Join(we.staging, e.Name()), err))
+				continue
+			case err == nil && !job.Stage.Final() && e.Name() == name:
 				continue
 			}
 			p := filepath.Join(we.staging, e.Name())
@@ -560,6 +592,22 @@ func (d *Daemon) notify(state string) {
 	}
 }
 
+// publishSettling puts the watcher's checkpoints in their settle period into the status snapshot.
+func (d *Daemon) publishSettling(w *watcher.Watcher) {
+	if w == nil {
+		return
+	}
+	var out []journal.Settling
+	for _, p := range w.Status().Pending {
+		if p.Since.IsZero() || !strings.HasPrefix(p.Reason, "content complete") {
+			continue // not complete yet: still being written
+		}
+		out = append(out, journal.Settling{WatchDir: p.WatchDir, Step: p.Step, Dir: p.Dir,
+			Complete: p.Since.Add(d.cfg.Settle).UTC()})
+	}
+	d.env.Journal.SetSettling(out)
+}
+
 // statusLine says what the daemon is doing, for systemd's STATUS=.
 func (d *Daemon) statusLine(w *watcher.Watcher) string {
 	d.mu.Lock()
@@ -572,7 +620,10 @@ func (d *Daemon) statusLine(w *watcher.Watcher) string {
 		s := fmt.Sprintf("uploading checkpoint-%d to %s", d.uploading.step, d.uploading.watch.target.Repo)
 		if p := d.upProg; p != nil {
 			done, total := p.sum()
-			if total > 0 {
+			switch {
+			case total > 0 && done >= total:
+				s += " (completing upload)"
+			case total > 0:
 				s += fmt.Sprintf(" (%d%%)", done*100/total)
 			}
 		}

@@ -28,22 +28,30 @@ func permanent(err error) error {
 	return &PermanentError{Err: err}
 }
 
-// IsPermanent reports whether err cannot be fixed by trying again: bad merge input (corrupt or mismatched files,
-// an unsupported adapter), a disk too small for the output, permission denied, the checkpoint gone before it was
-// pinned, the Hub refusing the token (401/403 from the Hub API) or not finding the repo, a request the Hub
-// rejects as invalid (400, 404, 413, 422). Everything else (network errors, 5xx and 429 after the client's own
-// retries, 409/412 races, lock contention, I/O hiccups) is transient and retried with backoff.
+// IsPermanent reports whether err cannot be fixed by trying again because the checkpoint itself is bad: bad
+// merge input (corrupt or mismatched files, an unsupported adapter), the checkpoint gone or changed before it was
+// pinned, permission denied on local files, a read-only output file system, or a request the Hub rejects as
+// invalid (400, 405, 410, 413, 422 from the Hub API).
+//
+// Everything else is fixable and retried with capped backoff, indefinitely (DESIGN.md, Daemon): the Hub
+// refusing the token (401/403: a new token fixes it), a base or repo not found yet (404), network errors, DNS,
+// 5xx and 429 after the client's own retries, 409/412 races, a full disk (ENOSPC, EDQUOT, too little space for
+// the merge: freeing space fixes it), lock contention, I/O hiccups.
 func IsPermanent(err error, endpoint string) bool {
 	if err == nil {
 		return false
 	}
 	var pe *PermanentError
-	var dse *merge.DiskSpaceError
-	switch {
-	case errors.As(err, &pe), merge.IsBadInput(err), errors.As(err, &dse):
+	if errors.As(err, &pe) {
 		return true
-	case errors.Is(err, fs.ErrPermission), errors.Is(err, syscall.ENOSPC), errors.Is(err, syscall.EDQUOT),
-		errors.Is(err, syscall.EROFS):
+	}
+	if IsFixable(err) {
+		return false
+	}
+	switch {
+	case merge.IsBadInput(err):
+		return true
+	case errors.Is(err, fs.ErrPermission), errors.Is(err, syscall.EROFS):
 		return true
 	case errors.Is(err, watcher.ErrVanished), errors.Is(err, watcher.ErrChanged):
 		return true
@@ -52,14 +60,20 @@ func IsPermanent(err error, endpoint string) bool {
 	if errors.As(err, &he) {
 		fromAPI := endpoint == "" || strings.HasPrefix(he.URL, endpoint)
 		switch he.Status {
-		case 401, 403:
-			// A storage URL answering 403 is an expired or bad signature; the client asks for new URLs.
-			return fromAPI
-		case 400, 404, 405, 410, 413, 422:
+		case 400, 405, 410, 413, 422:
 			return fromAPI
 		}
 	}
 	return false
+}
+
+// IsFixable reports errors that the user (or time) fixes outside hubsync and that a job must wait out rather
+// than fail on, whatever wraps them: a full disk (ENOSPC, EDQUOT, merge.DiskSpaceError) and the Hub refusing
+// the token (401, 403).
+func IsFixable(err error) bool {
+	var dse *merge.DiskSpaceError
+	return errors.As(err, &dse) || errors.Is(err, syscall.ENOSPC) || errors.Is(err, syscall.EDQUOT) ||
+		errors.Is(err, hub.ErrUnauthorized) || errors.Is(err, hub.ErrForbidden)
 }
 
 // reason renders an error for the journal and status output: one line.

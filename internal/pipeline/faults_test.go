@@ -177,39 +177,8 @@ func TestDaemonBadCheckpointFailsAlone(t *testing.T) {
 	t.Logf("reason: %s", bad.Reason)
 }
 
-// TestDaemonForbiddenIsPermanent: a token that may not write fails the job at once (403), no retry loop.
-func TestDaemonForbiddenIsPermanent(t *testing.T) {
-	s := newTestHub(t)
-	outputs := filepath.Join(t.TempDir(), "outputs")
-	writeCheckpoint(t, outputs, 10, nil)
-	writeCheckpoint(t, outputs, 20, nil)
-	cfg := testConfig(t, s.URL(), nil, outputs)
-	env := openTestEnv(t, cfg, readToken)
-	defer env.Close()
-	var h hookLog
-	r := startDaemon(t, cfg, env, testOptions(func(o *Options) { o.Hook = h.hook }))
-	r.waitFinished(t, 2)
-	r.stop(t)
-	jobs := jobsOf(t, env.Journal)
-	if got := stages(jobs); got != "10:failed 20:failed" {
-		t.Fatalf("jobs %s", got)
-	}
-	for _, j := range jobs {
-		if !strings.Contains(j.Reason, "403") || j.Attempts != 0 {
-			t.Errorf("job %d: reason %q attempts %d", j.Step, j.Reason, j.Attempts)
-		}
-		for _, p := range h.points(j.Step) {
-			if p == PointRetry {
-				t.Errorf("job %d was retried", j.Step)
-			}
-		}
-	}
-	if n := s.Stats().Requests[hubtest.OpCreateRepo]; n != 2 {
-		t.Errorf("%d repo creations tried, want one per job", n)
-	}
-	_ = journal.Failed
-	_ = config.PolicyAll
-}
+// TestDaemonForbiddenIsPermanent moved: a 403 is fixable now (wrongtoken_test.go, TestDaemonWrongTokenWaits).
+var _, _ = config.PolicyAll, journal.Failed
 
 // TestDaemonGivesUp: a transient error that never clears fails the job after MaxAttempts attempts, recorded with
 // the last error; the next checkpoint is not held up forever.

@@ -161,6 +161,7 @@ func (d *Daemon) runStage(ctx context.Context, t *task, fn func(context.Context,
 			d.log.Info().Str("job", t.id).Msg("stopping: the job is parked and resumes at the next start")
 			return false
 		}
+		err = diskFull(err, t.stagingDir()) // name the file system that is full
 		if errors.Is(err, errOutputsGone) {
 			// Merge again: back to the merge queue, first.
 			d.log.Warn().Err(err).Str("job", t.id).Msg("merging again")
@@ -171,9 +172,27 @@ func (d *Daemon) runStage(ctx context.Context, t *task, fn func(context.Context,
 			d.fail(ctx, t, err.Error(), err)
 			return false
 		}
+		var attempts int
+		if cur, gerr := d.env.Journal.Get(ctx, t.id); gerr == nil {
+			attempts = cur.Attempts + 1
+		}
+		if d.opts.MaxAttempts > 0 && attempts >= d.opts.MaxAttempts {
+			if _, uerr := d.env.Journal.Update(ctx, t.id, func(j *journal.Job) error { j.Attempts = attempts; return nil }); uerr != nil && ctx.Err() != nil {
+				return false
+			}
+			d.fail(ctx, t, fmt.Sprintf("gave up after %d attempts: %s", attempts, reason(err)), err)
+			return false
+		}
+		wait := d.backoff(max(attempts, 1))
+		var rl *hub.RateLimitError
+		if errors.As(err, &rl) && rl.RetryAfter > wait {
+			wait = min(rl.RetryAfter, d.opts.MaxBackoff)
+		}
+		next := d.env.now().Add(wait)
 		job, uerr := d.env.Journal.Update(ctx, t.id, func(j *journal.Job) error {
 			j.Attempts++
 			j.LastError = reason(errors.New(t.unstage(err.Error(), j.Dir)))
+			j.NextAttempt = next.UTC()
 			return nil
 		})
 		if uerr != nil {
@@ -186,17 +205,8 @@ func (d *Daemon) runStage(ctx context.Context, t *task, fn func(context.Context,
 			}
 			continue
 		}
-		if job.Attempts >= d.opts.MaxAttempts {
-			d.fail(ctx, t, fmt.Sprintf("gave up after %d attempts: %s", job.Attempts, reason(err)), err)
-			return false
-		}
-		wait := d.backoff(job.Attempts)
-		var rl *hub.RateLimitError
-		if errors.As(err, &rl) && rl.RetryAfter > wait {
-			wait = min(rl.RetryAfter, d.opts.MaxBackoff)
-		}
 		d.log.Warn().Err(err).Str("job", t.id).Str("stage", string(job.Stage)).Int("attempt", job.Attempts).
-			Dur("retry_in", wait).Msg("transient error; will retry")
+			Str("retry_in", wait.String()).Time("next_attempt", next).Msg("fixable error; waiting, then trying again")
 		d.hookPoint(PointRetry, job, err)
 		if serr := timing.Sleep(ctx, wait); serr != nil {
 			return false
@@ -311,6 +321,9 @@ func (d *Daemon) mergeJob(ctx context.Context, t *task, job *journal.Job) error 
 	}
 	if !hasPin {
 		return d.repin(ctx, t, "the pinned checkpoint is gone")
+	}
+	if _, err := d.env.Journal.Update(ctx, t.id, func(j *journal.Job) error { j.Activity = "merging"; return nil }); err != nil {
+		return err
 	}
 	start := d.env.now()
 	sets, err := prepare(ctx, &d.env, prepareOptions{
@@ -434,6 +447,7 @@ func (d *Daemon) uploadJob(ctx context.Context, t *task, job *journal.Job) error
 		return err
 	}
 	d.removeStaging(t)
+	d.markPruned(ctx, t)
 	for _, c := range commits {
 		log.Info().Str("repo", c.Repo).Str("branch", c.Branch).Str("commit", c.OID).Str("tag", c.Tag).
 			Bool("recovered", c.Recovered).Str("url", c.URL).Msg("published")
@@ -501,6 +515,11 @@ func (d *Daemon) progressWriter(ctx context.Context, t *task, p *progress) func(
 					}
 					j.Progress.BytesDone = min(done, j.Progress.BytesTotal)
 					j.Progress.FilesDone = files
+					j.Activity = ""
+					if j.Progress.BytesTotal > 0 && j.Progress.BytesDone >= j.Progress.BytesTotal {
+						// Every byte is sent: what is left is the storage's multipart completion and the commit.
+						j.Activity = "completing upload"
+					}
 					return nil
 				})
 				if err != nil && ctx.Err() == nil {
@@ -516,6 +535,39 @@ func (d *Daemon) progressWriter(ctx context.Context, t *task, p *progress) func(
 			stopped = true
 			close(stop)
 			<-done
+		}
+	}
+}
+
+// markPruned records that pruning (Target.PruneKeep) removed the tags of the directory's older committed jobs,
+// so status does not list them as live.
+func (d *Daemon) markPruned(ctx context.Context, t *task) {
+	keep := t.watch.target.PruneKeep
+	if keep <= 0 || t.watch.target.CreatePR {
+		return
+	}
+	jobs, err := d.env.Journal.List(ctx)
+	if err != nil {
+		return
+	}
+	var committed []*journal.Job
+	for _, j := range jobs {
+		if j.Stage == journal.Committed && filepath.Clean(j.WatchDir) == filepath.Clean(t.watch.w.Dir) {
+			committed = append(committed, j)
+		}
+	}
+	// List order is by step: the newest keep are the last ones.
+	for i := 0; i < len(committed)-keep; i++ {
+		j := committed[i]
+		if len(j.Tags) == 0 {
+			continue
+		}
+		if _, err := d.env.Journal.Update(ctx, j.ID(), func(r *journal.Job) error {
+			r.PrunedTags = append(r.PrunedTags, r.Tags...)
+			r.Tags = nil
+			return nil
+		}); err != nil && ctx.Err() == nil {
+			d.log.Debug().Err(err).Str("job", j.ID()).Msg("recording pruned tags")
 		}
 	}
 }

@@ -18,6 +18,7 @@ import (
 	"github.com/rs/zerolog"
 
 	"github.com/hubsync/hubsync/export"
+	"github.com/hubsync/hubsync/internal/fsutil"
 	"github.com/hubsync/hubsync/internal/journal"
 	"github.com/hubsync/hubsync/merge"
 	"github.com/hubsync/hubsync/watcher"
@@ -210,7 +211,7 @@ func prepareAdapter(ctx context.Context, o prepareOptions) (*outputSet, error) {
 		d.Path = n
 		files = append(files, d)
 	}
-	if err := syncDir(tmp); err != nil {
+	if err := fsutil.SyncDir(tmp); err != nil {
 		return nil, err
 	}
 	if err := os.Rename(tmp, final); err != nil {
@@ -283,18 +284,6 @@ func linkOrCopy(src, dst string) error {
 		return err
 	}
 	return out.Close()
-}
-
-func syncDir(dir string) error {
-	f, err := os.Open(dir)
-	if err != nil {
-		return err
-	}
-	defer f.Close()
-	if err := f.Sync(); err != nil && !errors.Is(err, fs.ErrInvalid) {
-		return err
-	}
-	return nil
 }
 
 // journalOutputs records output sets in the journal: Path is relative to the job's staging directory

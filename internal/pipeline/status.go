@@ -7,6 +7,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/hubsync/hubsync/internal/boltcheck"
 	"github.com/hubsync/hubsync/internal/journal"
 )
 
@@ -28,6 +29,12 @@ type StatusReport struct {
 	Path string
 	// Written is when the snapshot was written (Source snapshot).
 	Written time.Time
+	// DaemonRunning: a daemon holds the journal (Source snapshot); without one, unfinished jobs are parked.
+	DaemonRunning bool
+	// Omitted counts older finished jobs the snapshot does not list; Settling are the checkpoints in their
+	// settle period (both Source snapshot).
+	Omitted  int
+	Settling []journal.Settling
 }
 
 // ReadStatus reads the jobs of the journal at path: from the database when no daemon holds it (a read-only open
@@ -46,10 +53,14 @@ func ReadStatus(ctx context.Context, path string, timeout time.Duration) (*Statu
 		}
 		return &StatusReport{Jobs: jobs, Source: SourceJournal, Path: path}, nil
 	}
+	if errors.Is(err, boltcheck.ErrCorrupt) {
+		return nil, err // a damaged journal is said, not hidden behind an older snapshot
+	}
 	snap := path + journal.SnapshotSuffix
 	r, serr := journal.ReadSnapshot(snap)
 	if serr != nil {
 		return nil, fmt.Errorf("%w; and the daemon's status snapshot is unreadable: %v", err, serr)
 	}
-	return &StatusReport{Jobs: r.Jobs, Source: SourceSnapshot, Path: snap, Written: r.Written}, nil
+	return &StatusReport{Jobs: r.Jobs, Source: SourceSnapshot, Path: snap, Written: r.Written, DaemonRunning: true,
+		Omitted: r.Omitted, Settling: r.Settling}, nil
 }

@@ -93,13 +93,13 @@ func TestIsPermanent(t *testing.T) {
 		want bool
 	}{
 		{"bad input", &merge.InputError{File: "a", Msg: "bad"}, true},
-		{"disk space", fmt.Errorf("x: %w", &merge.DiskSpaceError{Dir: "/", Need: 2, Avail: 1}), true},
+		{"disk space", fmt.Errorf("x: %w", &merge.DiskSpaceError{Dir: "/", Need: 2, Avail: 1}), false}, // fixable (issue 7 §2)
 		{"permission", fmt.Errorf("open: %w", fs.ErrPermission), true},
-		{"ENOSPC", &os.PathError{Op: "write", Path: "f", Err: syscall.ENOSPC}, true},
+		{"ENOSPC", &os.PathError{Op: "write", Path: "f", Err: syscall.ENOSPC}, false}, // fixable (issue 7 §2)
 		{"vanished", fmt.Errorf("pin: %w", watcher.ErrVanished), true},
-		{"api 403", &hub.HTTPError{Status: 403, URL: ep + "/api/repos/create"}, true},
-		{"api 401", &hub.HTTPError{Status: 401, URL: ep + "/api/whoami-v2"}, true},
-		{"repo 404", &hub.HTTPError{Status: 404, Code: "RepoNotFound", URL: ep + "/api/models/a/b"}, true},
+		{"api 403", &hub.HTTPError{Status: 403, URL: ep + "/api/repos/create"}, false},                      // fixable (issue 7 §2)
+		{"api 401", &hub.HTTPError{Status: 401, URL: ep + "/api/whoami-v2"}, false},                         // fixable (issue 7 §2)
+		{"repo 404", &hub.HTTPError{Status: 404, Code: "RepoNotFound", URL: ep + "/api/models/a/b"}, false}, // fixable (issue 7 §2)
 		{"storage 403 (expired URL)", &hub.HTTPError{Status: 403, URL: "http://storage.test/obj"}, false},
 		{"api 500", &hub.HTTPError{Status: 500, URL: ep + "/api/x"}, false},
 		{"api 409", &hub.HTTPError{Status: 409, URL: ep + "/api/x"}, false},
