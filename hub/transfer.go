@@ -30,7 +30,7 @@ const maxRebatches = 2
 // (S3 answers 403 for an expired signature and 404 for a finished or aborted upload).
 func urlRefused(err error) bool {
 	var he *HTTPError
-	if !errors.As(err, &he) {
+	if !errors.As(err, &he) || transientStorageError(he) {
 		return false
 	}
 	switch he.Status {
@@ -281,7 +281,7 @@ func (c *Client) completeMultipart(ctx context.Context, href, oid string, etags 
 	if err != nil {
 		err = fmt.Errorf("completing the multipart upload: %w", err)
 		var he *HTTPError
-		if errors.As(err, &he) && he.Status >= 400 && he.Status < 500 && !retryableStatus(he.Status) {
+		if errors.As(err, &he) && he.Status >= 400 && he.Status < 500 && !retryableStatus(he.Status) && !transientStorageError(he) {
 			return &rebatchError{err}
 		}
 		return err
