@@ -50,7 +50,9 @@ func newFakeRepo(t *testing.T, content []byte) (*fakeRepo, *httptest.Server) {
 		h.Write(f.content)
 		fmt.Fprintf(w, `[{"type":"file","oid":%q,"size":%d,"path":"f.bin"}]`, hex.EncodeToString(h.Sum(nil)), len(f.content))
 	}
-	f.file = func(w http.ResponseWriter, r *http.Request) { http.ServeContent(w, r, "f.bin", time.Time{}, bytes.NewReader(f.content)) }
+	f.file = func(w http.ResponseWriter, r *http.Request) {
+		http.ServeContent(w, r, "f.bin", time.Time{}, bytes.NewReader(f.content))
+	}
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		switch {
 		case r.URL.Path == "/api/models/o/r/revision/main":
