@@ -177,6 +177,9 @@ func (o *watchOptions) buildConfig(flags *pflag.FlagSet, g *globalOptions, args 
 	if set("retries") {
 		cfg.Upload.Retries = o.Retries
 	}
+	if set("stall-timeout") {
+		cfg.Upload.StallTimeout = g.StallTimeout
+	}
 	if o.Merged && o.AdapterOnly {
 		return nil, usagef("--merged and --adapter-only exclude each other")
 	}

@@ -63,6 +63,7 @@ const (
 	DefaultMarker          = ".hubsync-complete"
 	DefaultParallelFiles   = 4
 	DefaultParallelParts   = 8
+	DefaultStallTimeout    = 60 * time.Second
 	DefaultRetries         = 8
 	DefaultHeartbeat       = 10 * time.Second
 	DefaultStaleAfter      = 2 * time.Minute
@@ -134,6 +135,9 @@ type Upload struct {
 	// Retries (upload.retries, default 8) is how often a failed request is retried before the job records a
 	// transient error.
 	Retries int `yaml:"retries"`
+	// StallTimeout (upload.stall_timeout, default 60s) aborts and retries a request, a download range or an
+	// upload part when no byte was read or written for that long. Slow transfers that keep moving are not cut.
+	StallTimeout time.Duration `yaml:"stall_timeout"`
 }
 
 // Lock tunes the lock that keeps one daemon per watched directory.
@@ -196,8 +200,9 @@ func Default() *Config {
 		Marker:    DefaultMarker,
 		Policy:    PolicyLatest,
 		Device:    DeviceAuto,
-		Upload:    Upload{ParallelFiles: DefaultParallelFiles, ParallelParts: DefaultParallelParts, Retries: DefaultRetries},
-		Lock:      Lock{Heartbeat: DefaultHeartbeat, StaleAfter: DefaultStaleAfter},
+		Upload: Upload{ParallelFiles: DefaultParallelFiles, ParallelParts: DefaultParallelParts, Retries: DefaultRetries,
+			StallTimeout: DefaultStallTimeout},
+		Lock: Lock{Heartbeat: DefaultHeartbeat, StaleAfter: DefaultStaleAfter},
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"regexp"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Validate checks the whole configuration, including that there is at least one watch entry. Call it after
@@ -67,6 +68,9 @@ func (c *Config) problems(requireWatch bool) []string {
 	}
 	if c.Upload.ParallelParts < 1 || c.Upload.ParallelParts > 256 {
 		add("upload.parallel_parts", "must be between 1 and 256, not %d", c.Upload.ParallelParts)
+	}
+	if c.Upload.StallTimeout <= 0 || c.Upload.StallTimeout > time.Hour {
+		add("upload.stall_timeout", "must be positive and at most 1h, not %s", c.Upload.StallTimeout)
 	}
 	if c.Upload.Retries < 0 || c.Upload.Retries > 100 {
 		add("upload.retries", "must be between 0 and 100, not %d", c.Upload.Retries)
