@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/hubsync/hubsync/internal/fsutil"
 	"github.com/hubsync/hubsync/internal/safetensors"
 	"github.com/hubsync/hubsync/internal/tensor"
 )
@@ -126,7 +127,7 @@ func hfHubCache() string {
 // snapshots/<commit>/ directory holds the files. The snapshot must hold config.json and the weights.
 func cachedSnapshot(cache, repoID string) (string, error) {
 	repoDir := filepath.Join(cache, "models--"+strings.ReplaceAll(repoID, "/", "--"))
-	ref, err := os.ReadFile(filepath.Join(repoDir, "refs", "main"))
+	ref, err := fsutil.ReadRegularFile(filepath.Join(repoDir, "refs", "main"))
 	if err != nil {
 		return "", fmt.Errorf("no %s", filepath.Join(repoDir, "refs", "main"))
 	}
@@ -157,7 +158,7 @@ func openBase(dir string) (_ *baseModel, err error) {
 		}
 	}()
 	cfgPath := filepath.Join(dir, configFile)
-	b.config, err = os.ReadFile(cfgPath)
+	b.config, err = fsutil.ReadRegularFile(cfgPath)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			return nil, badf(cfgPath, "", "missing: the base model directory needs its config.json")
@@ -171,7 +172,7 @@ func openBase(dir string) (_ *baseModel, err error) {
 		return nil, badf(cfgPath, "quantization_config", "8-bit bitsandbytes bases are not supported (only 4-bit and 16/32-bit)")
 	}
 	idxPath := filepath.Join(dir, baseIndexFile)
-	raw, err := os.ReadFile(idxPath)
+	raw, err := fsutil.ReadRegularFile(idxPath)
 	switch {
 	case err == nil:
 		if err := b.openSharded(idxPath, raw); err != nil {

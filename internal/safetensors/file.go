@@ -5,6 +5,8 @@ import (
 	"fmt"
 	"io"
 	"os"
+
+	"github.com/hubsync/hubsync/internal/fsutil"
 )
 
 // File is an open safetensors file with a validated header. Tensor data is read on demand with positioned reads;
@@ -17,7 +19,7 @@ type File struct {
 
 // Open opens and validates a safetensors file. Errors name the path.
 func Open(path string) (*File, error) {
-	f, err := os.Open(path)
+	f, err := fsutil.OpenRegular(path) // a FIFO or device would block the open or the reads forever
 	if err != nil {
 		return nil, err
 	}
@@ -25,10 +27,6 @@ func Open(path string) (*File, error) {
 	if err != nil {
 		f.Close()
 		return nil, err
-	}
-	if st.IsDir() {
-		f.Close()
-		return nil, fmt.Errorf("%s: is a directory, not a safetensors file", path)
 	}
 	h, err := ReadHeader(f, st.Size())
 	if err != nil {
