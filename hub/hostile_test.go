@@ -550,3 +550,16 @@ func TestRetriesAreLoggedAtInfo(t *testing.T) {
 type writerFunc func([]byte) (int, error)
 
 func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+// FuzzStorageErrorCode: any body gives a short alphanumeric code or "".
+func FuzzStorageErrorCode(f *testing.F) {
+	f.Add([]byte(`<?xml version="1.0"?><Error><Code>RequestTimeout</Code></Error>`))
+	f.Add([]byte(`<Error><Code>`))
+	f.Add([]byte(`{"error":"x"}`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		c := storageErrorCode(b)
+		if len(c) > 64 || strings.ContainsAny(c, "<>/ \n") {
+			t.Fatalf("code %q", c)
+		}
+	})
+}
