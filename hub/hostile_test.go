@@ -563,3 +563,35 @@ func FuzzStorageErrorCode(f *testing.F) {
 		}
 	})
 }
+
+// Issue 7: a new batch answer for the same upload keeps the journaled parts: after a refusal and a later
+// failure, the journal holds the fresh URLs and every part stored under either answer.
+func TestRebatchKeepsJournaledParts(t *testing.T) {
+	content := bytes.Repeat([]byte("u"), 300)
+	s := newFakeStorage(t, content, 100)
+	s.part = func(n int, k int64) int {
+		switch {
+		case n == 2 && k == 1:
+			return http.StatusForbidden
+		case n == 3:
+			return http.StatusInternalServerError
+		}
+		return http.StatusOK
+	}
+	j, err := OpenBoltJournal(filepath.Join(t.TempDir(), "uploads.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	if err := uploadFake(t, s, content, func(o *Options) { o.ParallelParts = 1; o.Journal = j }); err == nil {
+		t.Fatal("upload succeeded although part 3 always fails")
+	}
+	c := newTestClient(t, s.srv.URL, "", nil)
+	rec, err := j.Get(context.Background(), c.journalKey("o/r", s.oid))
+	if err != nil || rec == nil {
+		t.Fatalf("journal record: %v, %v", rec, err)
+	}
+	if !strings.Contains(rec.PartURLs[0], "batch=2") || rec.ETags[1] != `"etag-1"` || rec.ETags[2] != `"etag-2"` || rec.ETags[3] != "" {
+		t.Fatalf("journal: urls %v etags %v", rec.PartURLs, rec.ETags)
+	}
+}
