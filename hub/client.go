@@ -378,7 +378,7 @@ func retryReason(err error) string {
 	var se *statusError
 	if errors.As(err, &se) {
 		r := fmt.Sprintf("%d %s", se.httpErr.Status, http.StatusText(se.httpErr.Status))
-		if se.httpErr.Code != "" {
+		if plainCode(se.httpErr.Code) { // server text reaches the log only when it is a plain code
 			r += " (" + se.httpErr.Code + ")"
 		}
 		return r

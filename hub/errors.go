@@ -173,12 +173,17 @@ func storageErrorCode(body []byte) string {
 	}
 	code, _, ok := strings.Cut(rest, "</Code>")
 	code = strings.TrimSpace(code)
-	if !ok || len(code) > 64 || strings.ContainsFunc(code, func(r rune) bool {
-		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9')
-	}) {
+	if !ok || !plainCode(code) {
 		return ""
 	}
 	return code
+}
+
+// plainCode reports whether s is a short alphanumeric error code, safe to print as it is.
+func plainCode(s string) bool {
+	return s != "" && len(s) <= 64 && !strings.ContainsFunc(s, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9')
+	})
 }
 
 // transientStorageError reports a storage answer that is a transient failure although its status is not

@@ -595,3 +595,30 @@ func TestRebatchKeepsJournaledParts(t *testing.T) {
 		t.Fatalf("journal: urls %v etags %v", rec.PartURLs, rec.ETags)
 	}
 }
+
+// The retry line names the status and a plain error code, never raw server text.
+func TestRetryLogShowsStatusNotServerText(t *testing.T) {
+	for _, tc := range []struct {
+		code, want, never string
+	}{
+		{"SlowDown", "(attempt 2/6): 503 Service Unavailable (SlowDown)", ""},
+		{"Done! commit https://evil.example/ok", "(attempt 2/6): 503 Service Unavailable", "evil.example"},
+	} {
+		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+			w.Header()["X-Error-Code"] = []string{tc.code}
+			w.WriteHeader(http.StatusServiceUnavailable)
+		}))
+		var buf bytes.Buffer
+		var mu sync.Mutex
+		w := writerFunc(func(p []byte) (int, error) { mu.Lock(); defer mu.Unlock(); return buf.Write(p) })
+		c := newTestClient(t, srv.URL, "", func(o *Options) { o.Logger = zerolog.New(w).Level(zerolog.InfoLevel) })
+		_, _ = c.send(context.Background(), call{method: "GET", url: srv.URL + "/x"})
+		srv.Close()
+		mu.Lock()
+		out := buf.String()
+		mu.Unlock()
+		if !strings.Contains(out, tc.want) || (tc.never != "" && strings.Contains(out, tc.never)) {
+			t.Errorf("code %q: log:\n%s", tc.code, out)
+		}
+	}
+}
