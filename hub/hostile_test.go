@@ -197,7 +197,7 @@ func TestStalledAnswerIsRetried(t *testing.T) {
 	}))
 	defer srv.Close()
 	defer close(done)
-	c := newTestClient(t, srv.URL, "", func(o *Options) { o.StallTimeout = 200 * time.Millisecond })
+	c := newTestClient(t, srv.URL, "", func(o *Options) { o.StallTimeout = time.Second })
 	r, err := c.send(context.Background(), call{method: "GET", url: srv.URL + "/api/whoami-v2"})
 	if err != nil || !strings.Contains(string(r.body), "alice") || n.Load() != 2 {
 		t.Fatalf("err=%v attempts=%d", err, n.Load())
@@ -212,11 +212,11 @@ func TestSlowMovingAnswerIsNotCut(t *testing.T) {
 		for i := 0; i < 30; i++ {
 			io.WriteString(w, "x")
 			w.(http.Flusher).Flush()
-			time.Sleep(30 * time.Millisecond) // a trickle: one byte per 30 ms, 0.9 s in all
+			time.Sleep(50 * time.Millisecond) // a trickle: one byte per 50 ms, 1.5 s in all
 		}
 	}))
 	defer srv.Close()
-	c := newTestClient(t, srv.URL, "", func(o *Options) { o.StallTimeout = 300 * time.Millisecond })
+	c := newTestClient(t, srv.URL, "", func(o *Options) { o.StallTimeout = time.Second })
 	r, err := c.send(context.Background(), call{method: "GET", url: srv.URL + "/x"})
 	if err != nil || len(r.body) != 30 || n.Load() != 1 {
 		t.Fatalf("err=%v len=%d attempts=%d", err, len(r.body), n.Load())
@@ -244,7 +244,7 @@ func TestStalledDownloadBodyIsResumed(t *testing.T) {
 		http.ServeContent(w, r, "f.bin", time.Time{}, bytes.NewReader(content))
 	}
 	defer close(done)
-	c := newTestClient(t, srv.URL, "", func(o *Options) { o.StallTimeout = 200 * time.Millisecond })
+	c := newTestClient(t, srv.URL, "", func(o *Options) { o.StallTimeout = time.Second })
 	dir, err := c.Download(context.Background(), "o/r", "main", DownloadOptions{LocalDir: t.TempDir()})
 	if err != nil {
 		t.Fatal(err)
@@ -277,7 +277,7 @@ func TestStorageHostThatStopsReadingIsRetried(t *testing.T) {
 	}))
 	defer srv.Close()
 	defer close(done)
-	c := newTestClient(t, srv.URL, "", func(o *Options) { o.StallTimeout = 300 * time.Millisecond })
+	c := newTestClient(t, srv.URL, "", func(o *Options) { o.StallTimeout = time.Second })
 	payload := make([]byte, size)
 	r, err := c.send(context.Background(), call{method: "PUT", url: srv.URL + "/part/1", body: jsonBody(payload)})
 	if err != nil || r.header.Get("ETag") != `"e1"` || n.Load() != 2 {
