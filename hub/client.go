@@ -19,6 +19,8 @@ import (
 	"net/url"
 	"runtime"
 	"strings"
+	"sync"
+	"syscall"
 	"time"
 
 	"github.com/go-resty/resty/v2"
@@ -55,6 +57,12 @@ type Options struct {
 	ParallelParts int
 	// Journal records multipart upload state so another process can resume it (nil: no resume).
 	Journal Journal
+	// StallTimeout aborts (and retries) an attempt when no byte was read or written for that long: an API
+	// answer, a download body, an upload PUT. Default DefaultStallTimeout; negative disables it.
+	StallTimeout time.Duration
+	// MaxResponseBytes caps the decoded size of a non-streamed API answer (after decompression). Default
+	// DefaultMaxResponseBytes; listing pages and commit answers may be up to MaxListingPageBytes.
+	MaxResponseBytes int64
 }
 
 // Client talks to one Hub endpoint with one token. It is safe for concurrent use.
@@ -69,6 +77,9 @@ type Client struct {
 	parallelFiles int
 	parallelParts int
 	journal       Journal
+	stallTimeout  time.Duration
+	maxResponse   int64
+	listLimits    listLimits
 }
 
 // New returns a client for opts.Endpoint.
@@ -108,6 +119,15 @@ func New(opts Options) (*Client, error) {
 		parallelFiles: opts.ParallelFiles,
 		parallelParts: opts.ParallelParts,
 		journal:       opts.Journal,
+		stallTimeout:  opts.StallTimeout,
+		maxResponse:   opts.MaxResponseBytes,
+		listLimits:    defaultListLimits(),
+	}
+	if c.stallTimeout == 0 {
+		c.stallTimeout = DefaultStallTimeout
+	}
+	if c.maxResponse <= 0 {
+		c.maxResponse = DefaultMaxResponseBytes
 	}
 	if c.parallelFiles <= 0 {
 		c.parallelFiles = DefaultParallelFiles
@@ -259,6 +279,28 @@ type call struct {
 	redirects bool
 	// ok lists extra non-2xx statuses that are answers, not errors (e.g. 409 on create).
 	ok []int
+	// maxBody caps the decoded answer of a non-streamed call (0: the client's MaxResponseBytes).
+	maxBody int64
+	// budget, when set, is shared by several sends of one operation (a part across re-batches): together they
+	// make at most RetryPolicy.MaxAttempts attempts.
+	budget *attemptBudget
+}
+
+// attemptBudget counts the attempts several sends of one operation made.
+type attemptBudget struct {
+	mu   sync.Mutex
+	used int
+}
+
+// take reserves one attempt out of max; false when the budget is spent.
+func (b *attemptBudget) take(max int) bool {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.used >= max {
+		return false
+	}
+	b.used++
+	return true
 }
 
 // reply is a response to a call.
@@ -290,6 +332,9 @@ func (c *Client) send(ctx context.Context, cl call) (*reply, error) {
 		attempts = 1
 	}
 	for attempt := 1; ; attempt++ {
+		if cl.budget != nil && !cl.budget.take(c.retry.MaxAttempts) {
+			return nil, fmt.Errorf("%s %s: gave up after %d attempts in all", cl.method, redactURL(cl.url), c.retry.MaxAttempts)
+		}
 		r, err := c.sendFollowing(ctx, cl, reqID, attempt)
 		if err == nil {
 			return r, nil
@@ -301,12 +346,55 @@ func (c *Client) send(ctx context.Context, cl call) (*reply, error) {
 		if !retry || attempt >= attempts {
 			return nil, finalError(err, attempt)
 		}
-		c.log.Debug().Str("method", cl.method).Str("url", redactURL(cl.url)).Int("attempt", attempt).
-			Dur("wait", wait).Str("request_id", reqID).Err(err).Msg("hub request failed, retrying")
+		c.logRetry(cl, reqID, wait, attempt+1, attempts, err)
 		if err := c.retry.Sleep(ctx, wait); err != nil {
 			return nil, fmt.Errorf("%s %s: %w", cl.method, redactURL(cl.url), err)
 		}
 	}
+}
+
+// logRetry says at info level, at once, that a request failed and when it is tried again:
+// "retrying in 2s (attempt 2/6): connection refused".
+func (c *Client) logRetry(cl call, reqID string, wait time.Duration, next, of int, err error) {
+	c.log.Info().Str("method", cl.method).Str("url", redactURL(cl.url)).Int("attempt", next).Int("attempts", of).
+		Str("request_id", reqID).Msgf("retrying in %s (attempt %d/%d): %s", roundWait(wait), next, of, retryReason(err))
+}
+
+// roundWait rounds a backoff for a human: 1.2s, 350ms.
+func roundWait(d time.Duration) time.Duration {
+	if d >= time.Second {
+		return d.Round(100 * time.Millisecond)
+	}
+	return d.Round(time.Millisecond)
+}
+
+// retryReason is the short cause of a failed attempt: the system error (connection refused, reset by peer),
+// a stall, or the status line.
+func retryReason(err error) string {
+	var st *StallError
+	if errors.As(err, &st) {
+		return st.Error()
+	}
+	var se *statusError
+	if errors.As(err, &se) {
+		r := fmt.Sprintf("%d %s", se.httpErr.Status, http.StatusText(se.httpErr.Status))
+		if plainCode(se.httpErr.Code) { // server text reaches the log only when it is a plain code
+			r += " (" + se.httpErr.Code + ")"
+		}
+		return r
+	}
+	var errno syscall.Errno
+	if errors.As(err, &errno) {
+		return errno.Error()
+	}
+	if errors.Is(err, io.ErrUnexpectedEOF) || errors.Is(err, io.EOF) {
+		return "connection closed early"
+	}
+	var ne net.Error
+	if errors.As(err, &ne) && ne.Timeout() {
+		return "timeout"
+	}
+	return err.Error()
 }
 
 // finalError turns the last attempt's error into what the caller sees: 429 becomes a *RateLimitError.
@@ -316,7 +404,7 @@ func finalError(err error, attempts int) error {
 		if se.httpErr.Status == http.StatusTooManyRequests {
 			return &RateLimitError{RetryAfter: se.wait, Err: se.httpErr}
 		}
-		if retryableStatus(se.httpErr.Status) {
+		if retryableStatus(se.httpErr.Status) || se.transient {
 			return &lostResponseError{fmt.Errorf("after %d attempts: %w", attempts, se.httpErr)}
 		}
 		return se.httpErr
@@ -333,6 +421,8 @@ type statusError struct {
 	httpErr *HTTPError
 	wait    time.Duration
 	hasWait bool
+	// transient: a status that is not retryable in general but is here (S3's 400 RequestTimeout).
+	transient bool
 }
 
 func (e *statusError) Error() string { return e.httpErr.Error() }
@@ -348,7 +438,7 @@ func (e *networkError) Unwrap() error { return e.err }
 func (c *Client) retryDecision(err error, n int) (time.Duration, bool) {
 	var se *statusError
 	if errors.As(err, &se) {
-		if !retryableStatus(se.httpErr.Status) {
+		if !retryableStatus(se.httpErr.Status) && !se.transient {
 			return 0, false
 		}
 		if se.hasWait {
@@ -426,18 +516,29 @@ func (c *Client) checkStatus(cl call, target string, r *reply, reqID string) (*r
 	}
 	he := newHTTPError(cl.method, target, r.status, r.header, body, reqID)
 	wait, has := serverWait(r.status, r.header, time.Now())
-	return nil, &statusError{httpErr: he, wait: wait, hasWait: has}
+	return nil, &statusError{httpErr: he, wait: wait, hasWait: has, transient: transientStorageError(he)}
 }
 
-// once performs exactly one HTTP exchange.
+// once performs exactly one HTTP exchange. A watchdog aborts it when no byte is read or written for the stall
+// timeout (while sending the body and while reading the answer; the wait for the answer's headers after a
+// complete request is ResponseHeaderTimeout's). A non-streamed answer is read here, capped on its decoded size.
 func (c *Client) once(ctx context.Context, cl call, target, reqID string, attempt int) (*reply, error) {
-	actx := context.WithValue(ctx, ctxWantAuth, cl.auth)
+	actx, cancel := context.WithCancelCause(ctx)
+	wd := newWatchdog(c.stallTimeout, cancel)
+	finish := func() { wd.stop(); cancel(nil) }
+	actx = context.WithValue(actx, ctxWantAuth, cl.auth)
 	if cl.body != nil {
 		body, n, err := cl.body()
 		if err != nil {
+			finish()
 			return nil, err
 		}
-		actx = context.WithValue(actx, ctxBody, &requestBody{r: body, n: n})
+		actx = context.WithValue(actx, ctxBody, &requestBody{r: &watchedReader{r: body, w: wd, pauseEOF: true}, n: n})
+		if n == 0 {
+			wd.pause()
+		}
+	} else {
+		wd.pause()
 	}
 	req := c.rc.R().SetContext(actx)
 	for k, v := range cl.headers {
@@ -446,15 +547,15 @@ func (c *Client) once(ctx context.Context, cl call, target, reqID string, attemp
 	if cl.query != nil {
 		req.SetQueryParamsFromValues(cl.query)
 	}
-	if cl.stream {
-		req.SetDoNotParseResponse(true)
-	}
+	req.SetDoNotParseResponse(true)
 	start := time.Now()
 	resp, err := req.Execute(cl.method, target)
 	if err != nil {
 		if resp != nil && resp.RawResponse != nil && resp.RawResponse.Body != nil {
 			_ = resp.RawResponse.Body.Close()
 		}
+		err = stallErr(actx, c.stallTimeout, err)
+		finish()
 		c.log.Debug().Str("method", cl.method).Str("url", redactURL(target)).Int("attempt", attempt).
 			Str("request_id", reqID).Dur("took", time.Since(start)).Err(sanitizeErr(err)).Msg("hub request error")
 		if ctx.Err() != nil {
@@ -463,11 +564,21 @@ func (c *Client) once(ctx context.Context, cl call, target, reqID string, attemp
 		return nil, &networkError{fmt.Errorf("%s %s: %w", cl.method, redactURL(target), sanitizeErr(err))}
 	}
 	raw := resp.RawResponse
+	wd.touch()
 	r := &reply{status: raw.StatusCode, header: raw.Header, url: target}
+	body := &watchedBody{rc: raw.Body, w: wd, actx: actx, cancel: cancel, timeout: c.stallTimeout}
 	if cl.stream {
-		r.raw = raw.Body
+		r.raw = body
 	} else {
-		r.body = resp.Body()
+		b, err := c.readAnswer(cl, target, r, body)
+		_ = body.Close()
+		if err != nil {
+			if ctx.Err() != nil {
+				return nil, ctx.Err()
+			}
+			return nil, err
+		}
+		r.body = b
 	}
 	c.log.Debug().Str("method", cl.method).Str("url", redactURL(target)).Int("status", r.status).
 		Int("attempt", attempt).Str("request_id", firstNonEmpty(raw.Header.Get("X-Request-Id"), reqID)).

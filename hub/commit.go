@@ -151,7 +151,7 @@ func (c *Client) commit(ctx context.Context, repo, revision, parent string, file
 		c.log.Debug().Str("repo", repo).Str("revision", revision).Str("parent", parent).Str("commit_id", id).
 			Int("attempt", sends).Msg("sending commit")
 		r, err := c.send(ctx, call{
-			method: "POST", url: u, query: q, auth: true, noRetry: true, body: jsonBody(body),
+			method: "POST", url: u, query: q, auth: true, noRetry: true, body: jsonBody(body), maxBody: MaxListingPageBytes,
 			headers: map[string]string{"Content-Type": "application/x-ndjson"},
 		})
 		if err == nil {

@@ -308,11 +308,24 @@ func (c *Client) fetchVerified(ctx context.Context, repo, commit string, e *Tree
 	prog := sink.file(PhaseDownloading, e.Path, size)
 	prog.add(have)
 	u := c.endpoint + "/" + repo + "/resolve/" + commit + "/" + escapePath(e.Path)
-	failures := 0
+	// Every request for the file counts against one bounded total, restarts from zero included; failures in a
+	// row without progress have their own, smaller bound; a server that ignores (or refuses) Range gets one
+	// restart from zero.
+	requests, failures, restarts := 0, 0, 0
+	maxRequests := maxFileRequests(c.retry.MaxAttempts)
 	for have < size {
+		if requests >= maxRequests {
+			return fmt.Errorf("download %s: gave up after %d requests (%d of %d bytes)", e.Path, requests, have, size)
+		}
+		requests++
 		n, restart, err := c.fetchRange(ctx, u, have, size, f, h, prog)
 		have += n
 		if restart {
+			restarts++
+			if restarts > 1 {
+				return fmt.Errorf("download %s: the server does not honour Range requests (answered a resume at byte %d from the start again); gave up after %d requests", e.Path, have, requests)
+			}
+			c.log.Info().Str("file", e.Path).Int64("at", have).Msg("the server ignored the Range request; restarting the file from zero")
 			if err := f.Truncate(0); err != nil {
 				return err
 			}
@@ -328,15 +341,17 @@ func (c *Client) fetchVerified(ctx context.Context, repo, commit string, e *Tree
 			continue
 		}
 		if n > 0 {
-			failures = 0 // progress was made: reset the budget (as huggingface_hub does)
+			failures = 0 // progress was made: the in-a-row count starts again (the total does not)
 		}
 		failures++
 		var ne *networkError
 		if !errors.As(err, &ne) || ctx.Err() != nil || failures >= c.retry.MaxAttempts {
 			return fmt.Errorf("download %s: %w", e.Path, err)
 		}
-		c.log.Debug().Str("file", e.Path).Int64("at", have).Err(err).Msg("download interrupted; resuming")
-		if err := c.retry.Sleep(ctx, c.retry.backoff(failures)); err != nil {
+		wait := c.retry.backoff(failures)
+		c.log.Info().Str("file", e.Path).Int64("at", have).Int("request", requests+1).Int("requests", maxRequests).
+			Msgf("download interrupted; resuming in %s (request %d/%d): %s", roundWait(wait), requests+1, maxRequests, retryReason(err))
+		if err := c.retry.Sleep(ctx, wait); err != nil {
 			return err
 		}
 	}
@@ -359,6 +374,10 @@ func (c *Client) fetchVerified(ctx context.Context, repo, commit string, e *Tree
 	}
 	return nil
 }
+
+// maxFileRequests bounds the requests for one file: a few times the per-request attempts, so a flaky but moving
+// transfer finishes and a server that cuts every answer short does not loop forever.
+func maxFileRequests(attempts int) int { return 4 * attempts }
 
 // fetchRange GETs u from offset, appending to f and h. restart: the server ignored the Range (200) or refused it
 // (416), so the caller must start over from zero.

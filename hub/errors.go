@@ -144,6 +144,9 @@ func newHTTPError(method, rawURL string, status int, h http.Header, body []byte,
 		Method: method,
 		URL:    redactURL(rawURL),
 	}
+	if e.Code == "" {
+		e.Code = storageErrorCode(body)
+	}
 	e.RequestID = firstNonEmpty(h.Get("X-Request-Id"), h.Get("X-Amzn-Trace-Id"), h.Get("X-Amz-Cf-Id"), ourRequestID)
 	msg := h.Get("X-Error-Message")
 	if bodyMsg := errorMessageFromBody(body, h.Get("Content-Type")); bodyMsg != "" && bodyMsg != msg {
@@ -155,6 +158,38 @@ func newHTTPError(method, rawURL string, status int, h http.Header, body []byte,
 	}
 	e.Message = msg
 	return e
+}
+
+// storageErrorCode returns the <Code> of an S3-style XML error body ("RequestTimeout", "AccessDenied",
+// "NoSuchUpload"), or "" when the body is not one.
+func storageErrorCode(body []byte) string {
+	s := string(body)
+	if !strings.Contains(s, "<Error") {
+		return ""
+	}
+	_, rest, ok := strings.Cut(s, "<Code>")
+	if !ok {
+		return ""
+	}
+	code, _, ok := strings.Cut(rest, "</Code>")
+	code = strings.TrimSpace(code)
+	if !ok || !plainCode(code) {
+		return ""
+	}
+	return code
+}
+
+// plainCode reports whether s is a short alphanumeric error code, safe to print as it is.
+func plainCode(s string) bool {
+	return s != "" && len(s) <= 64 && !strings.ContainsFunc(s, func(r rune) bool {
+		return !(r >= 'a' && r <= 'z' || r >= 'A' && r <= 'Z' || r >= '0' && r <= '9')
+	})
+}
+
+// transientStorageError reports a storage answer that is a transient failure although its status is not
+// retryable in general: S3's "400 RequestTimeout" (the socket was idle too long; the request is to be resent).
+func transientStorageError(e *HTTPError) bool {
+	return e.Status == http.StatusBadRequest && e.Code == "RequestTimeout"
 }
 
 // maxErrorMessage bounds the part of an error body copied into an error message.

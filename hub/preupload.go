@@ -68,7 +68,7 @@ func (c *Client) preupload(ctx context.Context, repo, revision string, createPR 
 		if err != nil {
 			return err
 		}
-		cl := call{method: "POST", url: u, auth: true, body: jsonBody(body),
+		cl := call{method: "POST", url: u, auth: true, body: jsonBody(body), maxBody: MaxListingPageBytes,
 			headers: map[string]string{"Content-Type": "application/json"}}
 		if createPR {
 			cl.query = map[string][]string{"create_pr": {"1"}}

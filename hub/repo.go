@@ -234,7 +234,7 @@ func (c *Client) ListRefs(ctx context.Context, repo string) (*Refs, error) {
 	if err := validRepoID(repo); err != nil {
 		return nil, err
 	}
-	r, err := c.send(ctx, call{method: "GET", url: c.repoAPI(repo) + "/refs", auth: true,
+	r, err := c.send(ctx, call{method: "GET", url: c.repoAPI(repo) + "/refs", auth: true, maxBody: MaxListingPageBytes,
 		query: url.Values{"include_prs": {"1"}}, redirects: true})
 	if err != nil {
 		return nil, fmt.Errorf("list refs of %s: %w", repo, err)
@@ -287,7 +287,7 @@ func (c *Client) modelInfo(ctx context.Context, repo, revision string, blobs boo
 	if blobs {
 		q = url.Values{"blobs": {"true"}}
 	}
-	r, err := c.send(ctx, call{method: "GET", url: u, auth: true, query: q, redirects: true})
+	r, err := c.send(ctx, call{method: "GET", url: u, auth: true, query: q, redirects: true, maxBody: infoLimit(blobs)})
 	if err != nil {
 		return nil, fmt.Errorf("model info %s@%s: %w", repo, revisionOrDefault(revision), err)
 	}
@@ -303,6 +303,14 @@ func revisionOrDefault(r string) string {
 		return "main"
 	}
 	return r
+}
+
+// infoLimit is the answer cap of a model info request: with blob details it lists every file.
+func infoLimit(blobs bool) int64 {
+	if blobs {
+		return MaxListingPageBytes
+	}
+	return 0
 }
 
 // RevisionHead returns the commit sha a revision (branch, tag, commit) points at.
@@ -354,13 +362,13 @@ func (c *Client) ListTree(ctx context.Context, repo, revision, dir string, recur
 	}
 	q := url.Values{"recursive": {fmt.Sprint(recursive)}, "expand": {"false"}}
 	var out []TreeEntry
-	err := c.paginate(ctx, u, q, func(body []byte) (bool, error) {
+	err := c.paginate(ctx, u, q, func(body []byte) (int, bool, error) {
 		page, err := decodeTreePage(body)
 		if err != nil {
-			return false, err
+			return 0, false, err
 		}
 		out = append(out, page...)
-		return true, nil
+		return len(page), true, nil
 	})
 	if err != nil {
 		return nil, fmt.Errorf("list tree %s@%s: %w", repo, revisionOrDefault(revision), err)
@@ -423,17 +431,17 @@ func (c *Client) walkCommits(ctx context.Context, repo, revision string, fn func
 		return err
 	}
 	u := c.repoAPI(repo) + "/commits/" + escapeSegment(revisionOrDefault(revision))
-	err := c.paginate(ctx, u, nil, func(body []byte) (bool, error) {
+	err := c.paginate(ctx, u, nil, func(body []byte) (int, bool, error) {
 		var page []CommitInfo
 		if err := json.Unmarshal(body, &page); err != nil {
-			return false, fmt.Errorf("decoding commit page: %w", err)
+			return 0, false, fmt.Errorf("decoding commit page: %w", err)
 		}
 		for _, ci := range page {
 			if !fn(ci) {
-				return false, nil
+				return len(page), false, nil
 			}
 		}
-		return true, nil
+		return len(page), true, nil
 	})
 	if err != nil {
 		return fmt.Errorf("list commits %s@%s: %w", repo, revisionOrDefault(revision), err)
@@ -445,19 +453,30 @@ func (c *Client) walkCommits(ctx context.Context, repo, revision string, fn func
 const maxPages = 100000
 
 // paginate GETs u and every Link rel="next" page after it, handing each body to page until it returns false.
-func (c *Client) paginate(ctx context.Context, u string, q url.Values, page func(body []byte) (bool, error)) error {
+// page reports how many entries the body held: the walk is capped on total entries and on time (listLimits),
+// and each page on its decoded size (MaxListingPageBytes).
+func (c *Client) paginate(ctx context.Context, u string, q url.Values, page func(body []byte) (int, bool, error)) (err error) {
+	ctx, cancel, explain := c.listContext(ctx, u)
+	defer cancel()
+	defer func() { err = explain(err) }()
+	first := u
 	seen := map[string]bool{}
+	total := 0
 	for n := 0; ; n++ {
 		if n >= maxPages {
 			return fmt.Errorf("more than %d pages", maxPages)
 		}
-		r, err := c.send(ctx, call{method: "GET", url: u, query: q, auth: true, redirects: true})
+		r, err := c.send(ctx, call{method: "GET", url: u, query: q, auth: true, redirects: true, maxBody: MaxListingPageBytes})
 		if err != nil {
 			return err
 		}
-		more, err := page(r.body)
+		entries, more, err := page(r.body)
 		if err != nil || !more {
 			return err
+		}
+		total += entries
+		if total > c.listLimits.entries {
+			return &ResponseTooLargeError{Method: "GET", URL: redactURL(first), What: "entries", Limit: int64(c.listLimits.entries)}
 		}
 		next := nextLink(r.header.Values("Link"))
 		if next == "" {

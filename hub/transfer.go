@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/url"
 	"os"
 	"sort"
 	"strings"
@@ -30,7 +31,7 @@ const maxRebatches = 2
 // (S3 answers 403 for an expired signature and 404 for a finished or aborted upload).
 func urlRefused(err error) bool {
 	var he *HTTPError
-	if !errors.As(err, &he) {
+	if !errors.As(err, &he) || transientStorageError(he) {
 		return false
 	}
 	switch he.Status {
@@ -59,15 +60,17 @@ func (c *Client) uploadOne(ctx context.Context, repo, revision string, createPR 
 		etags = rec.ETags
 		journaled = true
 	}
+	// One retry budget per part (and for a basic PUT) across every batch answer of this upload.
+	budgets := &partBudgets{m: map[int]*attemptBudget{}}
 	for rebatch := 0; ; rebatch++ {
 		var err error
 		switch p.kind {
 		case transferNone:
-			return nil
+			return c.dropJournal(ctx, repo, f)
 		case transferBasic:
-			err = c.putBasic(ctx, f, p, prog)
+			err = c.putBasic(ctx, f, p, prog, budgets.get(0))
 		case transferMultipart:
-			err = c.putMultipart(ctx, repo, f, p, etags, journaled, prog)
+			err = c.putMultipart(ctx, repo, f, p, etags, journaled, prog, budgets)
 		}
 		if err == nil {
 			return nil
@@ -77,23 +80,83 @@ func (c *Client) uploadOne(ctx context.Context, repo, revision string, createPR 
 			return err
 		}
 		c.log.Info().Str("file", f.path).Err(err).Msg("upload URLs refused; asking the Hub for new ones")
-		if c.journal != nil {
-			if jerr := c.journal.Delete(ctx, c.journalKey(repo, f.sha256)); jerr != nil {
-				return jerr
-			}
-		}
 		plans, berr := c.batchUpload(ctx, repo, revision, createPR, []batchItem{{OID: f.sha256, Size: f.size}})
 		if berr != nil {
 			return berr
 		}
+		old := p
 		p = plans[f.sha256]
 		if p.objectErr != "" {
 			return fmt.Errorf("the Hub refused the object: %d %s", p.objectErrCode, p.objectErr)
 		}
-		etags = map[int]string{}
 		journaled = false
+		if p.kind != transferMultipart {
+			if err := c.dropJournal(ctx, repo, f); err != nil {
+				return err
+			}
+		}
+		if sameUpload(old, p) {
+			// Fresh URLs for the same multipart upload: the parts already stored stay valid.
+			c.log.Info().Str("file", f.path).Int("parts_kept", len(etags)).Msg("new URLs for the same upload; keeping the parts already stored")
+			prog.add(-prog.done.Load())
+			continue
+		}
+		etags = map[int]string{}
 		prog.add(-prog.done.Load())
 	}
+}
+
+// dropJournal forgets the journaled multipart state of f (the upload is done or no longer multipart).
+func (c *Client) dropJournal(ctx context.Context, repo string, f *preparedFile) error {
+	if c.journal == nil {
+		return nil
+	}
+	return c.journal.Delete(ctx, c.journalKey(repo, f.sha256))
+}
+
+// sameUpload reports whether two multipart plans belong to one storage upload (same completion endpoint and
+// upload id, same part layout), so that parts stored under the first are still parts of the second.
+func sameUpload(a, b *uploadPlan) bool {
+	if a.kind != transferMultipart || b.kind != transferMultipart || a.chunkSize != b.chunkSize ||
+		len(a.partURLs) != len(b.partURLs) {
+		return false
+	}
+	ua, err1 := url.Parse(a.href)
+	ub, err2 := url.Parse(b.href)
+	if err1 != nil || err2 != nil {
+		return false
+	}
+	id := ua.Query().Get("uploadId")
+	return id != "" && id == ub.Query().Get("uploadId") && ua.Scheme == ub.Scheme && ua.Host == ub.Host && ua.Path == ub.Path
+}
+
+// partBudgets holds the attempt budget of each part of one upload (0: the basic PUT).
+type partBudgets struct {
+	mu sync.Mutex
+	m  map[int]*attemptBudget
+}
+
+func (b *partBudgets) get(n int) *attemptBudget {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	if b.m[n] == nil {
+		b.m[n] = &attemptBudget{}
+	}
+	return b.m[n]
+}
+
+// urlExpiryMargin is how long a signed URL must still be valid for a transfer to start with it.
+const urlExpiryMargin = 10 * time.Second
+
+// checkNotExpired returns a *rebatchError when the signed URL u (of a plan expiring at planExpiry) is expired or
+// about to, so that fresh URLs are asked for before any byte is sent.
+func checkNotExpired(what, u string, planExpiry time.Time) error {
+	now := time.Now()
+	exp := earliest(planExpiry, urlExpiry(u, now))
+	if !exp.IsZero() && !now.Add(urlExpiryMargin).Before(exp) {
+		return &rebatchError{fmt.Errorf("%s: the signed URL expires at %s", what, exp.UTC().Format(time.RFC3339))}
+	}
+	return nil
 }
 
 // openChecked opens the file and checks it still has the size it was hashed with.
@@ -132,7 +195,10 @@ func (c *Client) actionHeaders(h map[string]string) map[string]string {
 }
 
 // putBasic streams the whole file in one PUT with its Content-Length.
-func (c *Client) putBasic(ctx context.Context, f *preparedFile, p *uploadPlan, prog *fileProgress) error {
+func (c *Client) putBasic(ctx context.Context, f *preparedFile, p *uploadPlan, prog *fileProgress, budget *attemptBudget) error {
+	if err := checkNotExpired("upload", p.href, p.expiresAt); err != nil {
+		return err
+	}
 	fh, err := openChecked(f)
 	if err != nil {
 		return err
@@ -140,7 +206,7 @@ func (c *Client) putBasic(ctx context.Context, f *preparedFile, p *uploadPlan, p
 	defer fh.Close()
 	ac := &attemptCounter{p: prog}
 	_, err = c.send(ctx, call{
-		method: "PUT", url: p.href, headers: c.actionHeaders(p.header),
+		method: "PUT", url: p.href, headers: c.actionHeaders(p.header), budget: budget,
 		body: func() (io.Reader, int64, error) { return ac.wrap(io.NewSectionReader(fh, 0, f.size)), f.size, nil },
 	})
 	if err != nil {
@@ -160,7 +226,7 @@ func (c *Client) putBasic(ctx context.Context, f *preparedFile, p *uploadPlan, p
 // Content-Length and its own retries), journaling each ETag as soon as its part is stored, then completes the
 // upload and runs the verify action.
 func (c *Client) putMultipart(ctx context.Context, repo string, f *preparedFile, p *uploadPlan, etags map[int]string,
-	journaled bool, prog *fileProgress) error {
+	journaled bool, prog *fileProgress, budgets *partBudgets) error {
 	parts, err := PlanParts(f.size, p.chunkSize)
 	if err != nil {
 		return err
@@ -176,6 +242,11 @@ func (c *Client) putMultipart(ctx context.Context, repo string, f *preparedFile,
 		})
 		if err != nil {
 			return err
+		}
+		for n, etag := range etags {
+			if err := c.journal.PutPart(ctx, key, n, etag); err != nil {
+				return err
+			}
 		}
 	}
 	fh, err := openChecked(f)
@@ -199,9 +270,12 @@ func (c *Client) putMultipart(ctx context.Context, repo string, f *preparedFile,
 	g.SetLimit(c.parallelParts)
 	for _, part := range todo {
 		g.Go(func() error {
+			if err := checkNotExpired(fmt.Sprintf("part %d/%d", part.N, len(parts)), p.partURLs[part.N-1], p.expiresAt); err != nil {
+				return err
+			}
 			ac := &attemptCounter{p: prog}
 			r, err := c.send(gctx, call{
-				method: "PUT", url: p.partURLs[part.N-1],
+				method: "PUT", url: p.partURLs[part.N-1], budget: budgets.get(part.N),
 				body: func() (io.Reader, int64, error) {
 					return ac.wrap(io.NewSectionReader(fh, part.Offset, part.Size)), part.Size, nil
 				},
@@ -281,7 +355,7 @@ func (c *Client) completeMultipart(ctx context.Context, href, oid string, etags 
 	if err != nil {
 		err = fmt.Errorf("completing the multipart upload: %w", err)
 		var he *HTTPError
-		if errors.As(err, &he) && he.Status >= 400 && he.Status < 500 && !retryableStatus(he.Status) {
+		if errors.As(err, &he) && he.Status >= 400 && he.Status < 500 && !retryableStatus(he.Status) && !transientStorageError(he) {
 			return &rebatchError{err}
 		}
 		return err

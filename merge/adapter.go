@@ -9,6 +9,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/hubsync/hubsync/internal/fsutil"
 	"github.com/hubsync/hubsync/internal/safetensors"
 	"github.com/hubsync/hubsync/internal/tensor"
 )
@@ -76,7 +77,7 @@ func openAdapter(dir string) (_ *adapter, err error) {
 			a.close()
 		}
 	}()
-	raw, err := os.ReadFile(a.configPath)
+	raw, err := fsutil.ReadRegularFile(a.configPath)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			return nil, badf(a.configPath, "", "missing: the adapter directory needs the adapter_config.json PEFT wrote")

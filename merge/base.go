@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/hubsync/hubsync/internal/fsutil"
 	"github.com/hubsync/hubsync/internal/safetensors"
 	"github.com/hubsync/hubsync/internal/tensor"
 	"github.com/hubsync/hubsync/internal/torchzip"
@@ -129,7 +130,7 @@ func hfHubCache() string {
 // snapshots/<commit>/ directory holds the files. The snapshot must hold config.json and the weights.
 func cachedSnapshot(cache, repoID string) (string, error) {
 	repoDir := filepath.Join(cache, "models--"+strings.ReplaceAll(repoID, "/", "--"))
-	ref, err := os.ReadFile(filepath.Join(repoDir, "refs", "main"))
+	ref, err := fsutil.ReadRegularFile(filepath.Join(repoDir, "refs", "main"))
 	if err != nil {
 		return "", fmt.Errorf("no %s", filepath.Join(repoDir, "refs", "main"))
 	}
@@ -160,7 +161,7 @@ func openBase(dir string) (_ *baseModel, err error) {
 		}
 	}()
 	cfgPath := filepath.Join(dir, configFile)
-	b.config, err = os.ReadFile(cfgPath)
+	b.config, err = fsutil.ReadRegularFile(cfgPath)
 	if err != nil {
 		if errors.Is(err, os.ErrNotExist) {
 			return nil, badf(cfgPath, "", "missing: the base model directory needs its config.json")
@@ -180,7 +181,7 @@ func openBase(dir string) (_ *baseModel, err error) {
 		open          func(string) (*safetensors.File, error)
 	}{{baseIndexFile, baseSingleFile, openSafetensors}, {basePickleIndexFile, basePickleFile, openTorchFile}} {
 		idxPath := filepath.Join(dir, layout.index)
-		raw, err := os.ReadFile(idxPath)
+		raw, err := fsutil.ReadRegularFile(idxPath)
 		if err == nil {
 			if err := b.openSharded(idxPath, raw, layout.open); err != nil {
 				return nil, err

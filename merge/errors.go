@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"strings"
 
+	"github.com/hubsync/hubsync/internal/fsutil"
 	"github.com/hubsync/hubsync/internal/safetensors"
 )
 
@@ -55,7 +56,7 @@ func (e *InputError) Is(target error) bool { return target == ErrBadInput }
 
 // IsBadInput reports whether err was caused by the inputs (see ErrBadInput).
 func IsBadInput(err error) bool {
-	return errors.Is(err, ErrBadInput) || errors.Is(err, safetensors.ErrFormat)
+	return errors.Is(err, ErrBadInput) || errors.Is(err, safetensors.ErrFormat) || errors.Is(err, fsutil.ErrNotRegular)
 }
 
 // badf builds an InputError.

@@ -188,6 +188,9 @@ func (o *watchOptions) buildConfig(flags *pflag.FlagSet, g *globalOptions, args 
 	if set("max-backoff") {
 		cfg.Upload.MaxBackoff = o.MaxBackoff
 	}
+	if set("stall-timeout") {
+		cfg.Upload.StallTimeout = g.StallTimeout
+	}
 	if o.Merged && o.AdapterOnly {
 		return nil, usagef("--merged and --adapter-only exclude each other")
 	}

@@ -6,7 +6,9 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"time"
 
+	"github.com/hubsync/hubsync/hub"
 	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
@@ -25,6 +27,8 @@ type globalOptions struct {
 	Token     string // --token (highest-priority token source)
 	LogFormat string // --log-format: auto, console or json
 	Verbose   int    // -v, repeatable
+	// StallTimeout (--stall-timeout) aborts and retries a transfer that moved no byte for that long.
+	StallTimeout time.Duration
 
 	stdin  io.Reader
 	stdout io.Writer
@@ -79,6 +83,8 @@ resumable uploads, once (push, merge) or as a daemon that watches a trainer's ou
 	pf.StringVar(&g.Token, "token", "", "Hub token (default: $CREDENTIALS_DIRECTORY/hf_token, $HF_TOKEN, keyring, $HF_HOME/token)")
 	pf.StringVar(&g.LogFormat, "log-format", "auto", "log format: auto (console on a terminal, else json), console or json")
 	pf.CountVarP(&g.Verbose, "verbose", "v", "more log output (-v debug, -vv trace)")
+	pf.DurationVar(&g.StallTimeout, "stall-timeout", hub.DefaultStallTimeout,
+		"abort and retry a request, download or upload part that moved no byte for this long")
 
 	root.AddCommand(
 		newLoginCommand(g),
@@ -119,6 +125,9 @@ func wrapArgs(c *cobra.Command) {
 
 // setup resolves defaults that depend on the environment and builds the logger.
 func (g *globalOptions) setup() error {
+	if g.StallTimeout <= 0 {
+		return usagef("--stall-timeout must be positive, not %s", g.StallTimeout)
+	}
 	if g.Endpoint == "" {
 		g.Endpoint = os.Getenv("HF_ENDPOINT")
 	}

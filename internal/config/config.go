@@ -63,6 +63,7 @@ const (
 	DefaultMarker          = ".hubsync-complete"
 	DefaultParallelFiles   = 4
 	DefaultParallelParts   = 8
+	DefaultStallTimeout    = 60 * time.Second
 	DefaultRetries         = 8
 	DefaultMaxBackoff      = 10 * time.Minute
 	DefaultHeartbeat       = 10 * time.Second
@@ -138,6 +139,9 @@ type Upload struct {
 	// MaxBackoff (upload.max_backoff, default 10m) is the longest wait between a job's tries after a fixable
 	// error (the wait starts at 10s and doubles; the job retries indefinitely).
 	MaxBackoff time.Duration `yaml:"max_backoff"`
+	// StallTimeout (upload.stall_timeout, default 60s) aborts and retries a request, a download range or an
+	// upload part when no byte was read or written for that long. Slow transfers that keep moving are not cut.
+	StallTimeout time.Duration `yaml:"stall_timeout"`
 }
 
 // Lock tunes the lock that keeps one daemon per watched directory.
@@ -204,7 +208,7 @@ func Default() *Config {
 		Policy:    PolicyLatest,
 		Device:    DeviceAuto,
 		Upload: Upload{ParallelFiles: DefaultParallelFiles, ParallelParts: DefaultParallelParts, Retries: DefaultRetries,
-			MaxBackoff: DefaultMaxBackoff},
+			MaxBackoff: DefaultMaxBackoff, StallTimeout: DefaultStallTimeout},
 		Lock: Lock{Heartbeat: DefaultHeartbeat, StaleAfter: DefaultStaleAfter},
 	}
 }

@@ -97,6 +97,7 @@ func TestParseErrors(t *testing.T) {
 		{"bad duration", "settle: 3x\n", []string{`line 1: settle: invalid duration "3x"`}},
 		{"duration without unit", "poll: 30\n", []string{"line 1: poll: duration 30 needs a unit"}},
 		{"nested bad duration", "lock:\n  heartbeat: soon\n", []string{`line 2: lock.heartbeat: invalid duration "soon"`}},
+		{"zero stall timeout", "upload:\n  stall_timeout: 0s\n", []string{"upload.stall_timeout: must be positive and at most 1h"}},
 		{"wrong type", "upload:\n  retries: many\n", []string{`line 2: upload.retries: str value "many" where an integer is expected`}},
 		{"bool type", w + "    private: maybe\n", []string{"line 4: watch[0].private", "true or false"}},
 		{"bad size", w + "    max_shard_size: 5 gigs\n", []string{"line 4: watch[0].max_shard_size", `invalid size "5 gigs"`}},

@@ -72,6 +72,9 @@ func (c *Config) problems(requireWatch bool) []string {
 	if c.Upload.MaxBackoff < time.Second || c.Upload.MaxBackoff > 24*time.Hour {
 		add("upload.max_backoff", "must be between 1s and 24h, not %s", c.Upload.MaxBackoff)
 	}
+	if c.Upload.StallTimeout <= 0 || c.Upload.StallTimeout > time.Hour {
+		add("upload.stall_timeout", "must be positive and at most 1h, not %s", c.Upload.StallTimeout)
+	}
 	if c.Upload.Retries < 0 || c.Upload.Retries > 100 {
 		add("upload.retries", "must be between 0 and 100, not %d", c.Upload.Retries)
 	}

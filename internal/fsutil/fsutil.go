@@ -3,6 +3,7 @@ package fsutil
 
 import (
 	"errors"
+	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
@@ -38,3 +39,68 @@ func SyncTree(root string) error {
 		return nil
 	})
 }
+
+// OpenRegular opens path for reading if it is a regular file (symlinks followed). A FIFO, device, socket or
+// directory is refused, naming the path, before it is opened: opening or reading one can block forever.
+func OpenRegular(path string) (*os.File, error) {
+	st, err := os.Stat(path)
+	if err != nil {
+		return nil, err
+	}
+	if err := regular(path, st); err != nil {
+		return nil, err
+	}
+	f, err := os.Open(path)
+	if err != nil {
+		return nil, err
+	}
+	// The path may have been replaced between the checks: check what was opened too.
+	if st, err = f.Stat(); err != nil {
+		f.Close()
+		return nil, err
+	}
+	if err := regular(path, st); err != nil {
+		f.Close()
+		return nil, err
+	}
+	return f, nil
+}
+
+// ReadRegularFile is os.ReadFile for regular files only (see OpenRegular).
+func ReadRegularFile(path string) ([]byte, error) {
+	f, err := OpenRegular(path)
+	if err != nil {
+		return nil, err
+	}
+	defer f.Close()
+	return io.ReadAll(f)
+}
+
+// regular returns an error naming path and its kind unless st is a regular file.
+func regular(path string, st fs.FileInfo) error {
+	m := st.Mode()
+	if m.IsRegular() {
+		return nil
+	}
+	kind := "a special file"
+	switch {
+	case m.IsDir():
+		kind = "a directory"
+	case m&fs.ModeNamedPipe != 0:
+		kind = "a named pipe (FIFO)"
+	case m&fs.ModeSocket != 0:
+		kind = "a socket"
+	case m&fs.ModeDevice != 0, m&fs.ModeCharDevice != 0:
+		kind = "a device"
+	}
+	return &fs.PathError{Op: "open", Path: path, Err: notRegularError{kind}}
+}
+
+// ErrNotRegular marks a path refused because it is not a regular file (errors.Is).
+var ErrNotRegular = errors.New("not a regular file")
+
+// notRegularError says what kind of file was found.
+type notRegularError struct{ kind string }
+
+func (e notRegularError) Error() string        { return "is " + e.kind + ", not a regular file" }
+func (e notRegularError) Is(target error) bool { return target == ErrNotRegular }

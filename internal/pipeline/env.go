@@ -118,7 +118,7 @@ func OpenEnv(cfg *config.Config, o EnvOptions) (*Env, error) {
 	c, err := hub.New(hub.Options{
 		Endpoint: cfg.Endpoint, Token: o.Token, Version: o.Version, Logger: o.Log, HTTPClient: o.HTTPClient,
 		Retry: retry, ParallelFiles: cfg.Upload.ParallelFiles, ParallelParts: cfg.Upload.ParallelParts,
-		Journal: parts,
+		Journal: parts, StallTimeout: cfg.Upload.StallTimeout,
 	})
 	if err != nil {
 		env.Close()

@@ -7,6 +7,7 @@ import (
 	"math"
 	"os"
 
+	"github.com/hubsync/hubsync/internal/fsutil"
 	"github.com/hubsync/hubsync/internal/tensor"
 )
 
@@ -49,7 +50,7 @@ func View(path string, f *os.File, tensors []TensorInfo) (*File, error) {
 
 // Open opens and validates a safetensors file. Errors name the path.
 func Open(path string) (*File, error) {
-	f, err := os.Open(path)
+	f, err := fsutil.OpenRegular(path) // a FIFO or device would block the open or the reads forever
 	if err != nil {
 		return nil, err
 	}
@@ -57,10 +58,6 @@ func Open(path string) (*File, error) {
 	if err != nil {
 		f.Close()
 		return nil, err
-	}
-	if st.IsDir() {
-		f.Close()
-		return nil, fmt.Errorf("%s: is a directory, not a safetensors file", path)
 	}
 	h, err := ReadHeader(f, st.Size())
 	if err != nil {

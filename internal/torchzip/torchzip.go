@@ -15,6 +15,7 @@ import (
 	"os"
 	"strings"
 
+	"github.com/hubsync/hubsync/internal/fsutil"
 	"github.com/hubsync/hubsync/internal/safetensors"
 	"github.com/hubsync/hubsync/internal/tensor"
 )
@@ -47,7 +48,8 @@ func (e *FormatError) Unwrap() error { return e.Err }
 // Open reads the torch zip file at path and returns its state dict as a safetensors.File view (tensors in the
 // state dict's order). Errors name the path.
 func Open(path string) (*safetensors.File, error) {
-	f, err := os.Open(path)
+	f, err := fsutil.OpenRegular(path) // a FIFO or device would block the read forever
+
 	if err != nil {
 		return nil, err
 	}
