@@ -229,11 +229,10 @@ func WriteTokenFile(path, token string) error {
 		return errors.New("refusing to write an empty token")
 	}
 	dir := filepath.Dir(path)
+	// Missing directories are created 0700; an existing one keeps its mode (it may be a shared, sticky
+	// directory such as /tmp, whose mode is not ours to change). The file itself is 0600 either way.
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("creating token directory: %w", err)
-	}
-	if err := os.Chmod(dir, 0o700); err != nil {
-		return fmt.Errorf("securing token directory: %w", err)
 	}
 	f, err := os.CreateTemp(dir, ".token-*")
 	if err != nil {
