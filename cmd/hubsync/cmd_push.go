@@ -20,6 +20,7 @@ import (
 	"github.com/hubsync/hubsync/hub"
 	"github.com/hubsync/hubsync/internal/config"
 	"github.com/hubsync/hubsync/internal/pipeline"
+	"github.com/hubsync/hubsync/internal/termsafe"
 	"github.com/hubsync/hubsync/internal/units"
 	"github.com/hubsync/hubsync/merge"
 	"github.com/hubsync/hubsync/watcher"
@@ -227,6 +228,7 @@ func pushFiles(ctx context.Context, g *globalOptions, o *pushOptions, files []hu
 	switch {
 	case res.NoOp:
 		g.log.Info().Str("commit", res.CommitOID).Msg("nothing to commit: the repo already has these files")
+		fmt.Fprintln(g.stderr, "No files have changed since the last commit: nothing committed.")
 	case res.Recovered:
 		g.log.Info().Str("commit", res.CommitOID).Msg("committed (the answer was lost; found the commit on the branch)")
 	default:
@@ -235,14 +237,11 @@ func pushFiles(ctx context.Context, g *globalOptions, o *pushOptions, files []hu
 	if len(res.Ignored) > 0 {
 		g.log.Warn().Strs("paths", res.Ignored).Msg("the repo's .gitignore excluded these files")
 	}
-	if res.PullRequestURL != "" {
-		g.log.Info().Str("url", res.PullRequestURL).Msg("pull request")
-	}
 	url := res.CommitURL
 	if url == "" && res.CommitOID != "" {
 		url = c.Endpoint() + "/" + o.Repo + "/commit/" + res.CommitOID
 	}
-	fmt.Fprintln(g.stdout, url)
+	printResultURL(g, url, res.PullRequestURL)
 	if o.Tag != "" {
 		if res.CommitOID == "" {
 			return fmt.Errorf("tag %s: the repo has no commit to tag", o.Tag)
@@ -253,6 +252,18 @@ func pushFiles(ctx context.Context, g *globalOptions, o *pushOptions, files []hu
 		g.log.Info().Str("tag", o.Tag).Str("commit", res.CommitOID).Msg("tagged")
 	}
 	return nil
+}
+
+// printResultURL prints the URL of what a publication made on stdout: the pull request's with --create-pr (as
+// `hf upload` does), else the commit's. Both come from the server, so control characters are escaped.
+func printResultURL(g *globalOptions, commitURL, prURL string) {
+	commitURL, prURL = termsafe.String(commitURL), termsafe.String(prURL)
+	if prURL != "" {
+		g.log.Info().Str("commit_url", commitURL).Str("pr_url", prURL).Msg("opened a pull request")
+		fmt.Fprintln(g.stdout, prURL)
+		return
+	}
+	fmt.Fprintln(g.stdout, commitURL)
 }
 
 // progressReporter shows hub.ProgressEvents: mpb bars when stderr is a terminal, else a structured log line
@@ -275,7 +286,7 @@ func progressKey(ev hub.ProgressEvent) string { return string(ev.Phase) + "\x00"
 func newProgressReporter(ctx context.Context, g *globalOptions, interval time.Duration) *progressReporter {
 	r := &progressReporter{log: g.log, bar: map[string]*mpb.Bar{}, state: map[string]hub.ProgressEvent{},
 		stop: make(chan struct{}), stopped: make(chan struct{}), lastTime: time.Now()}
-	if isTerminal(g.stderr) {
+	if progressBarsEnabled(g.stderr) {
 		r.bars = mpb.NewWithContext(ctx, mpb.WithOutput(g.stderr), mpb.WithWidth(40), mpb.WithRefreshRate(200*time.Millisecond))
 		close(r.stopped)
 		return r
@@ -511,11 +522,7 @@ func runPushCheckpoint(ctx context.Context, g *globalOptions, o *pushOptions, di
 		return err
 	}
 	for _, pc := range res.Commits {
-		url := pc.URL
-		if pc.PullRequestURL != "" {
-			g.log.Info().Str("url", pc.PullRequestURL).Msg("pull request")
-		}
-		fmt.Fprintln(g.stdout, url)
+		printResultURL(g, pc.URL, pc.PullRequestURL)
 	}
 	return nil
 }

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 
 	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
@@ -135,14 +136,16 @@ func (g *globalOptions) setup() error {
 		level = zerolog.TraceLevel
 	}
 	var w io.Writer
+	// Colour only on a terminal, and never with $NO_COLOR set (https://no-color.org).
+	console := zerolog.ConsoleWriter{Out: g.stderr, TimeFormat: "15:04:05", NoColor: !colorEnabled(g.stderr)}
 	switch g.LogFormat {
 	case "json":
 		w = g.stderr
 	case "console":
-		w = zerolog.ConsoleWriter{Out: g.stderr, TimeFormat: "15:04:05"}
+		w = console
 	case "auto", "":
 		if isTerminal(g.stderr) {
-			w = zerolog.ConsoleWriter{Out: g.stderr, TimeFormat: "15:04:05"}
+			w = console
 		} else {
 			w = g.stderr
 		}
@@ -151,6 +154,26 @@ func (g *globalOptions) setup() error {
 	}
 	g.log = zerolog.New(w).Level(level).With().Timestamp().Logger()
 	return nil
+}
+
+// colorEnabled reports whether output to w may use ANSI colours: w is a terminal and $NO_COLOR is unset or empty.
+func colorEnabled(w io.Writer) bool {
+	return os.Getenv("NO_COLOR") == "" && isTerminal(w)
+}
+
+// progressBarsEnabled reports whether progress bars may be drawn on w: w is a terminal and
+// $HF_HUB_DISABLE_PROGRESS_BARS is not set to a true value (huggingface_hub's switch).
+func progressBarsEnabled(w io.Writer) bool {
+	return !envTrue(os.Getenv("HF_HUB_DISABLE_PROGRESS_BARS")) && isTerminal(w)
+}
+
+// envTrue reads a boolean environment value the way huggingface_hub does (1, ON, YES, TRUE).
+func envTrue(v string) bool {
+	switch strings.ToUpper(strings.TrimSpace(v)) {
+	case "1", "ON", "YES", "TRUE":
+		return true
+	}
+	return false
 }
 
 // isTerminal reports whether w is a terminal.
