@@ -55,7 +55,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	}
 	fmt.Fprintf(stderr, "hubsync: %v\n", err)
 	var ue usageError
-	if errors.As(err, &ue) {
+	if errors.As(err, &ue) || strings.HasPrefix(err.Error(), "unknown command ") {
+		// cobra reports an unknown subcommand as a plain error; it is a usage error like any other.
 		return exitUsage
 	}
 	return exitFailure
@@ -68,6 +69,7 @@ func newRootCommand(g *globalOptions) *cobra.Command {
 		Long: `hubsync merges LoRA/QLoRA adapters into their base models (bitsandbytes 4-bit or 16-bit),
 shards the result as safetensors and publishes it to the Hugging Face Hub with parallel,
 resumable uploads, once (push, merge) or as a daemon that watches a trainer's output (watch).`,
+		Version:       hubsyncVersion(),
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
@@ -94,11 +96,25 @@ resumable uploads, once (push, merge) or as a daemon that watches a trainer's ou
 		newDemoCommand(g),
 		newTestmodelCommand(g),
 		newBenchCommand(g),
+		newVersionCommand(g),
 	)
+	root.SetVersionTemplate("hubsync {{.Version}}\n")
 	for _, c := range root.Commands() {
 		wrapArgs(c)
 	}
 	return root
+}
+
+func newVersionCommand(g *globalOptions) *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print the hubsync version",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			fmt.Fprintf(g.stdout, "hubsync %s\n", hubsyncVersion())
+			return nil
+		},
+	}
 }
 
 // wrapArgs makes positional-argument errors usage errors (exit 2), recursively.
