@@ -71,6 +71,15 @@ func (g Getenv) get(key string) string {
 	return g(key)
 }
 
+// Bool reads a boolean variable the way huggingface_hub does: 1, ON, YES or TRUE (any case) is true.
+func (g Getenv) Bool(key string) bool {
+	switch strings.ToUpper(strings.TrimSpace(g.get(key))) {
+	case "1", "ON", "YES", "TRUE":
+		return true
+	}
+	return false
+}
+
 // homeDir returns $HOME, else the OS's idea of it.
 func (g Getenv) homeDir() string {
 	if h := g.get("HOME"); h != "" {

@@ -37,8 +37,9 @@ type Options struct {
 	Threads int
 	// Kernel is the CPU kernel set (nil: kernels.FromEnv, i.e. $HUBSYNC_KERNEL or the best for this CPU).
 	Kernel *kernels.Impl
-	// FetchBase downloads a base repo that is not in the HF cache into it and returns its local directory. When
-	// nil, such a base is an error.
+	// FetchBase downloads a base repo that is not in the HF cache into it and returns its local directory; it
+	// gets the base as given, "owner/name" or "owner/name@REV" (hub.SplitRepoRevision). When nil, such a base is
+	// an error; with HF_HUB_OFFLINE set it is never called.
 	FetchBase func(ctx context.Context, repoID string) (string, error)
 	// Logger receives progress and warnings (zero value: disabled).
 	Logger zerolog.Logger

@@ -12,6 +12,8 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+
+	"github.com/hubsync/hubsync/hub"
 )
 
 // hostileProxy puts a server in front of s that rewrites the commit answer's URLs (commitUrl, pullRequestUrl)
@@ -93,8 +95,8 @@ func TestPushEscapesServerURLs(t *testing.T) {
 // turn colour and bars off. (Console logs off a terminal carry no colour: TestPushEscapesServerURLs.)
 func TestColorAndProgressSwitches(t *testing.T) {
 	for v, want := range map[string]bool{"": false, "0": false, "1": true, "true": true, "YES": true, "on": true, "no": false} {
-		if got := envTrue(v); got != want {
-			t.Errorf("envTrue(%q) = %v", v, got)
+		if got := hub.Getenv(func(string) string { return v }).Bool("X"); got != want {
+			t.Errorf("Bool(%q) = %v", v, got)
 		}
 	}
 	t.Setenv("HF_HUB_DISABLE_PROGRESS_BARS", "1")

@@ -153,9 +153,10 @@ func runMerge(ctx context.Context, g *globalOptions, o *mergeOptions) error {
 	return nil
 }
 
-// fetchBase downloads a base repo that is not in the HF cache into it (main revision), with the usual token
+// fetchBase downloads a base repo ("owner/name[@REV]", default revision main) that is not in the HF cache into it, with the usual token
 // sources; the merge calls it only when the cache lacks the repo.
-func fetchBase(ctx context.Context, g *globalOptions, repoID string) (string, error) {
+func fetchBase(ctx context.Context, g *globalOptions, spec string) (string, error) {
+	repoID, rev := hub.SplitRepoRevision(spec)
 	tok, err := defaultAuthEnv().findToken(ctx, g)
 	if err != nil {
 		return "", err
@@ -165,10 +166,10 @@ func fetchBase(ctx context.Context, g *globalOptions, repoID string) (string, er
 		return "", err
 	}
 	defer c.CloseIdleConnections()
-	g.log.Info().Str("base", repoID).Msg("base model not in the HF cache: downloading it")
-	dir, err := c.Download(ctx, repoID, "main", hub.DownloadOptions{})
+	g.log.Info().Str("base", spec).Msg("base model not in the HF cache: downloading it")
+	dir, err := c.Download(ctx, repoID, rev, hub.DownloadOptions{Offline: hub.OfflineFromEnv(nil)})
 	if err != nil {
-		return "", fmt.Errorf("download base %s: %w", repoID, err)
+		return "", fmt.Errorf("download base %s: %w", spec, err)
 	}
 	return dir, nil
 }

@@ -11,6 +11,8 @@ import (
 	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
+
+	"github.com/hubsync/hubsync/hub"
 )
 
 // Exit codes, as DESIGN.md fixes them.
@@ -180,16 +182,7 @@ func colorEnabled(w io.Writer) bool {
 // progressBarsEnabled reports whether progress bars may be drawn on w: w is a terminal and
 // $HF_HUB_DISABLE_PROGRESS_BARS is not set to a true value (huggingface_hub's switch).
 func progressBarsEnabled(w io.Writer) bool {
-	return !envTrue(os.Getenv("HF_HUB_DISABLE_PROGRESS_BARS")) && isTerminal(w)
-}
-
-// envTrue reads a boolean environment value the way huggingface_hub does (1, ON, YES, TRUE).
-func envTrue(v string) bool {
-	switch strings.ToUpper(strings.TrimSpace(v)) {
-	case "1", "ON", "YES", "TRUE":
-		return true
-	}
-	return false
+	return !hub.Getenv(os.Getenv).Bool("HF_HUB_DISABLE_PROGRESS_BARS") && isTerminal(w)
 }
 
 // isTerminal reports whether w is a terminal.
