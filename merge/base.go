@@ -89,7 +89,7 @@ func resolveBase(ctx context.Context, spec string, fetch func(context.Context, s
 	repo, rev := hub.SplitRepoRevision(spec)
 	looksLocal := strings.HasPrefix(spec, ".") || strings.HasPrefix(spec, "/") || strings.HasPrefix(spec, "~")
 	if looksLocal || !repoIDPattern.MatchString(repo) || strings.Contains(repo, "--") || strings.Contains(repo, "..") ||
-		!validRevision(rev) {
+		!validRevision(rev) || strings.HasSuffix(spec, "@") {
 		return "", "", badf(spec, "", "base model directory does not exist (%v)", statErr)
 	}
 	cache := hfHubCache()
