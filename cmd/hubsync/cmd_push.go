@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -38,6 +39,10 @@ type pushOptions struct {
 	Exclude       []string
 	ParallelFiles int
 	ParallelParts int
+	Description   string   // --commit-description
+	JSON          bool     // --json: one JSON object on stdout instead of the URL
+	Include       []string // upload --include: only files matching one of these globs
+	Delete        []string // upload --delete: remote files (globs under PathInRepo) deleted in the same commit
 
 	// The checkpoint flow (pipeline.PublishCheckpoint).
 	Merged       bool
@@ -56,7 +61,11 @@ func (o *pushOptions) AddFlags(f *pflag.FlagSet) {
 	f.StringVar(&o.Revision, "revision", "main", "branch to commit to (created from the default branch when missing)")
 	f.StringVar(&o.PathInRepo, "path-in-repo", "", "folder in the repo to upload into (default: the root)")
 	f.BoolVar(&o.Private, "private", false, "create the repo private (when it does not exist yet)")
-	f.StringVarP(&o.Message, "message", "m", "", "commit title (default \"Upload folder using hubsync\")")
+	f.StringVarP(&o.Message, "commit-message", "m", "", "commit title (default \"Upload folder using hubsync\")")
+	f.StringVar(&o.Message, "message", "", "old name of --commit-message")
+	_ = f.MarkDeprecated("message", "use --commit-message (-m)")
+	f.StringVar(&o.Description, "commit-description", "", "commit description (body)")
+	f.BoolVar(&o.JSON, "json", false, "print the result (repo, commit, URLs) as one JSON object on stdout")
 	f.StringVar(&o.Tag, "tag", "", "tag the new commit with this name")
 	f.BoolVar(&o.CreatePR, "create-pr", false, "open a pull request instead of committing to the branch")
 	f.StringArrayVar(&o.Exclude, "exclude", nil, "glob of files to leave out, on the folder- or repo-relative path; ** matches any depth (repeatable)")
@@ -78,8 +87,9 @@ func (o *pushOptions) validate() error {
 	if o.Repo == "" {
 		return usagef("--repo OWNER/NAME is required")
 	}
-	if owner, name, ok := strings.Cut(o.Repo, "/"); !ok || owner == "" || name == "" || strings.Contains(name, "/") {
-		return usagef("--repo must be OWNER/NAME, not %q", o.Repo)
+	// NAME alone is in the token's own namespace (qualifyRepoID).
+	if owner, name, ok := strings.Cut(o.Repo, "/"); ok && (owner == "" || name == "" || strings.Contains(name, "/")) {
+		return usagef("--repo must be OWNER/NAME or NAME, not %q", o.Repo)
 	}
 	if o.ParallelFiles < 1 || o.ParallelParts < 1 {
 		return usagef("--parallel-files and --parallel-parts must be at least 1")
@@ -87,9 +97,9 @@ func (o *pushOptions) validate() error {
 	if o.Revision == "" {
 		o.Revision = "main"
 	}
-	for _, p := range o.Exclude {
+	for _, p := range append(append(append([]string(nil), o.Exclude...), o.Include...), o.Delete...) {
 		if err := hub.ValidateGlob(p); err != nil {
-			return usagef("--exclude: %v", err)
+			return usagef("--include/--exclude/--delete: %v", err)
 		}
 	}
 	return nil
@@ -167,7 +177,7 @@ func runPush(ctx context.Context, g *globalOptions, o *pushOptions, args []strin
 	if summary == "" {
 		summary = "Upload folder using hubsync"
 	}
-	return pushFiles(ctx, g, o, files, summary, "")
+	return pushFiles(ctx, g, o, files, summary, o.Description)
 }
 
 // pushFiles ensures the repo and branch exist, commits files as one commit, tags it and prints the commit URL.
@@ -201,6 +211,10 @@ func pushFiles(ctx context.Context, g *globalOptions, o *pushOptions, files []hu
 	if err != nil {
 		return err
 	}
+	defer c.CloseIdleConnections()
+	if o.Repo, err = qualifyRepoID(ctx, c, o.Repo, false); err != nil {
+		return err
+	}
 	if _, created, err := c.CreateRepo(ctx, o.Repo, hub.CreateRepoOptions{Private: o.Private, ExistOK: true}); err != nil {
 		return err
 	} else if created {
@@ -218,8 +232,13 @@ func pushFiles(ctx context.Context, g *globalOptions, o *pushOptions, files []hu
 			g.log.Info().Str("branch", o.Revision).Msg("created the branch")
 		}
 	}
+	deletes, err := remoteDeletes(ctx, c, o, files)
+	if err != nil {
+		return err
+	}
 	res, err := c.Commit(ctx, o.Repo, files, hub.CommitOptions{
 		Revision: o.Revision, Summary: summary, Description: description, CreatePR: o.CreatePR, Progress: prog.event,
+		DeleteFiles: deletes,
 	})
 	prog.close()
 	if err != nil {
@@ -228,7 +247,6 @@ func pushFiles(ctx context.Context, g *globalOptions, o *pushOptions, files []hu
 	switch {
 	case res.NoOp:
 		g.log.Info().Str("commit", res.CommitOID).Msg("nothing to commit: the repo already has these files")
-		fmt.Fprintln(g.stderr, "No files have changed since the last commit: nothing committed.")
 	case res.Recovered:
 		g.log.Info().Str("commit", res.CommitOID).Msg("committed (the answer was lost; found the commit on the branch)")
 	default:
@@ -241,7 +259,6 @@ func pushFiles(ctx context.Context, g *globalOptions, o *pushOptions, files []hu
 	if url == "" && res.CommitOID != "" {
 		url = c.Endpoint() + "/" + o.Repo + "/commit/" + res.CommitOID
 	}
-	printResultURL(g, url, res.PullRequestURL)
 	if o.Tag != "" {
 		if res.CommitOID == "" {
 			return fmt.Errorf("tag %s: the repo has no commit to tag", o.Tag)
@@ -251,7 +268,84 @@ func pushFiles(ctx context.Context, g *globalOptions, o *pushOptions, files []hu
 		}
 		g.log.Info().Str("tag", o.Tag).Str("commit", res.CommitOID).Msg("tagged")
 	}
-	return nil
+	return printPublished(g, o, []publishedURL{{Commit: res.CommitOID, URL: url, PR: res.PullRequestURL, NoOp: res.NoOp}})
+}
+
+// publishedURL is one commit a publication made (or found, NoOp), for printPublished.
+type publishedURL struct {
+	Commit, URL, PR string
+	NoOp            bool
+}
+
+// printPublished prints what a push or upload made: with --json one object, else each commit's URL (the PR's
+// with --create-pr) on its own line.
+func printPublished(g *globalOptions, o *pushOptions, commits []publishedURL) error {
+	if !o.JSON {
+		for _, pc := range commits {
+			if pc.NoOp {
+				fmt.Fprintln(g.stderr, "No files have changed since the last commit: nothing committed.")
+			}
+			printResultURL(g, pc.URL, pc.PR)
+		}
+		return nil
+	}
+	type jsonCommit struct {
+		Commit    string `json:"commit"`
+		CommitURL string `json:"commit_url"`
+		PRURL     string `json:"pr_url,omitempty"`
+		NoOp      bool   `json:"no_op"`
+	}
+	out := struct {
+		Repo     string       `json:"repo"`
+		Revision string       `json:"revision"`
+		Tag      string       `json:"tag,omitempty"`
+		Commits  []jsonCommit `json:"commits"`
+	}{Repo: o.Repo, Revision: o.Revision, Tag: o.Tag, Commits: []jsonCommit{}}
+	for _, pc := range commits {
+		out.Commits = append(out.Commits, jsonCommit{Commit: pc.Commit, CommitURL: termsafe.String(pc.URL),
+			PRURL: termsafe.String(pc.PR), NoOp: pc.NoOp})
+	}
+	return json.NewEncoder(g.stdout).Encode(out)
+}
+
+// remoteDeletes lists the files of the target revision that upload --delete selects (globs relative to
+// PathInRepo, as `hf upload --delete` reads them), leaving out the paths being uploaded.
+func remoteDeletes(ctx context.Context, c *hub.Client, o *pushOptions, files []hub.UploadFile) ([]string, error) {
+	if len(o.Delete) == 0 {
+		return nil, nil
+	}
+	entries, err := c.ListTree(ctx, o.Repo, o.Revision, "", true)
+	if err != nil {
+		if errors.Is(err, hub.ErrNotFound) {
+			return nil, nil // a new repo or branch has nothing to delete
+		}
+		return nil, fmt.Errorf("--delete: listing %s@%s: %w", o.Repo, o.Revision, err)
+	}
+	uploading := map[string]bool{}
+	for _, f := range files {
+		uploading[f.PathInRepo] = true
+	}
+	prefix := strings.Trim(o.PathInRepo, "/")
+	var out []string
+	for _, e := range entries {
+		if e.Type != "file" || uploading[e.Path] {
+			continue
+		}
+		rel := e.Path
+		if prefix != "" {
+			var ok bool
+			if rel, ok = strings.CutPrefix(e.Path, prefix+"/"); !ok {
+				continue
+			}
+		}
+		for _, p := range o.Delete {
+			if hub.MatchGlob(p, rel) {
+				out = append(out, e.Path)
+				break
+			}
+		}
+	}
+	return out, nil
 }
 
 // printResultURL prints the URL of what a publication made on stdout: the pull request's with --create-pr (as
@@ -286,7 +380,7 @@ func progressKey(ev hub.ProgressEvent) string { return string(ev.Phase) + "\x00"
 func newProgressReporter(ctx context.Context, g *globalOptions, interval time.Duration) *progressReporter {
 	r := &progressReporter{log: g.log, bar: map[string]*mpb.Bar{}, state: map[string]hub.ProgressEvent{},
 		stop: make(chan struct{}), stopped: make(chan struct{}), lastTime: time.Now()}
-	if progressBarsEnabled(g.stderr) {
+	if !g.quiet && progressBarsEnabled(g.stderr) {
 		r.bars = mpb.NewWithContext(ctx, mpb.WithOutput(g.stderr), mpb.WithWidth(40), mpb.WithRefreshRate(200*time.Millisecond))
 		close(r.stopped)
 		return r
@@ -511,6 +605,10 @@ func runPushCheckpoint(ctx context.Context, g *globalOptions, o *pushOptions, di
 		return err
 	}
 	defer c.CloseIdleConnections()
+	if o.Repo, err = qualifyRepoID(ctx, c, o.Repo, false); err != nil {
+		return err
+	}
+	t.Repo = o.Repo
 	prog := newProgressReporter(ctx, g, 5*time.Second)
 	defer prog.close()
 	env := &pipeline.Env{Client: c, Log: g.log, Backends: mergeBackends}
@@ -521,8 +619,9 @@ func runPushCheckpoint(ctx context.Context, g *globalOptions, o *pushOptions, di
 	if err != nil {
 		return err
 	}
+	var commits []publishedURL
 	for _, pc := range res.Commits {
-		printResultURL(g, pc.URL, pc.PullRequestURL)
+		commits = append(commits, publishedURL{Commit: pc.OID, URL: pc.URL, PR: pc.PullRequestURL, NoOp: pc.NoOp})
 	}
-	return nil
+	return printPublished(g, o, commits)
 }

@@ -29,6 +29,8 @@ type globalOptions struct {
 	LogFormat string // --log-format: auto, console or json
 	Verbose   int    // -v, repeatable
 
+	quiet bool // a command's --quiet: no progress bars, no logs below warnings
+
 	stdin  io.Reader
 	stdout io.Writer
 	stderr io.Writer
@@ -91,6 +93,7 @@ resumable uploads, once (push, merge) or as a daemon that watches a trainer's ou
 		newWhoamiCommand(g),
 		newMergeCommand(g),
 		newPushCommand(g),
+		newUploadCommand(g),
 		newDownloadCommand(g),
 		newWatchCommand(g),
 		newStatusCommand(g),
