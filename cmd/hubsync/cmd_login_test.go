@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
@@ -61,7 +62,7 @@ func TestLoginLogoutWhoami(t *testing.T) {
 		}
 		// whoami finds it in the keyring and says so.
 		g, out, _ = hubcliGlobals(s.URL(), "")
-		if err := runWhoami(ctx, g, authEnv{getenv: hubcliEnv(env), keyring: kr}); err != nil {
+		if err := runWhoami(ctx, g, authEnv{getenv: hubcliEnv(env), keyring: kr}, false); err != nil {
 			t.Fatal(err)
 		}
 		if !strings.Contains(out.String(), "user:     w") || !strings.Contains(out.String(), "source:   keyring (hubsync/"+user+")") ||
@@ -70,7 +71,7 @@ func TestLoginLogoutWhoami(t *testing.T) {
 		}
 		// HF_TOKEN outranks the keyring.
 		g, out, _ = hubcliGlobals(s.URL(), "")
-		if err := runWhoami(ctx, g, authEnv{getenv: hubcliEnv(map[string]string{"HF_TOKEN": hubcliToken}), keyring: kr}); err != nil {
+		if err := runWhoami(ctx, g, authEnv{getenv: hubcliEnv(map[string]string{"HF_TOKEN": hubcliToken}), keyring: kr}, false); err != nil {
 			t.Fatal(err)
 		}
 		if !strings.Contains(out.String(), "source:   HF_TOKEN") {
@@ -85,7 +86,7 @@ func TestLoginLogoutWhoami(t *testing.T) {
 			t.Errorf("token still in the keyring: %v", err)
 		}
 		g, _, _ = hubcliGlobals(s.URL(), "")
-		if err := runWhoami(ctx, g, authEnv{getenv: hubcliEnv(env), keyring: kr}); err == nil || !strings.Contains(err.Error(), "not logged in") {
+		if err := runWhoami(ctx, g, authEnv{getenv: hubcliEnv(env), keyring: kr}, false); err == nil || !strings.Contains(err.Error(), "not logged in") {
 			t.Errorf("whoami after logout: %v", err)
 		}
 	})
@@ -119,7 +120,7 @@ func TestLoginLogoutWhoami(t *testing.T) {
 		}
 		// whoami reads it; logout without the flag keeps it and says where it is; with the flag deletes it.
 		g, out, _ := hubcliGlobals(s.URL(), "")
-		if err := runWhoami(ctx, g, authEnv{getenv: hubcliEnv(env), keyring: kr}); err != nil {
+		if err := runWhoami(ctx, g, authEnv{getenv: hubcliEnv(env), keyring: kr}, false); err != nil {
 			t.Fatal(err)
 		}
 		if !strings.Contains(out.String(), "source:   token file ("+tokenFile+")") {
@@ -242,5 +243,19 @@ func TestLogoutWithoutKeyring(t *testing.T) {
 	g, out, errb = hubcliGlobals("https://hub.example", "")
 	if err := runLogout(ctx, g, &logoutOptions{InsecureStorage: true}, a); err != nil || strings.Count(out.String(), "\n") != 1 || errb.Len() != 0 {
 		t.Errorf("--insecure-storage: err %v, stdout %q stderr %q", err, out, errb)
+	}
+}
+
+// TestWhoamiJSON: whoami --json prints one object naming the user and the token source, never the token.
+func TestWhoamiJSON(t *testing.T) {
+	s := hubcliServer(t)
+	g, out, _ := hubcliGlobals(s.URL(), "")
+	if err := runWhoami(context.Background(), g, authEnv{getenv: hubcliEnv(map[string]string{"HF_TOKEN": hubcliToken})}, true); err != nil {
+		t.Fatal(err)
+	}
+	var v struct{ User, Source, Endpoint, Role string }
+	if err := json.Unmarshal(out.Bytes(), &v); err != nil || v.User != "w" || v.Source != "HF_TOKEN" || v.Endpoint != s.URL() ||
+		strings.Contains(out.String(), hubcliToken) {
+		t.Errorf("whoami --json: %q (%v)", out, err)
 	}
 }
