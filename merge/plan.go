@@ -45,6 +45,9 @@ type Options struct {
 	Logger zerolog.Logger
 	// Progress is called with the output bytes written so far and the total, from the writing goroutine.
 	Progress func(done, total int64)
+	// TensorProgress, when set, is called from the writing goroutine after each output tensor is written, with
+	// the tensors written so far and their total.
+	TensorProgress func(done, total int)
 	// AdapterName names the adapter on the model card (default: the adapter directory's base name, e.g.
 	// "checkpoint-500"; local paths are never published).
 	AdapterName string
