@@ -94,7 +94,7 @@ func (p *mergeProgress) logLine(now time.Time) {
 		rate := float64(p.done) / s
 		e = e.Str("rate", mergeHumanSize(int64(rate))+"/s")
 		if left := p.total - p.done; left > 0 {
-			e = e.Str("eta", time.Duration(float64(left) / rate * float64(time.Second)).Round(time.Second).String())
+			e = e.Str("eta", time.Duration(float64(left)/rate*float64(time.Second)).Round(time.Second).String())
 		}
 	}
 	e.Msg("merge progress")
