@@ -367,6 +367,7 @@ type progressReporter struct {
 	log      zerolog.Logger
 	bars     *mpb.Progress
 	bar      map[string]*mpb.Bar
+	totals   map[hub.Phase]*mpb.Bar // one "total" bar per byte phase, with ETA
 	state    map[string]hub.ProgressEvent
 	stop     chan struct{}
 	stopped  chan struct{}
@@ -378,7 +379,7 @@ type progressReporter struct {
 func progressKey(ev hub.ProgressEvent) string { return string(ev.Phase) + "\x00" + ev.File }
 
 func newProgressReporter(ctx context.Context, g *globalOptions, interval time.Duration) *progressReporter {
-	r := &progressReporter{log: g.log, bar: map[string]*mpb.Bar{}, state: map[string]hub.ProgressEvent{},
+	r := &progressReporter{log: g.log, bar: map[string]*mpb.Bar{}, totals: map[hub.Phase]*mpb.Bar{}, state: map[string]hub.ProgressEvent{},
 		stop: make(chan struct{}), stopped: make(chan struct{}), lastTime: time.Now()}
 	if !g.quiet && progressBarsEnabled(g.stderr) {
 		r.bars = mpb.NewWithContext(ctx, mpb.WithOutput(g.stderr), mpb.WithWidth(40), mpb.WithRefreshRate(200*time.Millisecond))
@@ -417,20 +418,52 @@ func (r *progressReporter) event(ev hub.ProgressEvent) {
 	}
 	b, ok := r.bar[k]
 	if !ok {
-		name := ev.File
-		if name == "" {
-			name = "commit"
-		}
-		if len(name) > 40 {
-			name = "…" + name[len(name)-39:]
-		}
 		b = r.bars.AddBar(ev.Total,
-			mpb.PrependDecorators(decor.Name(fmt.Sprintf("%-10s", ev.Phase)), decor.Name(name, decor.WC{W: 41, C: decor.DindentRight})),
+			mpb.PrependDecorators(decor.Name(progressLabel(ev.Phase, ev.File))),
 			mpb.AppendDecorators(decor.Counters(decor.SizeB1024(0), "% .1f / % .1f"), decor.Name("  "),
 				decor.AverageSpeed(decor.SizeB1024(0), "% .1f")))
 		r.bar[k] = b
 	}
 	b.SetCurrent(ev.Done)
+	if ev.Phase == hub.PhaseUploading || ev.Phase == hub.PhaseDownloading {
+		r.updateTotal(ev.Phase)
+	}
+}
+
+// progressLabelWidth fits the longest phase name ("downloading") plus a space, and a 40-column name.
+const progressLabelWidth = len(hub.PhaseDownloading) + 1
+
+// progressLabel is a bar's fixed-width label: the phase padded to progressLabelWidth, then the file (the last
+// 40 characters of a longer path; "(total)" and "(commit)" for the summary and commit bars), padded to 41.
+func progressLabel(phase hub.Phase, file string) string {
+	if file == "" {
+		file = "(commit)"
+	}
+	if r := []rune(file); len(r) > 40 {
+		file = "…" + string(r[len(r)-39:])
+	}
+	return fmt.Sprintf("%-*s%-41s", progressLabelWidth, phase, file)
+}
+
+// updateTotal keeps phase's total bar (sum over its files, with ETA) in step; r.mu held.
+func (r *progressReporter) updateTotal(phase hub.Phase) {
+	var done, total int64
+	for _, ev := range r.state {
+		if ev.Phase == phase {
+			done += ev.Done
+			total += ev.Total
+		}
+	}
+	tb := r.totals[phase]
+	if tb == nil {
+		tb = r.bars.AddBar(total, mpb.BarPriority(1<<30),
+			mpb.PrependDecorators(decor.Name(progressLabel(phase, "(total)"))),
+			mpb.AppendDecorators(decor.Counters(decor.SizeB1024(0), "% .1f / % .1f"), decor.Name("  "),
+				decor.AverageSpeed(decor.SizeB1024(0), "% .1f"), decor.Name("  ETA "), decor.AverageETA(decor.ET_STYLE_GO)))
+		r.totals[phase] = tb
+	}
+	tb.SetTotal(total, false)
+	tb.SetCurrent(done)
 }
 
 // logLine writes the aggregate state as one structured line.
@@ -471,7 +504,11 @@ func (r *progressReporter) logLine(msg string) {
 	}
 	if up := phases[hub.PhaseUploading]; up != nil {
 		if dt := now.Sub(r.lastTime).Seconds(); dt > 0 {
-			e = e.Float64("upload_mb_s", float64(up.bytes-r.lastSum)/1e6/dt)
+			rate := float64(up.bytes-r.lastSum) / dt
+			e = e.Str("upload_rate", mergeHumanSize(int64(max(rate, 0)))+"/s")
+			if left := up.tot - up.bytes; left > 0 && rate > 0 {
+				e = e.Str("upload_eta", time.Duration(float64(left)/rate*float64(time.Second)).Round(time.Second).String())
+			}
 		}
 		r.lastSum = up.bytes
 	}
@@ -489,6 +526,11 @@ func (r *progressReporter) close() {
 	r.closed = true
 	bars := r.bars
 	for _, b := range r.bar {
+		if !b.Completed() {
+			b.Abort(false)
+		}
+	}
+	for _, b := range r.totals {
 		if !b.Completed() {
 			b.Abort(false)
 		}
