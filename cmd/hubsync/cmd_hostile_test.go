@@ -108,3 +108,23 @@ func TestColorAndProgressSwitches(t *testing.T) {
 		t.Error("colour enabled with NO_COLOR=1")
 	}
 }
+
+// TestHostileErrorMessage: a server error message full of escape sequences reaches stderr escaped.
+func TestHostileErrorMessage(t *testing.T) {
+	hubcliIsolate(t)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Header().Set("Content-Type", "text/plain")
+		w.WriteHeader(http.StatusForbidden)
+		io.WriteString(w, "nope\x1b[2J\x1b[H\rLogged in as admin\x1b]0;x\x07\u009b1m")
+	}))
+	defer srv.Close()
+	code, out, errb := hubcliRun(t, "--endpoint", srv.URL, "--token", "hf_x", "whoami")
+	if code != 1 {
+		t.Fatalf("exit %d", code)
+	}
+	assertNoControl(t, "stdout", out)
+	assertNoControl(t, "stderr", errb)
+	if !strings.Contains(errb, `nope\x1b[2J`) {
+		t.Errorf("stderr %q", errb)
+	}
+}

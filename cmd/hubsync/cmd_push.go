@@ -439,6 +439,7 @@ func progressLabel(phase hub.Phase, file string) string {
 	if file == "" {
 		file = "(commit)"
 	}
+	file = termsafe.String(file) // a repo path comes from the server's listing
 	if r := []rune(file); len(r) > 40 {
 		file = "…" + string(r[len(r)-39:])
 	}

@@ -13,6 +13,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/hubsync/hubsync/hub"
+	"github.com/hubsync/hubsync/internal/termsafe"
 )
 
 // Exit codes, as DESIGN.md fixes them.
@@ -57,7 +58,8 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	if err == nil {
 		return exitOK
 	}
-	fmt.Fprintf(stderr, "hubsync: %v\n", err)
+	// An error may quote server text; whatever hub did not escape already is escaped here.
+	fmt.Fprintf(stderr, "hubsync: %s\n", termsafe.String(err.Error()))
 	var ue usageError
 	if errors.As(err, &ue) || strings.HasPrefix(err.Error(), "unknown command ") {
 		// cobra reports an unknown subcommand as a plain error; it is a usage error like any other.
