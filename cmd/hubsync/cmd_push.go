@@ -115,7 +115,8 @@ already has are skipped, large files go through parallel, resumable multipart up
 journaled in $STATE_DIRECTORY/uploads.db, else $XDG_STATE_HOME/hubsync/uploads.db, else
 ~/.local/state/hubsync/uploads.db, so a rerun after a crash sends only the missing parts), .git/ and .cache/
 are never uploaded. The repo is created when missing, the branch too; --tag tags the new commit.
-On success the commit URL is printed on standard output.
+On success the commit URL is printed on standard output (with --create-pr the pull request's; --json: one JSON
+object); a commit with nothing to change says so. --repo NAME without an owner is the token's own namespace.
 
 Checkpoints (DIR holds adapter_config.json, e.g. outputs/checkpoint-500):
   --merged        the whole pipeline once: resolve the base (--base, else the adapter's base_model_name_or_path:
@@ -127,7 +128,7 @@ Checkpoints (DIR holds adapter_config.json, e.g. outputs/checkpoint-500):
                   state, trainer_state.json and training_args.bin (a pickle) are not published.
 Outputs are staged in <DIR's parent>/.hubsync-staging/ (--staging-dir), checked for free space against the merge
 plan before any byte is written, and removed afterwards. Model files of an earlier upload at the same place that
-the new one lacks (e.g. shards of another shard count) are deleted in the same commit. --message may use
+the new one lacks (e.g. shards of another shard count) are deleted in the same commit. --commit-message may use
 {step} and {checkpoint}.`,
 		Args: cobra.MaximumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error { return runPush(cmd.Context(), g, o, args) },
