@@ -210,7 +210,7 @@ func checkReplace(ctx context.Context, g *globalOptions, o *loginOptions, old, t
 	if old == "" || old == token {
 		return nil
 	}
-	owner := "a token that does not work any more"
+	owner := "a token " + g.Endpoint + " does not accept"
 	if c, err := newHubClient(g, old, nil); err == nil {
 		if who, err := c.WhoAmI(ctx); err == nil {
 			owner = "the token of " + termsafe.String(who.Name)
