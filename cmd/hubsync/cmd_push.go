@@ -63,7 +63,7 @@ func (o *pushOptions) AddFlags(f *pflag.FlagSet) {
 	f.BoolVar(&o.Private, "private", false, "create the repo private (when it does not exist yet)")
 	f.StringVarP(&o.Message, "commit-message", "m", "", "commit title (default \"Upload folder using hubsync\")")
 	f.StringVar(&o.Message, "message", "", "old name of --commit-message")
-	_ = f.MarkDeprecated("message", "use --commit-message (-m)")
+	_ = f.MarkHidden("message") // deprecated: runPush's caller says so on stderr
 	f.StringVar(&o.Description, "commit-description", "", "commit description (body)")
 	f.BoolVar(&o.JSON, "json", false, "print the result (repo, commit, URLs) as one JSON object on stdout")
 	f.StringVar(&o.Tag, "tag", "", "tag the new commit with this name")
@@ -131,7 +131,12 @@ plan before any byte is written, and removed afterwards. Model files of an earli
 the new one lacks (e.g. shards of another shard count) are deleted in the same commit. --commit-message may use
 {step} and {checkpoint}.`,
 		Args: cobra.MaximumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error { return runPush(cmd.Context(), g, o, args) },
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if cmd.Flags().Changed("message") {
+				fmt.Fprintln(g.stderr, "note: --message is deprecated; use --commit-message (-m)")
+			}
+			return runPush(cmd.Context(), g, o, args)
+		},
 	}
 	o.AddFlags(cmd.Flags())
 	return cmd
