@@ -93,3 +93,17 @@ func TestProgressBarsOnTerminal(t *testing.T) {
 		t.Errorf("a bar was drawn with HF_HUB_DISABLE_PROGRESS_BARS=1:\n%s", out)
 	}
 }
+
+// TestColorOnTerminal: colour on a terminal unless NO_COLOR is set.
+func TestColorOnTerminal(t *testing.T) {
+	slave, output := openPTY(t)
+	defer output()
+	t.Setenv("NO_COLOR", "")
+	if !colorEnabled(slave) {
+		t.Error("no colour on a terminal")
+	}
+	t.Setenv("NO_COLOR", "1")
+	if colorEnabled(slave) {
+		t.Error("colour with NO_COLOR=1")
+	}
+}
