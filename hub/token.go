@@ -169,7 +169,7 @@ func FindToken(ctx context.Context, l TokenLookup) (Token, error) {
 	}
 	if dir := l.Getenv.get("CREDENTIALS_DIRECTORY"); dir != "" {
 		p := filepath.Join(dir, "hf_token")
-		v, err := readTokenFile(p)
+		v, err := ReadTokenFile(p)
 		if err != nil {
 			return Token{}, err
 		}
@@ -197,7 +197,7 @@ func FindToken(ctx context.Context, l TokenLookup) (Token, error) {
 		}
 	}
 	p := TokenFilePath(l.Getenv)
-	v, err := readTokenFile(p)
+	v, err := ReadTokenFile(p)
 	if err != nil {
 		return Token{}, err
 	}
@@ -210,8 +210,8 @@ func FindToken(ctx context.Context, l TokenLookup) (Token, error) {
 // maxTokenFile bounds how much of a token file is read.
 const maxTokenFile = 64 << 10
 
-// readTokenFile returns the trimmed content of p, "" when p does not exist.
-func readTokenFile(p string) (string, error) {
+// ReadTokenFile returns the token stored in the file p (trimmed), "" when there is no such file.
+func ReadTokenFile(p string) (string, error) {
 	f, err := os.Open(p)
 	if errors.Is(err, fs.ErrNotExist) {
 		return "", nil

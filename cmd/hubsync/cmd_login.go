@@ -161,7 +161,7 @@ func runLogin(ctx context.Context, g *globalOptions, o *loginOptions, a authEnv)
 		where = fmt.Sprintf("the OS keyring (%s/%s)", hub.KeyringService, user)
 	case o.InsecureStorage:
 		path := hub.TokenFilePath(a.getenv)
-		if old, err := readTokenFileIfAny(path); err != nil {
+		if old, err := hub.ReadTokenFile(path); err != nil {
 			return err
 		} else if err := checkReplace(ctx, g, o, old, token, path); err != nil {
 			return err
@@ -190,18 +190,6 @@ func runLogin(ctx context.Context, g *globalOptions, o *loginOptions, a authEnv)
 		}
 	}
 	return nil
-}
-
-// readTokenFileIfAny returns the token stored in path, "" when there is none.
-func readTokenFileIfAny(path string) (string, error) {
-	b, err := os.ReadFile(path)
-	if errors.Is(err, os.ErrNotExist) {
-		return "", nil
-	}
-	if err != nil {
-		return "", fmt.Errorf("reading the existing token file: %w", err)
-	}
-	return strings.TrimSpace(string(b)), nil
 }
 
 // checkReplace refuses to overwrite a different token stored in where unless --force is given. The stored
