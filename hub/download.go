@@ -29,6 +29,91 @@ type DownloadOptions struct {
 	LocalDir string
 	// Progress receives downloading events (never concurrently).
 	Progress func(ProgressEvent)
+	// Offline (HF_HUB_OFFLINE=1) resolves the revision in the cache only and never touches the network: the
+	// cached snapshot is returned, or an error matching ErrNotCached at once. LocalDir is refused offline.
+	Offline bool
+	// Files, when set, are the only repo paths downloaded (like `hf download REPO FILE...`); a missing one is an
+	// error.
+	Files []string
+	// Include and Exclude are glob patterns (MatchGlob) on the repo path: a file is downloaded when it matches
+	// some Include pattern (or there are none) and no Exclude pattern.
+	Include, Exclude []string
+}
+
+// SplitRepoRevision splits "owner/name@REV" (a base or repo given with a revision, like huggingface_hub's
+// repo_id plus revision) into the repo id and the revision; without "@" the revision is "".
+func SplitRepoRevision(spec string) (repo, revision string) {
+	repo, revision, _ = strings.Cut(spec, "@")
+	return repo, revision
+}
+
+// OfflineFromEnv reports whether huggingface_hub's offline switch HF_HUB_OFFLINE is set to a true value
+// (1, ON, YES, TRUE, any case).
+func OfflineFromEnv(getenv Getenv) bool { return getenv.Bool("HF_HUB_OFFLINE") }
+
+// downloadOffline serves Download from the cache alone (DownloadOptions.Offline).
+func downloadOffline(repo, revision string, opts DownloadOptions) (string, error) {
+	if opts.LocalDir != "" {
+		return "", fmt.Errorf("download %s@%s: offline mode (HF_HUB_OFFLINE) serves the HF cache only; a local dir needs the network", repo, revision)
+	}
+	snap, err := ResolveCachedSnapshot(opts.CacheDir, repo, revision)
+	if err != nil {
+		return "", fmt.Errorf("download %s@%s in offline mode (HF_HUB_OFFLINE is set; the network is not used): %w", repo, revision, err)
+	}
+	for _, f := range opts.Files {
+		if _, err := os.Stat(filepath.Join(snap, filepath.FromSlash(f))); err != nil {
+			return "", fmt.Errorf("download %s@%s in offline mode: %s is not in the cached snapshot %s", repo, revision, f, snap)
+		}
+	}
+	return snap, nil
+}
+
+// filterDownload keeps the files that opts.Files, Include and Exclude select; a named file that the
+// revision lacks is an error.
+func filterDownload(files []TreeEntry, opts DownloadOptions) ([]TreeEntry, error) {
+	for _, p := range append(append([]string(nil), opts.Include...), opts.Exclude...) {
+		if err := ValidateGlob(p); err != nil {
+			return nil, err
+		}
+	}
+	var named map[string]bool
+	if len(opts.Files) > 0 {
+		named = map[string]bool{}
+		for _, f := range opts.Files {
+			named[strings.TrimPrefix(f, "/")] = false
+		}
+	}
+	var out []TreeEntry
+	for _, e := range files {
+		if named != nil {
+			if _, ok := named[e.Path]; !ok {
+				continue
+			}
+			named[e.Path] = true
+		}
+		keep := len(opts.Include) == 0
+		for _, p := range opts.Include {
+			if MatchGlob(p, e.Path) {
+				keep = true
+				break
+			}
+		}
+		for _, p := range opts.Exclude {
+			if MatchGlob(p, e.Path) {
+				keep = false
+				break
+			}
+		}
+		if keep {
+			out = append(out, e)
+		}
+	}
+	for _, f := range opts.Files {
+		if !named[strings.TrimPrefix(f, "/")] {
+			return nil, fmt.Errorf("%s: %w", f, ErrEntryNotFound)
+		}
+	}
+	return out, nil
 }
 
 // RepoCacheDir returns the cache directory of a model repo: cacheDir/models--owner--name.
@@ -46,6 +131,9 @@ func (c *Client) Download(ctx context.Context, repo, revision string, opts Downl
 		return "", err
 	}
 	revision = revisionOrDefault(revision)
+	if opts.Offline {
+		return downloadOffline(repo, revision, opts)
+	}
 	commit, err := c.RevisionHead(ctx, repo, revision)
 	if err != nil {
 		return "", fmt.Errorf("download %s@%s: %w", repo, revision, err)
@@ -62,6 +150,9 @@ func (c *Client) Download(ctx context.Context, repo, revision string, opts Downl
 		if e.Type == "file" {
 			files = append(files, e)
 		}
+	}
+	if files, err = filterDownload(files, opts); err != nil {
+		return "", fmt.Errorf("download %s@%s: %w", repo, revision, err)
 	}
 	sink := newProgressSink(opts.Progress)
 	if opts.LocalDir != "" {

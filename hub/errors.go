@@ -8,6 +8,8 @@ import (
 	"net/url"
 	"strings"
 	"time"
+
+	"github.com/hubsync/hubsync/internal/termsafe"
 )
 
 // Sentinel errors. Every error the client returns for an HTTP failure is an *HTTPError (or wraps one), and
@@ -138,16 +140,18 @@ func redactURL(raw string) string {
 
 // newHTTPError builds an *HTTPError from a response; body is the (possibly truncated) response body.
 func newHTTPError(method, rawURL string, status int, h http.Header, body []byte, ourRequestID string) *HTTPError {
+	// Everything taken from the answer is server text: control characters are escaped (termsafe) so that an
+	// error message printed or logged can never carry escape sequences to a terminal.
 	e := &HTTPError{
 		Status: status,
-		Code:   h.Get("X-Error-Code"),
+		Code:   termsafe.String(bound(h.Get("X-Error-Code"))),
 		Method: method,
-		URL:    redactURL(rawURL),
+		URL:    termsafe.String(redactURL(rawURL)),
 	}
 	if e.Code == "" {
 		e.Code = storageErrorCode(body)
 	}
-	e.RequestID = firstNonEmpty(h.Get("X-Request-Id"), h.Get("X-Amzn-Trace-Id"), h.Get("X-Amz-Cf-Id"), ourRequestID)
+	e.RequestID = termsafe.String(bound(firstNonEmpty(h.Get("X-Request-Id"), h.Get("X-Amzn-Trace-Id"), h.Get("X-Amz-Cf-Id"), ourRequestID)))
 	msg := h.Get("X-Error-Message")
 	if bodyMsg := errorMessageFromBody(body, h.Get("Content-Type")); bodyMsg != "" && bodyMsg != msg {
 		if msg == "" {
@@ -156,7 +160,7 @@ func newHTTPError(method, rawURL string, status int, h http.Header, body []byte,
 			msg = msg + ": " + bodyMsg
 		}
 	}
-	e.Message = msg
+	e.Message = termsafe.String(msg)
 	return e
 }
 

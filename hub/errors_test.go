@@ -1,9 +1,11 @@
 package hub
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
+	"net/http/httptest"
 	"strings"
 	"testing"
 	"time"
@@ -138,4 +140,35 @@ func FuzzErrorMessageFromBody(f *testing.F) {
 			t.Fatalf("message %q spans lines", msg)
 		}
 	})
+}
+
+// TestHTTPErrorEscapesServerText: a hostile server's escape sequences (clear screen, carriage return over a fake
+// success line, OSC title, C1 CSI) in the error headers or body never reach Error() raw (issue 14 item 8).
+func TestHTTPErrorEscapesServerText(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		// Go's client refuses C0 controls in headers; C1 controls (UTF-8 encoded) pass.
+		w.Header().Set("X-Error-Code", "Evil\u009b31m")
+		w.Header().Set("X-Request-Id", "id\u009d0;pwned")
+		w.Header().Set("Content-Type", "application/json")
+		w.WriteHeader(http.StatusForbidden)
+		_, _ = w.Write([]byte(`{"error":"denied\u001b[2J\u001b[H\rCommitted! https://fake\u009b1m"}`))
+	}))
+	defer srv.Close()
+	c, err := New(Options{Endpoint: srv.URL, Token: "hf_x"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	_, err = c.WhoAmI(context.Background())
+	if err == nil {
+		t.Fatal("no error")
+	}
+	msg := err.Error()
+	for _, r := range msg {
+		if r < 0x20 || r == 0x7f || (r >= 0x80 && r <= 0x9f) {
+			t.Fatalf("error keeps control character %U: %q", r, msg)
+		}
+	}
+	if !strings.Contains(msg, `denied\x1b[2J\x1b[H Committed!`) || !strings.Contains(msg, `Evil\u009b31m`) {
+		t.Errorf("error = %q", msg)
+	}
 }

@@ -71,6 +71,15 @@ func (g Getenv) get(key string) string {
 	return g(key)
 }
 
+// Bool reads a boolean variable the way huggingface_hub does: 1, ON, YES or TRUE (any case) is true.
+func (g Getenv) Bool(key string) bool {
+	switch strings.ToUpper(strings.TrimSpace(g.get(key))) {
+	case "1", "ON", "YES", "TRUE":
+		return true
+	}
+	return false
+}
+
 // homeDir returns $HOME, else the OS's idea of it.
 func (g Getenv) homeDir() string {
 	if h := g.get("HOME"); h != "" {
@@ -160,7 +169,7 @@ func FindToken(ctx context.Context, l TokenLookup) (Token, error) {
 	}
 	if dir := l.Getenv.get("CREDENTIALS_DIRECTORY"); dir != "" {
 		p := filepath.Join(dir, "hf_token")
-		v, err := readTokenFile(p)
+		v, err := ReadTokenFile(p)
 		if err != nil {
 			return Token{}, err
 		}
@@ -188,7 +197,7 @@ func FindToken(ctx context.Context, l TokenLookup) (Token, error) {
 		}
 	}
 	p := TokenFilePath(l.Getenv)
-	v, err := readTokenFile(p)
+	v, err := ReadTokenFile(p)
 	if err != nil {
 		return Token{}, err
 	}
@@ -201,8 +210,8 @@ func FindToken(ctx context.Context, l TokenLookup) (Token, error) {
 // maxTokenFile bounds how much of a token file is read.
 const maxTokenFile = 64 << 10
 
-// readTokenFile returns the trimmed content of p, "" when p does not exist.
-func readTokenFile(p string) (string, error) {
+// ReadTokenFile returns the token stored in the file p (trimmed), "" when there is no such file.
+func ReadTokenFile(p string) (string, error) {
 	f, err := os.Open(p)
 	if errors.Is(err, fs.ErrNotExist) {
 		return "", nil
@@ -229,11 +238,10 @@ func WriteTokenFile(path, token string) error {
 		return errors.New("refusing to write an empty token")
 	}
 	dir := filepath.Dir(path)
+	// Missing directories are created 0700; an existing one keeps its mode (it may be a shared, sticky
+	// directory such as /tmp, whose mode is not ours to change). The file itself is 0600 either way.
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return fmt.Errorf("creating token directory: %w", err)
-	}
-	if err := os.Chmod(dir, 0o700); err != nil {
-		return fmt.Errorf("securing token directory: %w", err)
 	}
 	f, err := os.CreateTemp(dir, ".token-*")
 	if err != nil {

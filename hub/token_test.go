@@ -214,3 +214,29 @@ func TestMemoryKeyring(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestWriteTokenFileKeepsExistingDirMode: an existing directory (here a sticky, world-writable one like /tmp)
+// keeps its mode; only missing directories are created 0700 (issue 14 item 7).
+func TestWriteTokenFileKeepsExistingDirMode(t *testing.T) {
+	for _, mode := range []os.FileMode{os.ModeSticky | 0o777, 0o755, 0o750} {
+		dir := filepath.Join(t.TempDir(), "shared")
+		if err := os.Mkdir(dir, 0o700); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.Chmod(dir, mode); err != nil {
+			t.Fatal(err)
+		}
+		before, _ := os.Stat(dir)
+		if err := WriteTokenFile(filepath.Join(dir, "hf_token"), "hf_abc"); err != nil {
+			t.Fatal(err)
+		}
+		after, _ := os.Stat(dir)
+		if after.Mode() != before.Mode() {
+			t.Errorf("existing dir mode changed from %v to %v", before.Mode(), after.Mode())
+		}
+		st, err := os.Stat(filepath.Join(dir, "hf_token"))
+		if err != nil || st.Mode().Perm() != 0o600 {
+			t.Errorf("token file: %v %v", st, err)
+		}
+	}
+}

@@ -323,10 +323,10 @@ func TestBaseRepoIDResolution(t *testing.T) {
 	}
 	os.RemoveAll(res.Dir)
 	// A cached snapshot: refs/main → snapshots/<commit>.
-	snap := filepath.Join(cache, "models--acme--tiny", "snapshots", "abc123")
+	snap := filepath.Join(cache, "models--acme--tiny", "snapshots", "abc1230000000000000000000000000000000000")
 	copyDir(t, base, snap)
 	os.MkdirAll(filepath.Join(cache, "models--acme--tiny", "refs"), 0o755)
-	os.WriteFile(filepath.Join(cache, "models--acme--tiny", "refs", "main"), []byte("abc123\n"), 0o644)
+	os.WriteFile(filepath.Join(cache, "models--acme--tiny", "refs", "main"), []byte("abc1230000000000000000000000000000000000\n"), 0o644)
 	res, err = Run(context.Background(), Options{Base: "acme/tiny", Adapter: adapter, Out: out,
 		FetchBase: func(context.Context, string) (string, error) { return "", errors.New("must not be called") }})
 	if err != nil {

@@ -11,6 +11,7 @@ import (
 	"sort"
 	"strings"
 
+	"github.com/hubsync/hubsync/hub"
 	"github.com/hubsync/hubsync/internal/fsutil"
 	"github.com/hubsync/hubsync/internal/safetensors"
 	"github.com/hubsync/hubsync/internal/tensor"
@@ -74,7 +75,10 @@ func (b *baseModel) close() {
 var repoIDPattern = regexp.MustCompile(`^[\w][\w.\-]{0,95}/[\w][\w.\-]{0,95}$`)
 
 // resolveBase turns the --base argument into a local model directory: an existing directory is used as is; an
-// "owner/name" repo id is looked up in the Hugging Face cache, and fetched with fetch when it is not there.
+// "owner/name" or "owner/name@REV" repo id (REV a branch, tag or commit id) is looked up in the Hugging Face cache
+// as huggingface_hub does (refs/REV names the snapshot; a commit id is snapshots/SHA), and fetched with fetch
+// (given the spec as written, revision included) when it is not there. With HF_HUB_OFFLINE set, fetch is never
+// called: an uncached base is an error at once.
 func resolveBase(ctx context.Context, spec string, fetch func(context.Context, string) (string, error)) (dir, repoID string, err error) {
 	if spec == "" {
 		return "", "", badf("", "", "no base model given")
@@ -86,14 +90,19 @@ func resolveBase(ctx context.Context, spec string, fetch func(context.Context, s
 		}
 		return spec, "", nil
 	}
+	repo, rev := hub.SplitRepoRevision(spec)
 	looksLocal := strings.HasPrefix(spec, ".") || strings.HasPrefix(spec, "/") || strings.HasPrefix(spec, "~")
-	if looksLocal || !repoIDPattern.MatchString(spec) || strings.Contains(spec, "--") || strings.Contains(spec, "..") {
+	if looksLocal || !repoIDPattern.MatchString(repo) || strings.Contains(repo, "--") || strings.Contains(repo, "..") ||
+		!validRevision(rev) || strings.HasSuffix(spec, "@") {
 		return "", "", badf(spec, "", "base model directory does not exist (%v)", statErr)
 	}
 	cache := hfHubCache()
-	snap, lookErr := cachedSnapshot(cache, spec)
+	snap, lookErr := cachedSnapshot(cache, repo, rev)
 	if lookErr == nil {
-		return snap, spec, nil
+		return snap, repo, nil
+	}
+	if hub.OfflineFromEnv(nil) {
+		return "", "", fmt.Errorf("base model %s: not in the HF cache (%v), and HF_HUB_OFFLINE is set, so it is not downloaded", spec, lookErr)
 	}
 	if fetch == nil {
 		return "", "", badf(spec, "", "base model is not in the HF cache (looked in %s: %v) and no download was configured", cache, lookErr)
@@ -102,43 +111,33 @@ func resolveBase(ctx context.Context, spec string, fetch func(context.Context, s
 	if err != nil {
 		return "", "", fmt.Errorf("base model %s: not in the HF cache (%v); download failed: %w", spec, lookErr, err)
 	}
-	return d, spec, nil
+	return d, repo, nil
 }
 
-// hfHubCache is huggingface_hub's cache directory: $HF_HUB_CACHE, else $HF_HOME/hub, where HF_HOME defaults to
-// $XDG_CACHE_HOME/huggingface, else ~/.cache/huggingface.
-func hfHubCache() string {
-	if c := os.Getenv("HF_HUB_CACHE"); c != "" {
-		return c
+// validRevision accepts "" (main) and git-ref-like names without path tricks.
+func validRevision(rev string) bool {
+	if rev == "" {
+		return true
 	}
-	home := os.Getenv("HF_HOME")
-	if home == "" {
-		xdg := os.Getenv("XDG_CACHE_HOME")
-		if xdg == "" {
-			h, err := os.UserHomeDir()
-			if err != nil {
-				h = "~"
-			}
-			xdg = filepath.Join(h, ".cache")
+	for _, seg := range strings.Split(rev, "/") {
+		if seg == "" || seg == "." || seg == ".." || strings.ContainsAny(seg, "\\\x00") {
+			return false
 		}
-		home = filepath.Join(xdg, "huggingface")
 	}
-	return filepath.Join(home, "hub")
+	return true
 }
 
-// cachedSnapshot finds repoID's main snapshot in the cache: models--org--name/refs/main names the commit whose
-// snapshots/<commit>/ directory holds the files. The snapshot must hold config.json and the weights.
-func cachedSnapshot(cache, repoID string) (string, error) {
-	repoDir := filepath.Join(cache, "models--"+strings.ReplaceAll(repoID, "/", "--"))
-	ref, err := fsutil.ReadRegularFile(filepath.Join(repoDir, "refs", "main"))
+// hfHubCache is huggingface_hub's cache directory (hub.HubCacheDir: $HF_HUB_CACHE, legacy
+// $HUGGINGFACE_HUB_CACHE, else $HF_HOME/hub).
+func hfHubCache() string { return hub.HubCacheDir(nil) }
+
+// cachedSnapshot finds repoID's snapshot of rev ("" = main) in the cache (hub.ResolveCachedSnapshot). The
+// snapshot must hold config.json and the weights.
+func cachedSnapshot(cache, repoID, rev string) (string, error) {
+	snap, err := hub.ResolveCachedSnapshot(cache, repoID, rev)
 	if err != nil {
-		return "", fmt.Errorf("no %s", filepath.Join(repoDir, "refs", "main"))
+		return "", err
 	}
-	commit := strings.TrimSpace(string(ref))
-	if commit == "" || strings.ContainsAny(commit, `/\`) || commit == "." || commit == ".." {
-		return "", fmt.Errorf("%s does not name a commit", filepath.Join(repoDir, "refs", "main"))
-	}
-	snap := filepath.Join(repoDir, "snapshots", commit)
 	if _, err := os.Stat(filepath.Join(snap, configFile)); err != nil {
 		return "", fmt.Errorf("snapshot %s has no %s", snap, configFile)
 	}

@@ -168,8 +168,8 @@ func (p *Plan) Execute(ctx context.Context) (*Result, error) {
 		Dir: dir, Files: files, Tensors: len(p.tensors), Merged: p.merged, Bytes: sp.TotalSize,
 		Shards: len(sp.Shards), DType: p.modelDType, Backend: p.backend.Name(), Duration: time.Since(start),
 	}
-	p.log.Info().Str("out", dir).Dur("took", res.Duration).
-		Float64("gb_per_s", float64(res.Bytes)/1e9/res.Duration.Seconds()).Msg("merged")
+	p.log.Info().Str("out", dir).Int64("took_ms", res.Duration.Milliseconds()).
+		Str("rate", fmt.Sprintf("%.3f GB/s", float64(res.Bytes)/1e9/res.Duration.Seconds())).Msg("merged")
 	return res, nil
 }
 

@@ -37,13 +37,17 @@ type Options struct {
 	Threads int
 	// Kernel is the CPU kernel set (nil: kernels.FromEnv, i.e. $HUBSYNC_KERNEL or the best for this CPU).
 	Kernel *kernels.Impl
-	// FetchBase downloads a base repo that is not in the HF cache into it and returns its local directory. When
-	// nil, such a base is an error.
+	// FetchBase downloads a base repo that is not in the HF cache into it and returns its local directory; it
+	// gets the base as given, "owner/name" or "owner/name@REV" (hub.SplitRepoRevision). When nil, such a base is
+	// an error; with HF_HUB_OFFLINE set it is never called.
 	FetchBase func(ctx context.Context, repoID string) (string, error)
 	// Logger receives progress and warnings (zero value: disabled).
 	Logger zerolog.Logger
 	// Progress is called with the output bytes written so far and the total, from the writing goroutine.
 	Progress func(done, total int64)
+	// TensorProgress, when set, is called from the writing goroutine after each output tensor is written, with
+	// the tensors written so far and their total.
+	TensorProgress func(done, total int)
 	// AdapterName names the adapter on the model card (default: the adapter directory's base name, e.g.
 	// "checkpoint-500"; local paths are never published).
 	AdapterName string

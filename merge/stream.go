@@ -20,18 +20,19 @@ import (
 // Tile boundaries depend only on the tensor shapes and the backend's TileElems, and every tile is computed
 // independently (DoRA column sums are reduced in tile order), so the bytes are the same for any worker count.
 type stream struct {
-	p         *Plan
-	ctx       context.Context
-	cancel    context.CancelFunc
-	backend   Backend
-	tileElems int
-	slots     chan *slot
-	work      chan *job
-	ordered   chan *job
-	wg        sync.WaitGroup
-	byName    map[string]*outTensor
-	total     int64
-	done      int64
+	p           *Plan
+	ctx         context.Context
+	cancel      context.CancelFunc
+	backend     Backend
+	tileElems   int
+	slots       chan *slot
+	work        chan *job
+	ordered     chan *job
+	wg          sync.WaitGroup
+	byName      map[string]*outTensor
+	total       int64
+	done        int64
+	tensorsDone int // output tensors fully written (opts.TensorProgress)
 	// maxNormPending bounds the column-norm tiles the producer keeps in flight, so that output tiles always find
 	// free slots.
 	maxNormPending int
@@ -568,6 +569,10 @@ func (s *stream) fill(ctx context.Context, ti safetensors.TensorInfo, w io.Write
 		if s.p.opts.Progress != nil {
 			s.p.opts.Progress(s.done, s.total)
 		}
+	}
+	s.tensorsDone++
+	if s.p.opts.TensorProgress != nil {
+		s.p.opts.TensorProgress(s.tensorsDone, len(s.byName))
 	}
 	return nil
 }

@@ -15,6 +15,7 @@ import (
 	"golang.org/x/term"
 
 	"github.com/hubsync/hubsync/hub"
+	"github.com/hubsync/hubsync/internal/termsafe"
 )
 
 // authEnv is where credentials are looked up and stored; tests replace the keyring and the environment.
@@ -56,6 +57,7 @@ func newHubClient(g *globalOptions, token string, mod func(*hub.Options)) (*hub.
 type loginOptions struct {
 	TokenStdin      bool
 	InsecureStorage bool
+	Force           bool
 }
 
 // AddFlags registers the flags.
@@ -63,6 +65,7 @@ func (o *loginOptions) AddFlags(f *pflag.FlagSet) {
 	f.BoolVar(&o.TokenStdin, "token-stdin", false, "read the token from standard input instead of a hidden prompt")
 	f.BoolVar(&o.InsecureStorage, "insecure-storage", false,
 		"when no keyring works, store the token in plain text in $HF_TOKEN_PATH (else $HF_HOME/token), mode 0600")
+	f.BoolVar(&o.Force, "force", false, "replace a different token already stored (in the keyring or the token file)")
 }
 
 func newLoginCommand(g *globalOptions) *cobra.Command {
@@ -73,7 +76,9 @@ func newLoginCommand(g *globalOptions) *cobra.Command {
 		Long: `login reads a Hub token (a hidden prompt on a terminal, --token-stdin, or the global --token), checks it
 with whoami, and stores it in the OS keyring (service "hubsync", user = the endpoint's host). When no keyring is
 usable it refuses, unless --insecure-storage allows writing the token in plain text to $HF_TOKEN_PATH (else
-$HF_HOME/token), the file huggingface_hub also reads, with mode 0600 in a 0700 directory.`,
+$HF_HOME/token), the file huggingface_hub also reads, with mode 0600 (a missing directory is created 0700; an
+existing one keeps its mode). A different token already stored is never replaced silently: login names its user
+and needs --force. It says where the token went.`,
 		Args: cobra.NoArgs,
 		RunE: func(cmd *cobra.Command, args []string) error {
 			return runLogin(cmd.Context(), g, o, defaultAuthEnv())
@@ -137,13 +142,30 @@ func runLogin(ctx context.Context, g *globalOptions, o *loginOptions, a authEnv)
 	where := ""
 	kerr := error(errors.New("no keyring"))
 	if a.keyring != nil {
-		kerr = a.keyring.Set(ctx, hub.KeyringService, user, token)
+		// Look before writing: a different token already there is replaced only with --force.
+		old, gerr := a.keyring.Get(ctx, hub.KeyringService, user)
+		switch {
+		case gerr == nil:
+			if err := checkReplace(ctx, g, o, old, token, fmt.Sprintf("the OS keyring (%s/%s)", hub.KeyringService, user)); err != nil {
+				return err
+			}
+			kerr = a.keyring.Set(ctx, hub.KeyringService, user, token)
+		case errors.Is(gerr, hub.ErrKeyringNotFound):
+			kerr = a.keyring.Set(ctx, hub.KeyringService, user, token)
+		default:
+			kerr = gerr
+		}
 	}
 	switch {
 	case kerr == nil:
 		where = fmt.Sprintf("the OS keyring (%s/%s)", hub.KeyringService, user)
 	case o.InsecureStorage:
 		path := hub.TokenFilePath(a.getenv)
+		if old, err := hub.ReadTokenFile(path); err != nil {
+			return err
+		} else if err := checkReplace(ctx, g, o, old, token, path); err != nil {
+			return err
+		}
 		if err := hub.WriteTokenFile(path, token); err != nil {
 			return fmt.Errorf("no usable keyring (%v), and writing %s failed: %w", kerr, path, err)
 		}
@@ -158,7 +180,7 @@ func runLogin(ctx context.Context, g *globalOptions, o *loginOptions, a authEnv)
 	if role == "" {
 		role = "unknown"
 	}
-	fmt.Fprintf(g.stdout, "Logged in to %s as %s (token role: %s); token stored in %s\n", g.Endpoint, who.Name, role, where)
+	fmt.Fprintf(g.stdout, "Logged in to %s as %s (token role: %s); token stored in %s\n", g.Endpoint, termsafe.String(who.Name), role, where)
 	// Say when a higher-priority source will keep shadowing what was just stored.
 	if a.getenv != nil {
 		for _, v := range []string{"CREDENTIALS_DIRECTORY", "HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"} {
@@ -167,5 +189,25 @@ func runLogin(ctx context.Context, g *globalOptions, o *loginOptions, a authEnv)
 			}
 		}
 	}
+	return nil
+}
+
+// checkReplace refuses to overwrite a different token stored in where unless --force is given. The stored
+// token is named by its whoami user, never by its value.
+func checkReplace(ctx context.Context, g *globalOptions, o *loginOptions, old, token, where string) error {
+	if old == "" || old == token {
+		return nil
+	}
+	owner := "a token " + g.Endpoint + " does not accept"
+	if c, err := newHubClient(g, old, nil); err == nil {
+		if who, err := c.WhoAmI(ctx); err == nil {
+			owner = "the token of " + termsafe.String(who.Name)
+		}
+		c.CloseIdleConnections()
+	}
+	if !o.Force {
+		return fmt.Errorf("%s already holds a different token (%s); rerun with --force to replace it", where, owner)
+	}
+	fmt.Fprintf(g.stderr, "replacing %s in %s (--force)\n", owner, where)
 	return nil
 }

@@ -3,6 +3,7 @@ package main
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"os"
 	"path/filepath"
@@ -61,7 +62,7 @@ func TestLoginLogoutWhoami(t *testing.T) {
 		}
 		// whoami finds it in the keyring and says so.
 		g, out, _ = hubcliGlobals(s.URL(), "")
-		if err := runWhoami(ctx, g, authEnv{getenv: hubcliEnv(env), keyring: kr}); err != nil {
+		if err := runWhoami(ctx, g, authEnv{getenv: hubcliEnv(env), keyring: kr}, false); err != nil {
 			t.Fatal(err)
 		}
 		if !strings.Contains(out.String(), "user:     w") || !strings.Contains(out.String(), "source:   keyring (hubsync/"+user+")") ||
@@ -70,7 +71,7 @@ func TestLoginLogoutWhoami(t *testing.T) {
 		}
 		// HF_TOKEN outranks the keyring.
 		g, out, _ = hubcliGlobals(s.URL(), "")
-		if err := runWhoami(ctx, g, authEnv{getenv: hubcliEnv(map[string]string{"HF_TOKEN": hubcliToken}), keyring: kr}); err != nil {
+		if err := runWhoami(ctx, g, authEnv{getenv: hubcliEnv(map[string]string{"HF_TOKEN": hubcliToken}), keyring: kr}, false); err != nil {
 			t.Fatal(err)
 		}
 		if !strings.Contains(out.String(), "source:   HF_TOKEN") {
@@ -85,7 +86,7 @@ func TestLoginLogoutWhoami(t *testing.T) {
 			t.Errorf("token still in the keyring: %v", err)
 		}
 		g, _, _ = hubcliGlobals(s.URL(), "")
-		if err := runWhoami(ctx, g, authEnv{getenv: hubcliEnv(env), keyring: kr}); err == nil || !strings.Contains(err.Error(), "not logged in") {
+		if err := runWhoami(ctx, g, authEnv{getenv: hubcliEnv(env), keyring: kr}, false); err == nil || !strings.Contains(err.Error(), "not logged in") {
 			t.Errorf("whoami after logout: %v", err)
 		}
 	})
@@ -119,7 +120,7 @@ func TestLoginLogoutWhoami(t *testing.T) {
 		}
 		// whoami reads it; logout without the flag keeps it and says where it is; with the flag deletes it.
 		g, out, _ := hubcliGlobals(s.URL(), "")
-		if err := runWhoami(ctx, g, authEnv{getenv: hubcliEnv(env), keyring: kr}); err != nil {
+		if err := runWhoami(ctx, g, authEnv{getenv: hubcliEnv(env), keyring: kr}, false); err != nil {
 			t.Fatal(err)
 		}
 		if !strings.Contains(out.String(), "source:   token file ("+tokenFile+")") {
@@ -161,4 +162,100 @@ func TestLoginLogoutWhoami(t *testing.T) {
 			t.Errorf("err = %v, want a usage error", err)
 		}
 	})
+}
+
+// TestLoginNeverOverwritesSilently: a different token already stored (token file or keyring) is named by its
+// whoami user and replaced only with --force; the same token again is fine (issue 7 §3).
+func TestLoginNeverOverwritesSilently(t *testing.T) {
+	s := hubtest.NewTestServer(t, hubtest.Options{Tokens: []hubtest.Token{
+		{Name: "alice", Value: "hf_alice_secret", Write: true}, {Name: "bob", Value: "hf_bob_secret", Write: true}}})
+	ctx := context.Background()
+	env := map[string]string{"HF_HOME": filepath.Join(t.TempDir(), "hf")}
+	tokenFile := filepath.Join(env["HF_HOME"], "token")
+	for _, kr := range []*hub.MemoryKeyring{{Unavailable: true}, {}} {
+		where := "keyring"
+		if kr.Unavailable {
+			where = "token file"
+		}
+		a := authEnv{getenv: hubcliEnv(env), keyring: kr}
+		o := &loginOptions{TokenStdin: true, InsecureStorage: true}
+		os.Remove(tokenFile)
+		g, out, _ := hubcliGlobals(s.URL(), "hf_alice_secret\n")
+		if err := runLogin(ctx, g, o, a); err != nil {
+			t.Fatalf("%s: first login: %v", where, err)
+		}
+		if kr.Unavailable && !strings.Contains(out.String(), tokenFile) {
+			t.Errorf("%s: login does not say where the token went: %q", where, out)
+		}
+		// The same token again is no overwrite.
+		g, _, _ = hubcliGlobals(s.URL(), "hf_alice_secret\n")
+		if err := runLogin(ctx, g, o, a); err != nil {
+			t.Errorf("%s: same token again: %v", where, err)
+		}
+		g, out, errb := hubcliGlobals(s.URL(), "hf_bob_secret\n")
+		err := runLogin(ctx, g, o, a)
+		if err == nil || !strings.Contains(err.Error(), "alice") || !strings.Contains(err.Error(), "--force") ||
+			strings.Contains(err.Error()+out.String()+errb.String(), "hf_alice_secret") {
+			t.Fatalf("%s: overwrite without --force: %v", where, err)
+		}
+		stored := func() string {
+			if kr.Unavailable {
+				b, _ := os.ReadFile(tokenFile)
+				return string(b)
+			}
+			v, _ := kr.Get(ctx, hub.KeyringService, hub.KeyringUser(s.URL()))
+			return v
+		}
+		if stored() != "hf_alice_secret" {
+			t.Errorf("%s: the stored token changed without --force", where)
+		}
+		o.Force = true
+		g, _, _ = hubcliGlobals(s.URL(), "hf_bob_secret\n")
+		if err := runLogin(ctx, g, o, a); err != nil {
+			t.Fatalf("%s: --force: %v", where, err)
+		}
+		if stored() != "hf_bob_secret" {
+			t.Errorf("%s: --force did not replace the token", where)
+		}
+	}
+}
+
+// TestLogoutWithoutKeyring: without a usable keyring logout says one clear thing.
+func TestLogoutWithoutKeyring(t *testing.T) {
+	ctx := context.Background()
+	env := map[string]string{"HF_HOME": filepath.Join(t.TempDir(), "hf")}
+	a := authEnv{getenv: hubcliEnv(env), keyring: &hub.MemoryKeyring{Unavailable: true}}
+	g, out, errb := hubcliGlobals("https://hub.example", "")
+	if err := runLogout(ctx, g, &logoutOptions{}, a); err != nil {
+		t.Fatal(err)
+	}
+	if lines := strings.Count(out.String()+errb.String(), "\n"); lines != 1 || !strings.Contains(out.String(), "Not logged in") {
+		t.Errorf("no token anywhere: stdout %q stderr %q", out, errb)
+	}
+	if err := hub.WriteTokenFile(filepath.Join(env["HF_HOME"], "token"), "hf_x"); err != nil {
+		t.Fatal(err)
+	}
+	g, out, errb = hubcliGlobals("https://hub.example", "")
+	err := runLogout(ctx, g, &logoutOptions{}, a)
+	if err == nil || !strings.Contains(err.Error(), "--insecure-storage") || out.Len()+errb.Len() != 0 {
+		t.Errorf("token file present: err %v, stdout %q stderr %q", err, out, errb)
+	}
+	g, out, errb = hubcliGlobals("https://hub.example", "")
+	if err := runLogout(ctx, g, &logoutOptions{InsecureStorage: true}, a); err != nil || strings.Count(out.String(), "\n") != 1 || errb.Len() != 0 {
+		t.Errorf("--insecure-storage: err %v, stdout %q stderr %q", err, out, errb)
+	}
+}
+
+// TestWhoamiJSON: whoami --json prints one object naming the user and the token source, never the token.
+func TestWhoamiJSON(t *testing.T) {
+	s := hubcliServer(t)
+	g, out, _ := hubcliGlobals(s.URL(), "")
+	if err := runWhoami(context.Background(), g, authEnv{getenv: hubcliEnv(map[string]string{"HF_TOKEN": hubcliToken})}, true); err != nil {
+		t.Fatal(err)
+	}
+	var v struct{ User, Source, Endpoint, Role string }
+	if err := json.Unmarshal(out.Bytes(), &v); err != nil || v.User != "w" || v.Source != "HF_TOKEN" || v.Endpoint != s.URL() ||
+		strings.Contains(out.String(), hubcliToken) {
+		t.Errorf("whoami --json: %q (%v)", out, err)
+	}
 }

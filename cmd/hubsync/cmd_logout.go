@@ -46,26 +46,35 @@ func runLogout(ctx context.Context, g *globalOptions, o *logoutOptions, a authEn
 	if a.keyring != nil {
 		kerr = a.keyring.Delete(ctx, hub.KeyringService, user)
 	}
+	path := hub.TokenFilePath(a.getenv)
+	keyringUsable := kerr == nil || errors.Is(kerr, hub.ErrKeyringNotFound)
 	switch {
 	case kerr == nil:
 		fmt.Fprintf(g.stdout, "Removed the token for %s from the OS keyring\n", user)
 	case errors.Is(kerr, hub.ErrKeyringNotFound):
 		fmt.Fprintf(g.stdout, "No token for %s in the OS keyring\n", user)
-	default:
-		fmt.Fprintf(g.stderr, "warning: keyring not usable (%v)\n", kerr)
 	}
-	path := hub.TokenFilePath(a.getenv)
 	if o.InsecureStorage {
 		removed, err := hub.RemoveTokenFile(path)
 		if err != nil {
 			return err
 		}
-		if removed {
+		switch {
+		case removed:
 			fmt.Fprintf(g.stdout, "Removed the token file %s\n", path)
+		case !keyringUsable:
+			fmt.Fprintf(g.stdout, "Not logged in: no usable OS keyring and no token file %s\n", path)
 		}
 	} else if st, err := os.Stat(path); err == nil && st.Size() > 0 {
+		if !keyringUsable {
+			// One message: without a keyring the token file is the only place a login can have gone.
+			return fmt.Errorf("no usable OS keyring (%v); the token stays in %s: "+
+				"delete it with `hubsync logout --insecure-storage`", kerr, path)
+		}
 		fmt.Fprintf(g.stderr, "note: a token is still stored in %s (huggingface_hub's token file); "+
 			"delete it with `hubsync logout --insecure-storage`\n", path)
+	} else if !keyringUsable {
+		fmt.Fprintf(g.stdout, "Not logged in: no usable OS keyring (%v) and no token file %s\n", kerr, path)
 	}
 	for _, v := range []string{"HF_TOKEN", "HUGGING_FACE_HUB_TOKEN"} {
 		if a.getenv != nil && strings.TrimSpace(a.getenv(v)) != "" {
@@ -74,9 +83,6 @@ func runLogout(ctx context.Context, g *globalOptions, o *logoutOptions, a authEn
 	}
 	if a.getenv != nil && a.getenv("CREDENTIALS_DIRECTORY") != "" {
 		fmt.Fprintln(g.stderr, "note: $CREDENTIALS_DIRECTORY is set; a hf_token credential there still applies")
-	}
-	if kerr != nil && !errors.Is(kerr, hub.ErrKeyringNotFound) && !o.InsecureStorage {
-		return fmt.Errorf("logout: %w", kerr)
 	}
 	return nil
 }

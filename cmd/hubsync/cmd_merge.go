@@ -2,12 +2,12 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
 	"runtime/pprof"
 	"strings"
-	"sync"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -38,11 +38,12 @@ type mergeOptions struct {
 	Kernel       string
 	CPUProfile   string
 	KeepTied     bool
+	JSON         bool
 }
 
 func (o *mergeOptions) addFlags(cmd *cobra.Command) {
 	f := cmd.Flags()
-	f.StringVar(&o.Base, "base", "", "base model: a local directory or a Hub repo id found in the HF cache")
+	f.StringVar(&o.Base, "base", "", "base model: a local directory, or a Hub repo id OWNER/NAME[@REV] (branch, tag or commit) from the HF cache, else downloaded")
 	f.StringVar(&o.Adapter, "adapter", "", "PEFT adapter or trainer checkpoint directory (adapter_config.json + adapter_model.safetensors, or adapter_model.bin)")
 	f.StringVar(&o.Out, "out", "", "output directory (must not exist, or be empty)")
 	f.StringVar(&o.DType, "dtype", "", "output dtype: bf16, fp16 or fp32 (default: the base's original dtype)")
@@ -53,6 +54,7 @@ func (o *mergeOptions) addFlags(cmd *cobra.Command) {
 	f.StringVar(&o.Kernel, "kernel", "", "CPU kernel set: generic, avx2, avx512 (default: $"+kernels.EnvVar+", else the best this CPU supports)")
 	f.StringVar(&o.CPUProfile, "cpuprofile", "", "write a CPU profile of the merge to this file")
 	_ = f.MarkHidden("cpuprofile")
+	f.BoolVar(&o.JSON, "json", false, "print the result (dir, tensors, shards, bytes, dtype, duration_ms) as one JSON object")
 }
 
 func newMergeCommand(g *globalOptions) *cobra.Command {
@@ -133,7 +135,9 @@ func runMerge(ctx context.Context, g *globalOptions, o *mergeOptions) error {
 	if err != nil {
 		return err
 	}
-	opts.Progress = mergeProgressLogger(g, 10*time.Second)
+	mp := newMergeProgress(g, 10*time.Second, true)
+	defer mp.close()
+	opts.Progress, opts.TensorProgress = mp.bytesDone, mp.tensorsDone
 	opts.FetchBase = func(ctx context.Context, repoID string) (string, error) {
 		return fetchBase(ctx, g, repoID)
 	}
@@ -149,8 +153,15 @@ func runMerge(ctx context.Context, g *globalOptions, o *mergeOptions) error {
 		defer pprof.StopCPUProfile()
 	}
 	res, err := merge.Run(ctx, opts)
+	mp.close()
 	if err != nil {
 		return err
+	}
+	if o.JSON {
+		return json.NewEncoder(g.stdout).Encode(map[string]any{
+			"dir": res.Dir, "tensors": res.Tensors, "merged": res.Merged, "shards": res.Shards, "bytes": res.Bytes,
+			"dtype": res.DType.TorchName(), "backend": res.Backend, "duration_ms": res.Duration.Milliseconds(),
+		})
 	}
 	fmt.Fprintf(g.stdout, "merged %d tensors (%d changed by the adapter) into %s: %d shard(s), %s %s, %.1fs (%.2f GB/s, %s)\n",
 		res.Tensors, res.Merged, res.Dir, res.Shards, mergeHumanSize(res.Bytes), res.DType.TorchName(),
@@ -158,9 +169,10 @@ func runMerge(ctx context.Context, g *globalOptions, o *mergeOptions) error {
 	return nil
 }
 
-// fetchBase downloads a base repo that is not in the HF cache into it (main revision), with the usual token
+// fetchBase downloads a base repo ("owner/name[@REV]", default revision main) that is not in the HF cache into it, with the usual token
 // sources; the merge calls it only when the cache lacks the repo.
-func fetchBase(ctx context.Context, g *globalOptions, repoID string) (string, error) {
+func fetchBase(ctx context.Context, g *globalOptions, spec string) (string, error) {
+	repoID, rev := hub.SplitRepoRevision(spec)
 	tok, err := defaultAuthEnv().findToken(ctx, g)
 	if err != nil {
 		return "", err
@@ -170,28 +182,17 @@ func fetchBase(ctx context.Context, g *globalOptions, repoID string) (string, er
 		return "", err
 	}
 	defer c.CloseIdleConnections()
-	g.log.Info().Str("base", repoID).Msg("base model not in the HF cache: downloading it")
-	dir, err := c.Download(ctx, repoID, "main", hub.DownloadOptions{})
+	g.log.Info().Str("base", spec).Msg("base model not in the HF cache: downloading it")
+	dir, err := c.Download(ctx, repoID, rev, hub.DownloadOptions{Offline: hub.OfflineFromEnv(nil)})
 	if err != nil {
-		return "", fmt.Errorf("download base %s: %w", repoID, err)
+		return "", fmt.Errorf("download base %s: %w", spec, err)
 	}
 	return dir, nil
 }
 
-// mergeProgressLogger logs merge progress at most once per interval.
+// mergeProgressLogger logs merge progress at most once per interval (no bar: callers that draw upload bars).
 func mergeProgressLogger(g *globalOptions, every time.Duration) func(done, total int64) {
-	var mu sync.Mutex
-	last := time.Now()
-	return func(done, total int64) {
-		mu.Lock()
-		defer mu.Unlock()
-		if time.Since(last) < every || total == 0 {
-			return
-		}
-		last = time.Now()
-		g.log.Info().Int64("done", done).Int64("total", total).
-			Str("percent", fmt.Sprintf("%.1f", 100*float64(done)/float64(total))).Msg("merge progress")
-	}
+	return newMergeProgress(g, every, false).bytesDone
 }
 
 // mergeHumanSize renders bytes in decimal units.

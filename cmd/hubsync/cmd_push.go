@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -20,6 +21,7 @@ import (
 	"github.com/hubsync/hubsync/hub"
 	"github.com/hubsync/hubsync/internal/config"
 	"github.com/hubsync/hubsync/internal/pipeline"
+	"github.com/hubsync/hubsync/internal/termsafe"
 	"github.com/hubsync/hubsync/internal/units"
 	"github.com/hubsync/hubsync/merge"
 	"github.com/hubsync/hubsync/watcher"
@@ -37,6 +39,10 @@ type pushOptions struct {
 	Exclude       []string
 	ParallelFiles int
 	ParallelParts int
+	Description   string   // --commit-description
+	JSON          bool     // --json: one JSON object on stdout instead of the URL
+	Include       []string // upload --include: only files matching one of these globs
+	Delete        []string // upload --delete: remote files (globs under PathInRepo) deleted in the same commit
 
 	// The checkpoint flow (pipeline.PublishCheckpoint).
 	Merged       bool
@@ -56,7 +62,11 @@ func (o *pushOptions) AddFlags(f *pflag.FlagSet) {
 	f.StringVar(&o.Revision, "revision", "main", "branch to commit to (created from the default branch when missing)")
 	f.StringVar(&o.PathInRepo, "path-in-repo", "", "folder in the repo to upload into (default: the root)")
 	f.BoolVar(&o.Private, "private", false, "create the repo private (when it does not exist yet)")
-	f.StringVarP(&o.Message, "message", "m", "", "commit title (default \"Upload folder using hubsync\")")
+	f.StringVarP(&o.Message, "commit-message", "m", "", "commit title (default \"Upload folder using hubsync\")")
+	f.StringVar(&o.Message, "message", "", "old name of --commit-message")
+	_ = f.MarkHidden("message") // deprecated: runPush's caller says so on stderr
+	f.StringVar(&o.Description, "commit-description", "", "commit description (body)")
+	f.BoolVar(&o.JSON, "json", false, "print the result (repo, commit, URLs) as one JSON object on stdout")
 	f.StringVar(&o.Tag, "tag", "", "tag the new commit with this name")
 	f.BoolVar(&o.CreatePR, "create-pr", false, "open a pull request instead of committing to the branch")
 	f.StringArrayVar(&o.Exclude, "exclude", nil, "glob of files to leave out, on the folder- or repo-relative path; ** matches any depth (repeatable)")
@@ -79,8 +89,9 @@ func (o *pushOptions) validate() error {
 	if o.Repo == "" {
 		return usagef("--repo OWNER/NAME is required")
 	}
-	if owner, name, ok := strings.Cut(o.Repo, "/"); !ok || owner == "" || name == "" || strings.Contains(name, "/") {
-		return usagef("--repo must be OWNER/NAME, not %q", o.Repo)
+	// NAME alone is in the token's own namespace (qualifyRepoID).
+	if owner, name, ok := strings.Cut(o.Repo, "/"); ok && (owner == "" || name == "" || strings.Contains(name, "/")) {
+		return usagef("--repo must be OWNER/NAME or NAME, not %q", o.Repo)
 	}
 	if o.ParallelFiles < 1 || o.ParallelParts < 1 {
 		return usagef("--parallel-files and --parallel-parts must be at least 1")
@@ -88,9 +99,9 @@ func (o *pushOptions) validate() error {
 	if o.Revision == "" {
 		o.Revision = "main"
 	}
-	for _, p := range o.Exclude {
+	for _, p := range append(append(append([]string(nil), o.Exclude...), o.Include...), o.Delete...) {
 		if err := hub.ValidateGlob(p); err != nil {
-			return usagef("--exclude: %v", err)
+			return usagef("--include/--exclude/--delete: %v", err)
 		}
 	}
 	return nil
@@ -106,7 +117,8 @@ already has are skipped, large files go through parallel, resumable multipart up
 journaled in $STATE_DIRECTORY/uploads.db, else $XDG_STATE_HOME/hubsync/uploads.db, else
 ~/.local/state/hubsync/uploads.db, so a rerun after a crash sends only the missing parts), .git/ and .cache/
 are never uploaded. The repo is created when missing, the branch too; --tag tags the new commit.
-On success the commit URL is printed on standard output.
+On success the commit URL is printed on standard output (with --create-pr the pull request's; --json: one JSON
+object); a commit with nothing to change says so. --repo NAME without an owner is the token's own namespace.
 
 Checkpoints (DIR holds adapter_config.json, e.g. outputs/checkpoint-500):
   --merged        the whole pipeline once: resolve the base (--base, else the adapter's base_model_name_or_path:
@@ -118,10 +130,15 @@ Checkpoints (DIR holds adapter_config.json, e.g. outputs/checkpoint-500):
                   state, trainer_state.json and training_args.bin (a pickle) are not published.
 Outputs are staged in <DIR's parent>/.hubsync-staging/ (--staging-dir), checked for free space against the merge
 plan before any byte is written, and removed afterwards. Model files of an earlier upload at the same place that
-the new one lacks (e.g. shards of another shard count) are deleted in the same commit. --message may use
+the new one lacks (e.g. shards of another shard count) are deleted in the same commit. --commit-message may use
 {step} and {checkpoint}.`,
 		Args: cobra.MaximumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error { return runPush(cmd.Context(), g, o, args) },
+		RunE: func(cmd *cobra.Command, args []string) error {
+			if cmd.Flags().Changed("message") {
+				fmt.Fprintln(g.stderr, "note: --message is deprecated; use --commit-message (-m)")
+			}
+			return runPush(cmd.Context(), g, o, args)
+		},
 	}
 	o.AddFlags(cmd.Flags())
 	return cmd
@@ -168,7 +185,7 @@ func runPush(ctx context.Context, g *globalOptions, o *pushOptions, args []strin
 	if summary == "" {
 		summary = "Upload folder using hubsync"
 	}
-	return pushFiles(ctx, g, o, files, summary, "")
+	return pushFiles(ctx, g, o, files, summary, o.Description)
 }
 
 // pushFiles ensures the repo and branch exist, commits files as one commit, tags it and prints the commit URL.
@@ -202,6 +219,10 @@ func pushFiles(ctx context.Context, g *globalOptions, o *pushOptions, files []hu
 	if err != nil {
 		return err
 	}
+	defer c.CloseIdleConnections()
+	if o.Repo, err = qualifyRepoID(ctx, c, o.Repo, false); err != nil {
+		return err
+	}
 	if _, created, err := c.CreateRepo(ctx, o.Repo, hub.CreateRepoOptions{Private: o.Private, ExistOK: true}); err != nil {
 		return err
 	} else if created {
@@ -219,8 +240,13 @@ func pushFiles(ctx context.Context, g *globalOptions, o *pushOptions, files []hu
 			g.log.Info().Str("branch", o.Revision).Msg("created the branch")
 		}
 	}
+	deletes, err := remoteDeletes(ctx, c, o, files)
+	if err != nil {
+		return err
+	}
 	res, err := c.Commit(ctx, o.Repo, files, hub.CommitOptions{
 		Revision: o.Revision, Summary: summary, Description: description, CreatePR: o.CreatePR, Progress: prog.event,
+		DeleteFiles: deletes,
 	})
 	prog.close()
 	if err != nil {
@@ -237,14 +263,10 @@ func pushFiles(ctx context.Context, g *globalOptions, o *pushOptions, files []hu
 	if len(res.Ignored) > 0 {
 		g.log.Warn().Strs("paths", res.Ignored).Msg("the repo's .gitignore excluded these files")
 	}
-	if res.PullRequestURL != "" {
-		g.log.Info().Str("url", res.PullRequestURL).Msg("pull request")
-	}
 	url := res.CommitURL
 	if url == "" && res.CommitOID != "" {
 		url = c.Endpoint() + "/" + o.Repo + "/commit/" + res.CommitOID
 	}
-	fmt.Fprintln(g.stdout, url)
 	if o.Tag != "" {
 		if res.CommitOID == "" {
 			return fmt.Errorf("tag %s: the repo has no commit to tag", o.Tag)
@@ -254,7 +276,96 @@ func pushFiles(ctx context.Context, g *globalOptions, o *pushOptions, files []hu
 		}
 		g.log.Info().Str("tag", o.Tag).Str("commit", res.CommitOID).Msg("tagged")
 	}
-	return nil
+	return printPublished(g, o, []publishedURL{{Commit: res.CommitOID, URL: url, PR: res.PullRequestURL, NoOp: res.NoOp}})
+}
+
+// publishedURL is one commit a publication made (or found, NoOp), for printPublished.
+type publishedURL struct {
+	Commit, URL, PR string
+	NoOp            bool
+}
+
+// printPublished prints what a push or upload made: with --json one object, else each commit's URL (the PR's
+// with --create-pr) on its own line.
+func printPublished(g *globalOptions, o *pushOptions, commits []publishedURL) error {
+	if !o.JSON {
+		for _, pc := range commits {
+			if pc.NoOp {
+				fmt.Fprintln(g.stderr, "No files have changed since the last commit: nothing committed.")
+			}
+			printResultURL(g, pc.URL, pc.PR)
+		}
+		return nil
+	}
+	type jsonCommit struct {
+		Commit    string `json:"commit"`
+		CommitURL string `json:"commit_url"`
+		PRURL     string `json:"pr_url,omitempty"`
+		NoOp      bool   `json:"no_op"`
+	}
+	out := struct {
+		Repo     string       `json:"repo"`
+		Revision string       `json:"revision"`
+		Tag      string       `json:"tag,omitempty"`
+		Commits  []jsonCommit `json:"commits"`
+	}{Repo: o.Repo, Revision: o.Revision, Tag: o.Tag, Commits: []jsonCommit{}}
+	for _, pc := range commits {
+		out.Commits = append(out.Commits, jsonCommit{Commit: pc.Commit, CommitURL: termsafe.String(pc.URL),
+			PRURL: termsafe.String(pc.PR), NoOp: pc.NoOp})
+	}
+	return json.NewEncoder(g.stdout).Encode(out)
+}
+
+// remoteDeletes lists the files of the target revision that upload --delete selects (globs relative to
+// PathInRepo, as `hf upload --delete` reads them), leaving out the paths being uploaded.
+func remoteDeletes(ctx context.Context, c *hub.Client, o *pushOptions, files []hub.UploadFile) ([]string, error) {
+	if len(o.Delete) == 0 {
+		return nil, nil
+	}
+	entries, err := c.ListTree(ctx, o.Repo, o.Revision, "", true)
+	if err != nil {
+		if errors.Is(err, hub.ErrNotFound) {
+			return nil, nil // a new repo or branch has nothing to delete
+		}
+		return nil, fmt.Errorf("--delete: listing %s@%s: %w", o.Repo, o.Revision, err)
+	}
+	uploading := map[string]bool{}
+	for _, f := range files {
+		uploading[f.PathInRepo] = true
+	}
+	prefix := strings.Trim(o.PathInRepo, "/")
+	var out []string
+	for _, e := range entries {
+		if e.Type != "file" || uploading[e.Path] {
+			continue
+		}
+		rel := e.Path
+		if prefix != "" {
+			var ok bool
+			if rel, ok = strings.CutPrefix(e.Path, prefix+"/"); !ok {
+				continue
+			}
+		}
+		for _, p := range o.Delete {
+			if hub.MatchGlob(p, rel) {
+				out = append(out, e.Path)
+				break
+			}
+		}
+	}
+	return out, nil
+}
+
+// printResultURL prints the URL of what a publication made on stdout: the pull request's with --create-pr (as
+// `hf upload` does), else the commit's. Both come from the server, so control characters are escaped.
+func printResultURL(g *globalOptions, commitURL, prURL string) {
+	commitURL, prURL = termsafe.String(commitURL), termsafe.String(prURL)
+	if prURL != "" {
+		g.log.Info().Str("commit_url", commitURL).Str("pr_url", prURL).Msg("opened a pull request")
+		fmt.Fprintln(g.stdout, prURL)
+		return
+	}
+	fmt.Fprintln(g.stdout, commitURL)
 }
 
 // progressReporter shows hub.ProgressEvents: mpb bars when stderr is a terminal, else a structured log line
@@ -264,6 +375,7 @@ type progressReporter struct {
 	log      zerolog.Logger
 	bars     *mpb.Progress
 	bar      map[string]*mpb.Bar
+	totals   map[hub.Phase]*mpb.Bar // one "total" bar per byte phase, with ETA
 	state    map[string]hub.ProgressEvent
 	stop     chan struct{}
 	stopped  chan struct{}
@@ -275,9 +387,9 @@ type progressReporter struct {
 func progressKey(ev hub.ProgressEvent) string { return string(ev.Phase) + "\x00" + ev.File }
 
 func newProgressReporter(ctx context.Context, g *globalOptions, interval time.Duration) *progressReporter {
-	r := &progressReporter{log: g.log, bar: map[string]*mpb.Bar{}, state: map[string]hub.ProgressEvent{},
+	r := &progressReporter{log: g.log, bar: map[string]*mpb.Bar{}, totals: map[hub.Phase]*mpb.Bar{}, state: map[string]hub.ProgressEvent{},
 		stop: make(chan struct{}), stopped: make(chan struct{}), lastTime: time.Now()}
-	if isTerminal(g.stderr) {
+	if !g.quiet && progressBarsEnabled(g.stderr) {
 		r.bars = mpb.NewWithContext(ctx, mpb.WithOutput(g.stderr), mpb.WithWidth(40), mpb.WithRefreshRate(200*time.Millisecond))
 		close(r.stopped)
 		return r
@@ -314,20 +426,53 @@ func (r *progressReporter) event(ev hub.ProgressEvent) {
 	}
 	b, ok := r.bar[k]
 	if !ok {
-		name := ev.File
-		if name == "" {
-			name = "commit"
-		}
-		if len(name) > 40 {
-			name = "…" + name[len(name)-39:]
-		}
 		b = r.bars.AddBar(ev.Total,
-			mpb.PrependDecorators(decor.Name(fmt.Sprintf("%-10s", ev.Phase)), decor.Name(name, decor.WC{W: 41, C: decor.DindentRight})),
+			mpb.PrependDecorators(decor.Name(progressLabel(ev.Phase, ev.File))),
 			mpb.AppendDecorators(decor.Counters(decor.SizeB1024(0), "% .1f / % .1f"), decor.Name("  "),
 				decor.AverageSpeed(decor.SizeB1024(0), "% .1f")))
 		r.bar[k] = b
 	}
 	b.SetCurrent(ev.Done)
+	if ev.Phase == hub.PhaseUploading || ev.Phase == hub.PhaseDownloading {
+		r.updateTotal(ev.Phase)
+	}
+}
+
+// progressLabelWidth fits the longest phase name ("downloading") plus a space, and a 40-column name.
+const progressLabelWidth = len(hub.PhaseDownloading) + 1
+
+// progressLabel is a bar's fixed-width label: the phase padded to progressLabelWidth, then the file (the last
+// 40 characters of a longer path; "(total)" and "(commit)" for the summary and commit bars), padded to 41.
+func progressLabel(phase hub.Phase, file string) string {
+	if file == "" {
+		file = "(commit)"
+	}
+	file = termsafe.String(file) // a repo path comes from the server's listing
+	if r := []rune(file); len(r) > 40 {
+		file = "…" + string(r[len(r)-39:])
+	}
+	return fmt.Sprintf("%-*s%-41s", progressLabelWidth, phase, file)
+}
+
+// updateTotal keeps phase's total bar (sum over its files, with ETA) in step; r.mu held.
+func (r *progressReporter) updateTotal(phase hub.Phase) {
+	var done, total int64
+	for _, ev := range r.state {
+		if ev.Phase == phase {
+			done += ev.Done
+			total += ev.Total
+		}
+	}
+	tb := r.totals[phase]
+	if tb == nil {
+		tb = r.bars.AddBar(total, mpb.BarPriority(1<<30),
+			mpb.PrependDecorators(decor.Name(progressLabel(phase, "(total)"))),
+			mpb.AppendDecorators(decor.Counters(decor.SizeB1024(0), "% .1f / % .1f"), decor.Name("  "),
+				decor.AverageSpeed(decor.SizeB1024(0), "% .1f"), decor.Name("  ETA "), decor.AverageETA(decor.ET_STYLE_GO)))
+		r.totals[phase] = tb
+	}
+	tb.SetTotal(total, false)
+	tb.SetCurrent(done)
 }
 
 // logLine writes the aggregate state as one structured line.
@@ -368,7 +513,11 @@ func (r *progressReporter) logLine(msg string) {
 	}
 	if up := phases[hub.PhaseUploading]; up != nil {
 		if dt := now.Sub(r.lastTime).Seconds(); dt > 0 {
-			e = e.Float64("upload_mb_s", float64(up.bytes-r.lastSum)/1e6/dt)
+			rate := float64(up.bytes-r.lastSum) / dt
+			e = e.Str("upload_rate", mergeHumanSize(int64(max(rate, 0)))+"/s")
+			if left := up.tot - up.bytes; left > 0 && rate > 0 {
+				e = e.Str("upload_eta", time.Duration(float64(left)/rate*float64(time.Second)).Round(time.Second).String())
+			}
 		}
 		r.lastSum = up.bytes
 	}
@@ -386,6 +535,11 @@ func (r *progressReporter) close() {
 	r.closed = true
 	bars := r.bars
 	for _, b := range r.bar {
+		if !b.Completed() {
+			b.Abort(false)
+		}
+	}
+	for _, b := range r.totals {
 		if !b.Completed() {
 			b.Abort(false)
 		}
@@ -502,6 +656,10 @@ func runPushCheckpoint(ctx context.Context, g *globalOptions, o *pushOptions, di
 		return err
 	}
 	defer c.CloseIdleConnections()
+	if o.Repo, err = qualifyRepoID(ctx, c, o.Repo, false); err != nil {
+		return err
+	}
+	t.Repo = o.Repo
 	prog := newProgressReporter(ctx, g, 5*time.Second)
 	defer prog.close()
 	env := &pipeline.Env{Client: c, Log: g.log, Backends: mergeBackends}
@@ -512,12 +670,9 @@ func runPushCheckpoint(ctx context.Context, g *globalOptions, o *pushOptions, di
 	if err != nil {
 		return err
 	}
+	var commits []publishedURL
 	for _, pc := range res.Commits {
-		url := pc.URL
-		if pc.PullRequestURL != "" {
-			g.log.Info().Str("url", pc.PullRequestURL).Msg("pull request")
-		}
-		fmt.Fprintln(g.stdout, url)
+		commits = append(commits, publishedURL{Commit: pc.OID, URL: pc.URL, PR: pc.PullRequestURL, NoOp: pc.NoOp})
 	}
-	return nil
+	return printPublished(g, o, commits)
 }

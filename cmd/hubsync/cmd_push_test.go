@@ -56,7 +56,7 @@ func TestPushAndDownloadCLI(t *testing.T) {
 	}
 	base := []string{"--endpoint", s.URL(), "--token", hubcliToken, "--log-format", "json"}
 	code, out, errb := hubcliRun(t, append(base, "push", dir, "--repo", "w/cli", "--revision", "dev", "--tag", "v1",
-		"--exclude", "**/*.tmp", "--private", "-m", "first upload", "--parallel-parts", "3")...)
+		"--exclude", "**/*.tmp", "--private", "--commit-message", "first upload", "--parallel-parts", "3")...)
 	if code != 0 {
 		t.Fatalf("push exit %d\nstdout %s\nstderr %s", code, out, errb)
 	}
@@ -143,9 +143,9 @@ func TestPushCLIErrors(t *testing.T) {
 		msg  string
 	}{
 		{"no repo", []string{"--endpoint", s.URL(), "--token", hubcliToken, "push", dir}, 2, "--repo"},
-		{"bad repo", []string{"--endpoint", s.URL(), "--token", hubcliToken, "push", dir, "--repo", "justname"}, 2, "OWNER/NAME"},
+		{"bad repo", []string{"--endpoint", s.URL(), "--token", hubcliToken, "push", dir, "--repo", "a/b/c"}, 2, "OWNER/NAME"},
 		{"bad parallel", []string{"--endpoint", s.URL(), "--token", hubcliToken, "push", dir, "--repo", "w/x", "--parallel-parts", "0"}, 2, "parallel"},
-		{"bad glob", []string{"--endpoint", s.URL(), "--token", hubcliToken, "push", dir, "--repo", "w/x", "--exclude", "a/["}, 2, "exclude"},
+		{"bad glob", []string{"--endpoint", s.URL(), "--token", hubcliToken, "push", dir, "--repo", "w/x", "--exclude", "a/["}, 2, "--exclude"},
 		{"no token", []string{"--endpoint", s.URL(), "push", dir, "--repo", "w/x"}, 1, "no Hub token"},
 		{"bad token", []string{"--endpoint", s.URL(), "--token", "hf_nope", "push", dir, "--repo", "w/x"}, 1, "401"},
 		{"missing dir", []string{"--endpoint", s.URL(), "--token", hubcliToken, "push", filepath.Join(dir, "nope"), "--repo", "w/x"}, 1, "nope"},

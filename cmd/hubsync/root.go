@@ -6,12 +6,15 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"strings"
 	"time"
 
-	"github.com/hubsync/hubsync/hub"
 	"github.com/rs/zerolog"
 	"github.com/spf13/cobra"
 	"golang.org/x/term"
+
+	"github.com/hubsync/hubsync/hub"
+	"github.com/hubsync/hubsync/internal/termsafe"
 )
 
 // Exit codes, as DESIGN.md fixes them.
@@ -29,6 +32,8 @@ type globalOptions struct {
 	Verbose   int    // -v, repeatable
 	// StallTimeout (--stall-timeout) aborts and retries a transfer that moved no byte for that long.
 	StallTimeout time.Duration
+
+	quiet bool // a command's --quiet: no progress bars, no logs below warnings
 
 	stdin  io.Reader
 	stdout io.Writer
@@ -56,9 +61,11 @@ func run(ctx context.Context, args []string, stdin io.Reader, stdout, stderr io.
 	if err == nil {
 		return exitOK
 	}
-	fmt.Fprintf(stderr, "hubsync: %v\n", err)
+	// An error may quote server text; whatever hub did not escape already is escaped here.
+	fmt.Fprintf(stderr, "hubsync: %s\n", termsafe.String(err.Error()))
 	var ue usageError
-	if errors.As(err, &ue) {
+	if errors.As(err, &ue) || strings.HasPrefix(err.Error(), "unknown command ") {
+		// cobra reports an unknown subcommand as a plain error; it is a usage error like any other.
 		return exitUsage
 	}
 	return exitFailure
@@ -71,6 +78,7 @@ func newRootCommand(g *globalOptions) *cobra.Command {
 		Long: `hubsync merges LoRA/QLoRA adapters into their base models (bitsandbytes 4-bit or 16-bit),
 shards the result as safetensors and publishes it to the Hugging Face Hub with parallel,
 resumable uploads, once (push, merge) or as a daemon that watches a trainer's output (watch).`,
+		Version:       hubsyncVersion(),
 		SilenceUsage:  true,
 		SilenceErrors: true,
 		PersistentPreRunE: func(cmd *cobra.Command, _ []string) error {
@@ -92,6 +100,7 @@ resumable uploads, once (push, merge) or as a daemon that watches a trainer's ou
 		newWhoamiCommand(g),
 		newMergeCommand(g),
 		newPushCommand(g),
+		newUploadCommand(g),
 		newDownloadCommand(g),
 		newWatchCommand(g),
 		newStatusCommand(g),
@@ -100,11 +109,25 @@ resumable uploads, once (push, merge) or as a daemon that watches a trainer's ou
 		newDemoCommand(g),
 		newTestmodelCommand(g),
 		newBenchCommand(g),
+		newVersionCommand(g),
 	)
+	root.SetVersionTemplate("hubsync {{.Version}}\n")
 	for _, c := range root.Commands() {
 		wrapArgs(c)
 	}
 	return root
+}
+
+func newVersionCommand(g *globalOptions) *cobra.Command {
+	return &cobra.Command{
+		Use:   "version",
+		Short: "Print the hubsync version",
+		Args:  cobra.NoArgs,
+		RunE: func(cmd *cobra.Command, args []string) error {
+			fmt.Fprintf(g.stdout, "hubsync %s\n", hubsyncVersion())
+			return nil
+		},
+	}
 }
 
 // wrapArgs makes positional-argument errors usage errors (exit 2), recursively.
@@ -145,14 +168,16 @@ func (g *globalOptions) setup() error {
 		level = zerolog.TraceLevel
 	}
 	var w io.Writer
+	// Colour only on a terminal, and never with $NO_COLOR set (https://no-color.org).
+	console := zerolog.ConsoleWriter{Out: g.stderr, TimeFormat: "15:04:05", NoColor: !colorEnabled(g.stderr)}
 	switch g.LogFormat {
 	case "json":
 		w = g.stderr
 	case "console":
-		w = zerolog.ConsoleWriter{Out: g.stderr, TimeFormat: "15:04:05"}
+		w = console
 	case "auto", "":
 		if isTerminal(g.stderr) {
-			w = zerolog.ConsoleWriter{Out: g.stderr, TimeFormat: "15:04:05"}
+			w = console
 		} else {
 			w = g.stderr
 		}
@@ -161,6 +186,17 @@ func (g *globalOptions) setup() error {
 	}
 	g.log = zerolog.New(w).Level(level).With().Timestamp().Logger()
 	return nil
+}
+
+// colorEnabled reports whether output to w may use ANSI colours: w is a terminal and $NO_COLOR is unset or empty.
+func colorEnabled(w io.Writer) bool {
+	return os.Getenv("NO_COLOR") == "" && isTerminal(w)
+}
+
+// progressBarsEnabled reports whether progress bars may be drawn on w: w is a terminal and
+// $HF_HUB_DISABLE_PROGRESS_BARS is not set to a true value (huggingface_hub's switch).
+func progressBarsEnabled(w io.Writer) bool {
+	return !hub.Getenv(os.Getenv).Bool("HF_HUB_DISABLE_PROGRESS_BARS") && isTerminal(w)
 }
 
 // isTerminal reports whether w is a terminal.

@@ -135,8 +135,9 @@ func OpenEnv(cfg *config.Config, o EnvOptions) (*Env, error) {
 // fetchBase returns the merge's FetchBase: a base repo that is not in the HF cache is downloaded into it through
 // the Hub client (main revision).
 func (e *Env) fetchBase(log zerolog.Logger) func(ctx context.Context, repoID string) (string, error) {
-	return func(ctx context.Context, repoID string) (string, error) {
-		log.Info().Str("base", repoID).Str("cache", e.cacheDir()).Msg("downloading the base model into the HF cache")
-		return e.Client.Download(ctx, repoID, "main", hub.DownloadOptions{CacheDir: e.cacheDir()})
+	return func(ctx context.Context, spec string) (string, error) {
+		log.Info().Str("base", spec).Str("cache", e.cacheDir()).Msg("downloading the base model into the HF cache")
+		repoID, rev := hub.SplitRepoRevision(spec)
+		return e.Client.Download(ctx, repoID, rev, hub.DownloadOptions{CacheDir: e.cacheDir(), Offline: hub.OfflineFromEnv(e.getenv)})
 	}
 }
