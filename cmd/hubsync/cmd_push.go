@@ -47,6 +47,9 @@ type pushOptions struct {
 	MaxShardSize string
 	Device       string
 	StagingDir   string
+
+	// changed reports whether a flag was given on the command line (cobra's Flags().Changed).
+	changed func(name string) bool
 }
 
 // AddFlags registers the flags.
@@ -119,7 +122,10 @@ plan before any byte is written, and removed afterwards. Model files of an earli
 the new one lacks (e.g. shards of another shard count) are deleted in the same commit. --message may use
 {step} and {checkpoint}.`,
 		Args: cobra.MaximumNArgs(1),
-		RunE: func(cmd *cobra.Command, args []string) error { return runPush(cmd.Context(), g, o, args) },
+		RunE: func(cmd *cobra.Command, args []string) error {
+			o.changed = cmd.Flags().Changed
+			return runPush(cmd.Context(), g, o, args)
+		},
 	}
 	o.AddFlags(cmd.Flags())
 	return cmd
@@ -200,37 +206,14 @@ func pushFiles(ctx context.Context, g *globalOptions, o *pushOptions, files []hu
 	if err != nil {
 		return err
 	}
-	if _, created, err := c.CreateRepo(ctx, o.Repo, hub.CreateRepoOptions{Private: o.Private, ExistOK: true}); err != nil {
-		return err
-	} else if created {
-		g.log.Info().Str("repo", o.Repo).Bool("private", o.Private).Msg("created the repo")
-	}
-	if o.Revision != "main" && !strings.HasPrefix(o.Revision, "refs/pr/") {
-		refs, err := c.ListRefs(ctx, o.Repo)
-		if err != nil {
-			return err
-		}
-		if !refs.HasBranch(o.Revision) {
-			if err := c.CreateBranch(ctx, o.Repo, o.Revision, hub.BranchOptions{ExistOK: true}); err != nil {
-				return err
-			}
-			g.log.Info().Str("branch", o.Revision).Msg("created the branch")
-		}
-	}
-	res, err := c.Commit(ctx, o.Repo, files, hub.CommitOptions{
-		Revision: o.Revision, Summary: summary, Description: description, CreatePR: o.CreatePR, Progress: prog.event,
-	})
+	env := &pipeline.Env{Client: c, Log: g.log, Backends: mergeBackends}
+	res, err := pipeline.PublishFiles(ctx, env, pipeline.FilesCommit{
+		Repo: o.Repo, Branch: o.Revision, Private: o.Private, Summary: summary, Description: description,
+		CreatePR: o.CreatePR, Tag: o.Tag, Files: files,
+	}, pipeline.PublishFilesOptions{Progress: prog.event, Log: g.log})
 	prog.close()
 	if err != nil {
 		return err
-	}
-	switch {
-	case res.NoOp:
-		g.log.Info().Str("commit", res.CommitOID).Msg("nothing to commit: the repo already has these files")
-	case res.Recovered:
-		g.log.Info().Str("commit", res.CommitOID).Msg("committed (the answer was lost; found the commit on the branch)")
-	default:
-		g.log.Info().Str("commit", res.CommitOID).Int("uploaded", res.Uploaded).Int("unchanged", res.Unchanged).Msg("committed")
 	}
 	if len(res.Ignored) > 0 {
 		g.log.Warn().Strs("paths", res.Ignored).Msg("the repo's .gitignore excluded these files")
@@ -238,20 +221,7 @@ func pushFiles(ctx context.Context, g *globalOptions, o *pushOptions, files []hu
 	if res.PullRequestURL != "" {
 		g.log.Info().Str("url", res.PullRequestURL).Msg("pull request")
 	}
-	url := res.CommitURL
-	if url == "" && res.CommitOID != "" {
-		url = c.Endpoint() + "/" + o.Repo + "/commit/" + res.CommitOID
-	}
-	fmt.Fprintln(g.stdout, url)
-	if o.Tag != "" {
-		if res.CommitOID == "" {
-			return fmt.Errorf("tag %s: the repo has no commit to tag", o.Tag)
-		}
-		if err := c.CreateTag(ctx, o.Repo, res.CommitOID, o.Tag, summary); err != nil {
-			return fmt.Errorf("the commit landed, but tagging it failed: %w", err)
-		}
-		g.log.Info().Str("tag", o.Tag).Str("commit", res.CommitOID).Msg("tagged")
-	}
+	fmt.Fprintln(g.stdout, res.URL)
 	return nil
 }
 
@@ -406,14 +376,10 @@ func (o *pushOptions) checkpointMode(dir string) (bool, error) {
 	if o.Raw && (o.Merged || o.AdapterOnly) {
 		return false, usagef("--raw uploads the folder as it is; it excludes --merged and --adapter-only")
 	}
-	if !o.Merged {
-		for _, f := range []struct {
-			name string
-			set  bool
-		}{{"--base", o.Base != ""}, {"--dtype", o.DType != ""}, {"--max-shard-size", o.MaxShardSize != "5GB"},
-			{"--device", o.Device != "auto"}} {
-			if f.set {
-				return false, usagef("%s applies to --merged", f.name)
+	if !o.Merged && o.changed != nil {
+		for _, name := range []string{"base", "dtype", "max-shard-size", "device"} {
+			if o.changed(name) {
+				return false, usagef("--%s applies to --merged", name)
 			}
 		}
 	}
