@@ -198,10 +198,7 @@ func untieConfig(cfg []byte) []byte {
 // cardInfo describes the merge for the model card.
 func (p *Plan) cardInfo(sp *export.ShardPlan) export.CardInfo {
 	c := p.ad.cfg
-	base := p.base.repoID
-	if base == "" {
-		base = c.BaseModelNameOrPath
-	}
+	base := export.BaseRepoID(p.base.repoID, p.base.dir, p.base.config, c.BaseModelNameOrPath)
 	if base == "" {
 		base = p.base.dir
 	}

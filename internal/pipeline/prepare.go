@@ -193,7 +193,7 @@ func prepareAdapter(ctx context.Context, o prepareOptions) (*outputSet, error) {
 		repo = o.Target.AdapterRepo
 	}
 	card := export.AdapterCard(export.CardInfo{
-		BaseModel: ac.BaseModelNameOrPath, AdapterName: o.Name, Step: int(o.Step), Rank: ac.R, Alpha: ac.LoraAlpha,
+		BaseModel: export.BaseRepoID("", "", nil, ac.BaseModelNameOrPath), AdapterName: o.Name, Step: int(o.Step), Rank: ac.R, Alpha: ac.LoraAlpha,
 		UseRSLoRA: ac.UseRSLoRA, UseDoRA: ac.UseDoRA, TargetModules: ac.TargetModules, RepoID: repo,
 	})
 	if err := os.WriteFile(filepath.Join(tmp, "README.md"), card, 0o644); err != nil {
