@@ -29,7 +29,7 @@ import (
 	"strconv"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/hubsync/hubsync/internal/fsutil"
 
 	"github.com/hubsync/hubsync/export"
 	"github.com/hubsync/hubsync/internal/tensor"
@@ -236,11 +236,10 @@ func checkDiskSpace(out string, need int64) error {
 		}
 		dir = parent
 	}
-	var st unix.Statfs_t
-	if err := unix.Statfs(dir, &st); err != nil {
+	avail, err := fsutil.AvailableBytes(dir)
+	if err != nil {
 		return fmt.Errorf("merge: check free space in %s: %w", dir, err)
 	}
-	avail := int64(st.Bavail) * int64(st.Bsize)
 	if avail < need {
 		return &DiskSpaceError{Dir: dir, Need: need, Avail: avail}
 	}
