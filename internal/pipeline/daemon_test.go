@@ -32,6 +32,7 @@ func simulate(t *testing.T, outputs string, steps []int, interval time.Duration,
 }
 
 func TestDaemonPublishesEveryCheckpointOnce(t *testing.T) {
+	t.Parallel()
 	s := newTestHub(t)
 	outputs := filepath.Join(t.TempDir(), "outputs")
 	cfg := testConfig(t, s.URL(), nil, outputs)

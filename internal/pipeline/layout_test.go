@@ -37,6 +37,7 @@ func refNames(refs []hub.Ref) string {
 }
 
 func TestDaemonLayouts(t *testing.T) {
+	t.Parallel()
 	steps := []int{10, 20, 30}
 	tests := []struct {
 		name  string
@@ -137,6 +138,7 @@ func TestDaemonLayouts(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			s := newTestHub(t)
 			outputs := filepath.Join(t.TempDir(), "outputs")
 			ckpts := map[int]string{}

@@ -42,10 +42,12 @@ func (c *cancelAfterParts) RoundTrip(req *http.Request) (*http.Response, error) 
 // middle of the upload), starts a new one on the same state directory and checks that the Hub ends as after an
 // uninterrupted run: the same files in every tag, one commit per checkpoint.
 func TestDaemonRestartResumes(t *testing.T) {
+	t.Parallel()
 	points := []string{"detected", "pinned", "merged", "uploading", "mid-upload", PointCommitLanded, "committed",
 		"both/" + PointCommitLanded}
 	for _, name := range points {
 		t.Run(name, func(t *testing.T) {
+			t.Parallel()
 			point, both := strings.CutPrefix(name, "both/")
 			s := newTestHub(t)
 			outputs := filepath.Join(t.TempDir(), "outputs")
