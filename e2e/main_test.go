@@ -121,6 +121,34 @@ type expectedCheckpoint struct {
 	Dir string
 	// Files maps the path in the repo to the file's digest (size, sha256) as the merge wrote it.
 	Files map[string]export.FileDigest
+	// Card is what the local merge's model card was rendered from (it names no repo).
+	Card export.CardInfo
+	// readme, when set, is README.md's expected content (the card naming the repo it is published in).
+	readme []byte
+}
+
+// read returns the expected content of the regular file p.
+func (e *expectedCheckpoint) read(p string) ([]byte, error) {
+	if p == "README.md" && e.readme != nil {
+		return e.readme, nil
+	}
+	return os.ReadFile(filepath.Join(e.Dir, filepath.FromSlash(p)))
+}
+
+// expectedIn is the expected publication of checkpoint step in repo: the local merge's files, with the model
+// card rendered (by the same export.ModelCard) for that repo, whose id its title and loading snippet name.
+func (s *suite) expectedIn(t testing.TB, step int, repo string) *expectedCheckpoint {
+	t.Helper()
+	e := *s.expectedFor(t, step)
+	ci := e.Card
+	ci.RepoID = repo
+	e.readme = export.ModelCard(ci)
+	e.Files = make(map[string]export.FileDigest, len(e.Files))
+	for p, f := range s.expectedFor(t, step).Files {
+		e.Files[p] = f
+	}
+	e.Files["README.md"] = export.FileDigest{Path: "README.md", Size: int64(len(e.readme)), SHA256: sha256.Sum256(e.readme)}
+	return &e
 }
 
 // expectedFor returns the expected publication of checkpoint step (deterministic: the trainer's checkpoints
@@ -155,7 +183,7 @@ func (s *suite) makeExpected(step int) (*expectedCheckpoint, error) {
 	if err != nil {
 		return nil, fmt.Errorf("reference merge of checkpoint %d: %w", step, err)
 	}
-	e := &expectedCheckpoint{Step: step, Dir: res.Dir, Files: map[string]export.FileDigest{}}
+	e := &expectedCheckpoint{Step: step, Dir: res.Dir, Files: map[string]export.FileDigest{}, Card: res.Card}
 	for _, f := range res.Files {
 		e.Files[f.Path] = f
 	}

@@ -52,6 +52,8 @@ type Result struct {
 	// Backend names the backend that computed the tiles.
 	Backend  string
 	Duration time.Duration
+	// Card is what the model card (README.md) was rendered from.
+	Card export.CardInfo
 }
 
 // Run plans and executes a merge.
@@ -152,7 +154,8 @@ func (p *Plan) Execute(ctx context.Context) (*Result, error) {
 			return nil, fmt.Errorf("merge: %w", err)
 		}
 	}
-	if err := out.WriteFile("README.md", export.ModelCard(p.cardInfo(sp))); err != nil {
+	card := p.cardInfo(sp)
+	if err := out.WriteFile("README.md", export.ModelCard(card)); err != nil {
 		return nil, fmt.Errorf("merge: %w", err)
 	}
 	if err := ctx.Err(); err != nil {
@@ -166,6 +169,7 @@ func (p *Plan) Execute(ctx context.Context) (*Result, error) {
 	res := &Result{
 		Dir: dir, Files: files, Tensors: len(p.tensors), Merged: p.merged, Bytes: sp.TotalSize,
 		Shards: len(sp.Shards), DType: p.modelDType, Backend: p.backend.Name(), Duration: time.Since(start),
+		Card: card,
 	}
 	p.log.Info().Str("out", dir).Dur("took", res.Duration).
 		Float64("gb_per_s", float64(res.Bytes)/1e9/res.Duration.Seconds()).Msg("merged")
@@ -209,7 +213,7 @@ func (p *Plan) cardInfo(sp *export.ShardPlan) export.CardInfo {
 	ci := export.CardInfo{
 		BaseModel: base, AdapterName: name, Rank: c.R, Alpha: c.LoraAlpha, UseRSLoRA: c.UseRSLoRA,
 		UseDoRA: c.UseDoRA, TargetModules: c.TargetModules, DType: p.modelDType, Shards: len(sp.Shards),
-		TotalSize: sp.TotalSize, Tags: p.opts.CardTags, Extra: p.opts.CardExtra,
+		TotalSize: sp.TotalSize, Tags: p.opts.CardTags, Extra: p.opts.CardExtra, RepoID: p.opts.CardRepoID,
 	}
 	if m := checkpointStep.FindStringSubmatch(name); m != nil {
 		ci.Step, _ = strconv.Atoi(m[1])

@@ -92,7 +92,7 @@ func TestDaemonHubFaults(t *testing.T) {
 			repo := cfg.Watch[0].Repo
 			for _, step := range []int{10, 20} {
 				tag := fmt.Sprintf("step-%d", step)
-				sameDigests(t, tag, repoFiles(t, c, repo, tag), referenceMerge(t, ckpts[step], testShard))
+				sameDigests(t, tag, repoFiles(t, c, repo, tag), referenceMerge(t, ckpts[step], testShard, repo))
 			}
 			if n := commitCount(t, c, repo, "main"); n != 3 {
 				t.Errorf("%d commits, want 3", n)

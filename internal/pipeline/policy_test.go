@@ -129,7 +129,7 @@ func TestDaemonRotation(t *testing.T) {
 		s := newTestHub(t)
 		outputs := filepath.Join(t.TempDir(), "outputs")
 		ck10 := writeCheckpoint(t, outputs, 10, nil)
-		ref10 := referenceMerge(t, ck10, testShard)
+		ref10 := referenceMerge(t, ck10, testShard, "w/model-a")
 		cfg := testConfig(t, s.URL(), nil, outputs)
 		env := openTestEnv(t, cfg, testToken)
 		defer env.Close()
@@ -144,7 +144,7 @@ func TestDaemonRotation(t *testing.T) {
 		if _, err := os.Stat(ck10); !os.IsNotExist(err) {
 			t.Fatalf("rotation did not delete %s", ck10)
 		}
-		ref20 := referenceMerge(t, ck20, testShard)
+		ref20 := referenceMerge(t, ck20, testShard, "w/model-a")
 		close(up.release)
 		g.wait(t)
 		close(g.release)

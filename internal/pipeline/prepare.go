@@ -128,7 +128,7 @@ func prepareMerged(ctx context.Context, env *Env, o prepareOptions) (*outputSet,
 	res, err := merge.Run(ctx, merge.Options{
 		Base: base, Adapter: o.Src, Out: out, DType: o.Target.DType, MaxShardSize: o.Target.MaxShardSize,
 		Device: o.Target.Device, Backends: env.Backends, Threads: env.MergeThreads, Logger: o.Log,
-		FetchBase: env.fetchBase(o.Log), Progress: o.Progress, AdapterName: o.Name,
+		FetchBase: env.fetchBase(o.Log), Progress: o.Progress, AdapterName: o.Name, CardRepoID: o.Target.Repo,
 	})
 	if err != nil {
 		return nil, err

@@ -27,7 +27,7 @@ func TestPublishCheckpointMerged(t *testing.T) {
 	env := publishEnv(t, s.URL())
 	outputs := t.TempDir()
 	ckpt := writeCheckpoint(t, outputs, 500, nil)
-	want := referenceMerge(t, ckpt, testShard)
+	want := referenceMerge(t, ckpt, testShard, "w/merged")
 	if len(want) < 5 {
 		t.Fatalf("reference merge has only %v", want)
 	}
@@ -89,7 +89,7 @@ func TestPublishReplacesStaleFiles(t *testing.T) {
 	}
 	c := testClient(t, s)
 	got := repoFiles(t, c, "w/stale", "main")
-	sameDigests(t, "main", got, referenceMerge(t, ckpt, 50_000_000))
+	sameDigests(t, "main", got, referenceMerge(t, ckpt, 50_000_000, "w/stale"))
 	del := strings.Join(res.Commits[0].Deleted, ",")
 	if !strings.Contains(del, "model-00001-of-") || !strings.Contains(del, "model.safetensors.index.json") {
 		t.Errorf("deleted %s", del)

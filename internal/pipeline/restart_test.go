@@ -151,7 +151,7 @@ func TestDaemonRestartResumes(t *testing.T) {
 			repo := cfg.Watch[0].Repo
 			for _, step := range []int{10, 20} {
 				tag := fmt.Sprintf("step-%d", step)
-				sameDigests(t, tag, repoFiles(t, c, repo, tag), referenceMerge(t, ckpts[step], testShard))
+				sameDigests(t, tag, repoFiles(t, c, repo, tag), referenceMerge(t, ckpts[step], testShard, repo))
 			}
 			repos := []string{repo}
 			if both {
