@@ -1,11 +1,13 @@
 package pipeline
 
 import (
+	"context"
 	"fmt"
 	"os"
 	"path/filepath"
 	"testing"
 
+	"github.com/hubsync/hubsync/hub"
 	"github.com/hubsync/hubsync/internal/journal"
 )
 
@@ -81,5 +83,47 @@ func TestFreshJournalDoesNotRepublish(t *testing.T) {
 		if got := repoFiles(t, c, "w/model-a", fmt.Sprintf("step-%d", step)); len(got) == 0 {
 			t.Errorf("tag step-%d lost its files", step)
 		}
+	}
+}
+
+// TestRecoverByTagBeyondSearchDepth: a job whose commit is further down the branch than the search depth is still
+// found through its tag (the tag points at the commit carrying the job's id), so nothing is committed again.
+func TestRecoverByTagBeyondSearchDepth(t *testing.T) {
+	t.Parallel()
+	s := newTestHub(t)
+	env := publishEnv(t, s.URL())
+	ctx := context.Background()
+	dir := t.TempDir()
+	job := filepath.Join(dir, "a.txt")
+	if err := os.WriteFile(job, []byte("the job's file"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	fc := FilesCommit{Repo: "w/deep", Summary: "job", Tag: "step-1",
+		Files: []hub.UploadFile{{PathInRepo: "a.txt", LocalPath: job}}}
+	o := publishSetOptions{CommitID: "job-1", Recover: true, Log: testLogger(t)}
+	first, err := publishFiles(ctx, env.Client, fc, nil, o)
+	if err != nil {
+		t.Fatal(err)
+	}
+	other := filepath.Join(dir, "b.txt")
+	for i := 0; i <= recoverDepth; i++ {
+		if err := os.WriteFile(other, []byte(fmt.Sprint("other ", i)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := env.Client.Commit(ctx, "w/deep", []hub.UploadFile{{PathInRepo: "b.txt", LocalPath: other}},
+			hub.CommitOptions{Summary: fmt.Sprint("other ", i)}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	before := commitCount(t, env.Client, "w/deep", "main")
+	again, err := publishFiles(ctx, env.Client, fc, nil, o)
+	if err != nil {
+		t.Fatalf("republishing the job: %v", err)
+	}
+	if !again.Recovered || again.OID != first.OID {
+		t.Errorf("republish: commit %s (recovered %v), want the job's first commit %s found again", again.OID, again.Recovered, first.OID)
+	}
+	if n := commitCount(t, env.Client, "w/deep", "main"); n != before {
+		t.Errorf("%d commits on main after the republish, %d before", n, before)
 	}
 }

@@ -221,6 +221,13 @@ func publishFiles(ctx context.Context, c *hub.Client, fc FilesCommit, stale func
 		if found, err = findCommit(ctx, c, fc.Repo, fc.Branch, o.CommitID); err != nil {
 			return nil, fmt.Errorf("looking for an earlier commit of this job on %s@%s: %w", fc.Repo, fc.Branch, err)
 		}
+		if found == nil && fc.Tag != "" && !fc.CreatePR {
+			// The branch may have moved on by more than the search depth: the job's tag, when it exists,
+			// points at the job's commit.
+			if found, err = taggedCommit(ctx, c, fc.Repo, fc.Tag, o.CommitID); err != nil {
+				return nil, fmt.Errorf("looking for an earlier commit of this job at tag %s of %s: %w", fc.Tag, fc.Repo, err)
+			}
+		}
 	}
 	if found != nil {
 		log.Info().Str("commit", found.ID).Str("commit_id", o.CommitID).
@@ -331,6 +338,23 @@ func ensureTag(ctx context.Context, c *hub.Client, repo, tag, oid, message strin
 // when absent or when the branch does not exist.
 func findCommit(ctx context.Context, c *hub.Client, repo, branch, id string) (*hub.CommitInfo, error) {
 	ci, err := c.FindCommit(ctx, repo, branch, id, "", recoverDepth)
+	if errors.Is(err, hub.ErrRevisionNotFound) {
+		return nil, nil
+	}
+	return ci, err
+}
+
+// taggedCommit returns the commit tag points at when that commit carries the trailer id; nil when the tag does
+// not exist or points at another commit.
+func taggedCommit(ctx context.Context, c *hub.Client, repo, tag, id string) (*hub.CommitInfo, error) {
+	refs, err := c.ListRefs(ctx, repo)
+	if err != nil {
+		return nil, err
+	}
+	if !refs.HasTag(tag) {
+		return nil, nil
+	}
+	ci, err := c.FindCommit(ctx, repo, tag, id, "", 1)
 	if errors.Is(err, hub.ErrRevisionNotFound) {
 		return nil, nil
 	}
