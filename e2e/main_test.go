@@ -30,7 +30,14 @@ type suite struct {
 	work string
 
 	mu       sync.Mutex
-	expected map[int]*expectedCheckpoint // by step
+	expected map[int]*expectedOnce // by step
+}
+
+// expectedOnce makes one step's expected checkpoint once; tests wanting other steps do not wait for it.
+type expectedOnce struct {
+	once sync.Once
+	e    *expectedCheckpoint
+	err  error
 }
 
 // shared is set once by TestMain (the test binary's main) and read by the tests.
@@ -78,7 +85,7 @@ func runMain(m *testing.M) int {
 		return 1
 	}
 	defer os.RemoveAll(work)
-	s := &suite{work: work, expected: map[int]*expectedCheckpoint{}}
+	s := &suite{work: work, expected: map[int]*expectedOnce{}}
 	start := time.Now()
 	if s.bin = os.Getenv("HUBSYNC_E2E_BIN"); s.bin == "" {
 		s.bin = filepath.Join(work, "bin", "hubsync")
@@ -114,6 +121,34 @@ type expectedCheckpoint struct {
 	Dir string
 	// Files maps the path in the repo to the file's digest (size, sha256) as the merge wrote it.
 	Files map[string]export.FileDigest
+	// Card is what the local merge's model card was rendered from (it names no repo).
+	Card export.CardInfo
+	// readme, when set, is README.md's expected content (the card naming the repo it is published in).
+	readme []byte
+}
+
+// read returns the expected content of the regular file p.
+func (e *expectedCheckpoint) read(p string) ([]byte, error) {
+	if p == "README.md" && e.readme != nil {
+		return e.readme, nil
+	}
+	return os.ReadFile(filepath.Join(e.Dir, filepath.FromSlash(p)))
+}
+
+// expectedIn is the expected publication of checkpoint step in repo: the local merge's files, with the model
+// card rendered (by the same export.ModelCard) for that repo, whose id its title and loading snippet name.
+func (s *suite) expectedIn(t testing.TB, step int, repo string) *expectedCheckpoint {
+	t.Helper()
+	e := *s.expectedFor(t, step)
+	ci := e.Card
+	ci.RepoID = repo
+	e.readme = export.ModelCard(ci)
+	e.Files = make(map[string]export.FileDigest, len(e.Files))
+	for p, f := range s.expectedFor(t, step).Files {
+		e.Files[p] = f
+	}
+	e.Files["README.md"] = export.FileDigest{Path: "README.md", Size: int64(len(e.readme)), SHA256: sha256.Sum256(e.readme)}
+	return &e
 }
 
 // expectedFor returns the expected publication of checkpoint step (deterministic: the trainer's checkpoints
@@ -121,31 +156,41 @@ type expectedCheckpoint struct {
 func (s *suite) expectedFor(t testing.TB, step int) *expectedCheckpoint {
 	t.Helper()
 	s.mu.Lock()
-	defer s.mu.Unlock()
-	if e := s.expected[step]; e != nil {
-		return e
+	eo := s.expected[step]
+	if eo == nil {
+		eo = &expectedOnce{}
+		s.expected[step] = eo
 	}
+	s.mu.Unlock()
+	eo.once.Do(func() { eo.e, eo.err = s.makeExpected(step) })
+	if eo.err != nil {
+		t.Fatal(eo.err)
+	}
+	return eo.e
+}
+
+// makeExpected writes the reference checkpoint of step and merges it.
+func (s *suite) makeExpected(step int) (*expectedCheckpoint, error) {
 	ctx := context.Background()
 	ref := filepath.Join(s.work, "reference", strconv.Itoa(step))
 	ckpt, err := testmodel.WriteCheckpoint(ctx, filepath.Join(ref, "outputs"), step, adapterSpec(),
 		testmodel.CheckpointOptions{Base: s.base})
 	if err != nil {
-		t.Fatalf("reference checkpoint %d: %v", step, err)
+		return nil, fmt.Errorf("reference checkpoint %d: %w", step, err)
 	}
 	res, err := merge.Run(ctx, merge.Options{Base: s.baseDir, Adapter: ckpt, Out: filepath.Join(ref, "merged"),
 		MaxShardSize: maxShardBytes, Device: "cpu"})
 	if err != nil {
-		t.Fatalf("reference merge of checkpoint %d: %v", step, err)
+		return nil, fmt.Errorf("reference merge of checkpoint %d: %w", step, err)
 	}
-	e := &expectedCheckpoint{Step: step, Dir: res.Dir, Files: map[string]export.FileDigest{}}
+	e := &expectedCheckpoint{Step: step, Dir: res.Dir, Files: map[string]export.FileDigest{}, Card: res.Card}
 	for _, f := range res.Files {
 		e.Files[f.Path] = f
 	}
 	if res.Shards < 2 {
-		t.Fatalf("the reference merge has %d shard(s); the tests want several (multipart, index)", res.Shards)
+		return nil, fmt.Errorf("the reference merge has %d shard(s); the tests want several (multipart, index)", res.Shards)
 	}
-	s.expected[step] = e
-	return e
+	return e, nil
 }
 
 // sameCheckpoint reports whether the checkpoint directory dir holds exactly what the reference checkpoint of

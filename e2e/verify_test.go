@@ -46,7 +46,7 @@ func compareTree(entries []hub.TreeEntry, e *expectedCheckpoint) []string {
 					en.Path, en.LFS.OID, en.LFS.Size, f.SHA256, f.Size))
 			}
 		default:
-			b, err := os.ReadFile(filepath.Join(e.Dir, filepath.FromSlash(en.Path)))
+			b, err := e.read(en.Path)
 			if err != nil {
 				diffs = append(diffs, err.Error())
 			} else if en.OID != gitBlobID(b) || en.Size != f.Size {
@@ -122,7 +122,7 @@ func (s *scenario) verifyPublished(ctx context.Context, steps ...int) map[int]hu
 			t.Errorf("checkpoint-%d was committed twice: %s and %s", step, prev.ID, c.ID)
 		}
 		byStep[step] = c
-		e := shared.expectedFor(t, step)
+		e := shared.expectedIn(t, step, s.repo)
 		tree, err := s.client.ListTree(ctx, s.repo, c.ID, "", true)
 		if err != nil {
 			t.Fatalf("tree of %s: %v", c.ID, err)
@@ -158,7 +158,7 @@ func (s *scenario) verifyPublished(ctx context.Context, steps ...int) map[int]hu
 		if err != nil {
 			t.Fatalf("download %s@%s: %v", s.repo, tag, err)
 		}
-		for _, d := range compareDownload(snap, shared.expectedFor(t, step)) {
+		for _, d := range compareDownload(snap, shared.expectedIn(t, step, s.repo)) {
 			t.Errorf("%s: %s", tag, d)
 		}
 	}

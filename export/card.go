@@ -2,10 +2,12 @@ package export
 
 import (
 	"bytes"
+	"encoding/json"
 	"fmt"
 	"math"
+	"os"
+	"path/filepath"
 	"regexp"
-	"runtime/debug"
 	"sort"
 	"strconv"
 	"strings"
@@ -17,8 +19,8 @@ import (
 
 // CardInfo describes a merge (or, for AdapterCard, an adapter) for its model card.
 type CardInfo struct {
-	// BaseModel is the base model's Hub repo id. A value that is not a valid repo id (a local path) is named in
-	// the text but kept out of the base_model metadata, which the Hub validates.
+	// BaseModel is the base model's Hub repo id (see BaseRepoID). A value that is not an "owner/name" repo id (a
+	// local path) is named in the text by its last element but kept out of the base_model metadata.
 	BaseModel string
 	// AdapterName is the adapter's path or name (e.g. outputs/checkpoint-500).
 	AdapterName string
@@ -40,8 +42,6 @@ type CardInfo struct {
 	Extra map[string]string
 	// RepoID is the repo the card is published in, for the loading snippet ("" → a local path placeholder).
 	RepoID string
-	// Version is the hubsync version ("" → the binary's module version from its build info).
-	Version string
 	// PipelineTag overrides the pipeline tag ("" → text-generation).
 	PipelineTag string
 	// TiedNote says what the merge did with a tied base's embeddings ("" → nothing to say).
@@ -57,6 +57,62 @@ func ValidRepoID(s string) bool {
 		!strings.HasSuffix(s, ".git")
 }
 
+// cardRepoID reports whether s may name a base model on a card: a valid "owner/name" repo id. A bare name is
+// valid on the Hub (legacy models such as gpt2) but is far more often a local directory ("base4"), which would
+// give a broken link and a wrong base_model, so it is named as text only.
+func cardRepoID(s string) bool { return strings.Contains(s, "/") && ValidRepoID(s) }
+
+// BaseRepoID returns the Hub repo id of a merge's base for its model card, or "" when none is known: repoID when
+// the base was given as one, else the repo of an HF cache snapshot directory (…/models--OWNER--NAME/snapshots/REV),
+// else config.json's _name_or_path, else the adapter's base_model_name_or_path, each only when it is an
+// "owner/name" repo id and not an existing local path.
+func BaseRepoID(repoID, dir string, config []byte, adapterBase string) string {
+	if cardRepoID(repoID) {
+		return repoID
+	}
+	if id := cacheRepoID(dir); id != "" {
+		return id
+	}
+	var cfg struct {
+		NameOrPath string `json:"_name_or_path"`
+	}
+	_ = json.Unmarshal(config, &cfg) // a config without a readable _name_or_path just names nothing
+	for _, s := range []string{cfg.NameOrPath, adapterBase} {
+		if cardRepoID(s) && !localPath(s) {
+			return s
+		}
+	}
+	return ""
+}
+
+// cacheRepoID returns OWNER/NAME when dir is (inside) a snapshot of the HF cache's models--OWNER--NAME folder.
+func cacheRepoID(dir string) string {
+	if dir == "" {
+		return ""
+	}
+	parts := strings.Split(filepath.ToSlash(filepath.Clean(dir)), "/")
+	for i := len(parts) - 3; i >= 0; i-- {
+		if parts[i+1] != "snapshots" || !strings.HasPrefix(parts[i], "models--") {
+			continue
+		}
+		owner, name, ok := strings.Cut(strings.TrimPrefix(parts[i], "models--"), "--")
+		if !ok || strings.Contains(name, "--") {
+			return ""
+		}
+		if id := owner + "/" + name; cardRepoID(id) {
+			return id
+		}
+		return ""
+	}
+	return ""
+}
+
+// localPath reports whether s names an existing file or directory (so is a path, not a repo id).
+func localPath(s string) bool {
+	_, err := os.Stat(s)
+	return err == nil
+}
+
 // frontMatter is the card's YAML metadata, in the order written.
 type frontMatter struct {
 	BaseModel   string   `yaml:"base_model,omitempty"`
@@ -70,7 +126,7 @@ func (ci CardInfo) frontMatter(library string, std ...string) []byte {
 	if fm.PipelineTag == "" {
 		fm.PipelineTag = "text-generation"
 	}
-	if ValidRepoID(ci.BaseModel) {
+	if cardRepoID(ci.BaseModel) {
 		fm.BaseModel = ci.BaseModel
 	}
 	seen := map[string]bool{}
@@ -99,16 +155,6 @@ func (ci CardInfo) scaling() float64 {
 		return ci.Alpha / math.Sqrt(float64(ci.Rank))
 	}
 	return ci.Alpha / float64(ci.Rank)
-}
-
-func (ci CardInfo) version() string {
-	if ci.Version != "" {
-		return ci.Version
-	}
-	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
-		return bi.Main.Version
-	}
-	return "(devel)"
 }
 
 func (ci CardInfo) loadPath() string {
@@ -178,10 +224,11 @@ func (ci CardInfo) baseName() string {
 	if ci.BaseModel == "" {
 		return "the base model"
 	}
-	if ValidRepoID(ci.BaseModel) {
+	if cardRepoID(ci.BaseModel) {
 		return fmt.Sprintf("[%s](https://huggingface.co/%s)", ci.BaseModel, ci.BaseModel)
 	}
-	return code(ci.BaseModel)
+	// A local path: its last element only (local paths are never published).
+	return code(filepath.Base(filepath.Clean(ci.BaseModel)))
 }
 
 // ModelCard renders README.md for a merged model: YAML front matter (base_model, library_name: transformers,
@@ -195,8 +242,8 @@ func ModelCard(ci CardInfo) []byte {
 		title = "Merged LoRA model"
 	}
 	fmt.Fprintf(&b, "# %s\n\n", title)
-	fmt.Fprintf(&b, "This model is %s with a LoRA adapter merged into its weights by hubsync %s. It loads like any "+
-		"transformers model: no PEFT or bitsandbytes needed.\n\n", ci.baseName(), code(ci.version()))
+	fmt.Fprintf(&b, "This model is %s with a LoRA adapter merged into its weights by hubsync. It loads like any "+
+		"transformers model: no PEFT or bitsandbytes needed.\n\n", ci.baseName())
 	b.WriteString("## Merge\n\n")
 	ci.loraLines(&b)
 	b.WriteString("- Merge: W' = W + scaling · (B · A)")
@@ -233,7 +280,7 @@ func AdapterCard(ci CardInfo) []byte {
 		title = "LoRA adapter"
 	}
 	fmt.Fprintf(&b, "# %s\n\n", title)
-	fmt.Fprintf(&b, "A LoRA adapter for %s, uploaded by hubsync %s.\n\n## Adapter\n\n", ci.baseName(), code(ci.version()))
+	fmt.Fprintf(&b, "A LoRA adapter for %s, uploaded by hubsync.\n\n## Adapter\n\n", ci.baseName())
 	ci.loraLines(&b)
 	ci.extraLines(&b)
 	fmt.Fprintf(&b, "\n## Usage\n\n```python\nfrom peft import AutoPeftModelForCausalLM\n\n"+

@@ -5,6 +5,7 @@ import (
 	"os"
 	"path/filepath"
 	"reflect"
+	"runtime/debug"
 	"strings"
 	"testing"
 
@@ -36,7 +37,7 @@ func TestModelCard(t *testing.T) {
 		BaseModel: "unsloth/llama-3-8b-bnb-4bit", AdapterName: "outputs/checkpoint-500", Step: 500,
 		Rank: 16, Alpha: 32, UseRSLoRA: true, TargetModules: []string{"q_proj", "v_proj"},
 		DType: tensor.BF16, Shards: 4, TotalSize: 16_060_522_496, Tags: []string{"sft", "lora", "a: b"},
-		Extra: map[string]string{"dataset": "alpaca", "author": "me"}, RepoID: "me/llama-merged", Version: "v1.2.3",
+		Extra: map[string]string{"dataset": "alpaca", "author": "me"}, RepoID: "me/llama-merged",
 	}
 	fm, body := splitCard(t, ModelCard(ci))
 	want := map[string]any{
@@ -51,7 +52,7 @@ func TestModelCard(t *testing.T) {
 		"# me/llama-merged", "[unsloth/llama-3-8b-bnb-4bit](https://huggingface.co/unsloth/llama-3-8b-bnb-4bit)",
 		"`outputs/checkpoint-500`", "Training step: 500", "LoRA rank (r): 16", "LoRA alpha: 32",
 		"Scaling: 8 (alpha / sqrt(r))", "rsLoRA: true", "DoRA: false", "`q_proj`, `v_proj`", "Output dtype: bfloat16",
-		"4 safetensors file(s), 16.1 GB of tensor data (16060522496 bytes)", "`v1.2.3`",
+		"4 safetensors file(s), 16.1 GB of tensor data (16060522496 bytes)",
 		"- author: me\n- dataset: alpaca\n",
 		`AutoModelForCausalLM.from_pretrained("me/llama-merged", torch_dtype=torch.bfloat16, device_map="auto")`,
 	} {
@@ -75,7 +76,10 @@ func TestModelCardPlainScalingAndLocalBase(t *testing.T) {
 	if _, ok := fm["base_model"]; ok {
 		t.Errorf("local path in base_model: %v", fm)
 	}
-	for _, s := range []string{"`/models/llama`", "Scaling: 2 (alpha / r)", "DoRA: true", "DoRA magnitude",
+	if strings.Contains(body, "/models/llama") {
+		t.Errorf("the local path is published:\n%s", body)
+	}
+	for _, s := range []string{"`llama`", "Scaling: 2 (alpha / r)", "DoRA: true", "DoRA magnitude",
 		`from_pretrained("path/to/this/model", torch_dtype=torch.float16`} {
 		if !strings.Contains(body, s) {
 			t.Errorf("body lacks %q:\n%s", s, body)
@@ -100,6 +104,57 @@ func TestAdapterCard(t *testing.T) {
 			t.Errorf("body lacks %q:\n%s", s, body)
 		}
 	}
+}
+
+// TestCardIndependentOfBuild: a card depends only on what was merged, never on how the binary was built (a
+// VCS-stamped build used to write its pseudo-version, a test binary "(devel)", so published cards differed from a
+// local merge's).
+func TestCardIndependentOfBuild(t *testing.T) {
+	ci := CardInfo{BaseModel: "o/base", Rank: 8, Alpha: 16, DType: tensor.BF16, RepoID: "me/m"}
+	stamp := "(devel)"
+	if bi, ok := debug.ReadBuildInfo(); ok && bi.Main.Version != "" {
+		stamp = bi.Main.Version
+	}
+	for name, card := range map[string][]byte{"model": ModelCard(ci), "adapter": AdapterCard(ci)} {
+		if bytes.Contains(card, []byte(stamp)) || bytes.Contains(card, []byte("(devel)")) {
+			t.Errorf("%s card carries the build's version %q:\n%s", name, stamp, card)
+		}
+	}
+}
+
+func TestBaseRepoID(t *testing.T) {
+	local := t.TempDir()
+	cache := filepath.Join(local, "hub", "models--unsloth--llama-3-8b-bnb-4bit", "snapshots", "0123abc")
+	tests := []struct {
+		name, repoID, dir, config, adapter, want string
+	}{
+		{"given repo id", "o/n", cache, `{"_name_or_path":"x/y"}`, "a/b", "o/n"},
+		{"cache snapshot", "", cache, `{"_name_or_path":"x/y"}`, "a/b", "unsloth/llama-3-8b-bnb-4bit"},
+		{"cache subfolder", "", filepath.Join(cache, "sub"), "", "", "unsloth/llama-3-8b-bnb-4bit"},
+		{"config name", "", "/models/base4", `{"_name_or_path":"meta-llama/Llama-3-8B"}`, "a/b", "meta-llama/Llama-3-8B"},
+		{"adapter's base", "", "/models/base4", `{"_name_or_path":"/models/base4"}`, "a/b", "a/b"},
+		{"bare name", "", "/models/base4", `{"_name_or_path":"base4"}`, "base4", ""},
+		{"local path in config", "", "/models/base4", `{"_name_or_path":"/models/base4"}`, "/models/base4", ""},
+		{"existing relative dir", "", "/m", "", local, ""},
+		{"no owner in the cache name", "", "/c/models--gpt2/snapshots/abc", "", "", ""},
+		{"broken config", "", "/m", `{`, "", ""},
+		{"nothing", "", "", "", "", ""},
+	}
+	for _, tc := range tests {
+		if got := BaseRepoID(tc.repoID, tc.dir, []byte(tc.config), tc.adapter); got != tc.want {
+			t.Errorf("%s: BaseRepoID = %q, want %q", tc.name, got, tc.want)
+		}
+	}
+}
+
+func FuzzBaseRepoID(f *testing.F) {
+	f.Add("", "/c/models--o--n/snapshots/r", `{"_name_or_path":"a/b"}`, "x/y")
+	f.Add("", "models--a--b--c/snapshots/x", `{}`, "../a")
+	f.Fuzz(func(t *testing.T, repoID, dir, config, adapter string) {
+		if got := BaseRepoID(repoID, dir, []byte(config), adapter); got != "" && !cardRepoID(got) {
+			t.Fatalf("BaseRepoID gave %q, not an owner/name repo id", got)
+		}
+	})
 }
 
 func TestValidRepoID(t *testing.T) {

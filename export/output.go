@@ -70,12 +70,9 @@ func CreateOutput(finalDir string) (*Output, error) {
 	if err := os.MkdirAll(parent, 0o755); err != nil {
 		return nil, fmt.Errorf("output directory %s: %w", finalDir, err)
 	}
-	tmp, err := os.MkdirTemp(parent, "."+base+".hubsync-tmp-")
+	// 0777 less the umask, like any directory the user makes (os.MkdirTemp would give 0700).
+	tmp, err := fsutil.MkdirTemp(parent, "."+base+".hubsync-tmp-")
 	if err != nil {
-		return nil, fmt.Errorf("output directory %s: %w", finalDir, err)
-	}
-	if err := os.Chmod(tmp, 0o755); err != nil { // MkdirTemp creates 0700; a model directory is readable
-		os.Remove(tmp)
 		return nil, fmt.Errorf("output directory %s: %w", finalDir, err)
 	}
 	return &Output{final: final, tmp: tmp, files: map[string]FileDigest{}}, nil
@@ -279,15 +276,12 @@ func (o *Output) CopyFile(name, src string) error {
 
 // atomicWrite writes a file through a temporary file in the same directory, synced and renamed into place.
 func atomicWrite(p string, write func(io.Writer) error) error {
-	f, err := os.CreateTemp(filepath.Dir(p), "."+filepath.Base(p)+".tmp-*")
+	f, err := fsutil.CreateTemp(filepath.Dir(p), "."+filepath.Base(p)+".tmp-*")
 	if err != nil {
 		return err
 	}
 	tmp := f.Name()
 	err = write(f)
-	if err == nil {
-		err = f.Chmod(0o644)
-	}
 	if err == nil {
 		err = f.Sync()
 	}

@@ -228,24 +228,38 @@ func (c *Client) commit(ctx context.Context, repo, revision, parent string, file
 	}
 }
 
+// HasCommitID reports whether a commit's title or message carries the trailer "Hubsync-Commit: id".
+func (ci CommitInfo) HasCommitID(id string) bool {
+	needle := CommitTrailer + ": " + id
+	return strings.Contains(ci.Message, needle) || strings.Contains(ci.Title, needle)
+}
+
+// FindCommit searches the newest depth commits of revision (newest first, stopping after the commit stopAt when
+// it is not "") for the one whose trailer carries id (see CommitOptions.CommitID). It returns nil, nil when no
+// such commit is there; a revision that does not exist is an error wrapping ErrRevisionNotFound. It is the one
+// way to find a commit by its id, for the client's lost-answer check and for callers that publish exactly once.
+func (c *Client) FindCommit(ctx context.Context, repo, revision, id, stopAt string, depth int) (*CommitInfo, error) {
+	var hit *CommitInfo
+	n := 0
+	err := c.walkCommits(ctx, repo, revision, func(ci CommitInfo) bool {
+		n++
+		if ci.HasCommitID(id) {
+			hit = &ci
+			return false
+		}
+		return ci.ID != stopAt && (depth <= 0 || n < depth)
+	})
+	if err != nil {
+		return nil, err
+	}
+	return hit, nil
+}
+
 // findCommit looks for the commit carrying our id among the commits newer than parent on revision (or, for a
 // pull request, on the repo's PR refs). nil, nil: not there.
 func (c *Client) findCommit(ctx context.Context, repo, revision, parent, id string, createPR bool) (*commitResult, error) {
-	needle := CommitTrailer + ": " + id
-	match := func(ci CommitInfo) bool {
-		return strings.Contains(ci.Message, needle) || strings.Contains(ci.Title, needle)
-	}
 	if !createPR {
-		var hit *CommitInfo
-		n := 0
-		err := c.walkCommits(ctx, repo, revision, func(ci CommitInfo) bool {
-			n++
-			if match(ci) {
-				hit = &ci
-				return false
-			}
-			return ci.ID != parent && n < maxLostCheckDepth
-		})
+		hit, err := c.FindCommit(ctx, repo, revision, id, parent, maxLostCheckDepth)
 		if err != nil && !(errors.Is(err, ErrRevisionNotFound) && parent == "") {
 			return nil, err
 		}
@@ -266,16 +280,7 @@ func (c *Client) findCommit(ctx context.Context, repo, revision, parent, id stri
 		if i >= 20 {
 			break
 		}
-		var hit *CommitInfo
-		n := 0
-		err := c.walkCommits(ctx, repo, pr.Ref, func(ci CommitInfo) bool {
-			n++
-			if match(ci) {
-				hit = &ci
-				return false
-			}
-			return ci.ID != parent && n < 20
-		})
+		hit, err := c.FindCommit(ctx, repo, pr.Ref, id, parent, 20)
 		if err != nil {
 			return nil, err
 		}

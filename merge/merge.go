@@ -28,7 +28,7 @@ import (
 	"strconv"
 	"time"
 
-	"golang.org/x/sys/unix"
+	"github.com/hubsync/hubsync/internal/fsutil"
 
 	"github.com/hubsync/hubsync/export"
 	"github.com/hubsync/hubsync/internal/tensor"
@@ -51,6 +51,8 @@ type Result struct {
 	// Backend names the backend that computed the tiles.
 	Backend  string
 	Duration time.Duration
+	// Card is what the model card (README.md) was rendered from.
+	Card export.CardInfo
 }
 
 // Run plans and executes a merge.
@@ -153,7 +155,8 @@ func (p *Plan) Execute(ctx context.Context) (*Result, error) {
 			return nil, fmt.Errorf("merge: %w", err)
 		}
 	}
-	if err := out.WriteFile("README.md", export.ModelCard(p.cardInfo(sp))); err != nil {
+	card := p.cardInfo(sp)
+	if err := out.WriteFile("README.md", export.ModelCard(card)); err != nil {
 		return nil, fmt.Errorf("merge: %w", err)
 	}
 	if err := ctx.Err(); err != nil {
@@ -167,6 +170,7 @@ func (p *Plan) Execute(ctx context.Context) (*Result, error) {
 	res := &Result{
 		Dir: dir, Files: files, Tensors: len(p.tensors), Merged: p.merged, Bytes: sp.TotalSize,
 		Shards: len(sp.Shards), DType: p.modelDType, Backend: p.backend.Name(), Duration: time.Since(start),
+		Card: card,
 	}
 	p.log.Info().Str("out", dir).Int64("took_ms", res.Duration.Milliseconds()).
 		Str("rate", fmt.Sprintf("%.3f GB/s", float64(res.Bytes)/1e9/res.Duration.Seconds())).Msg("merged")
@@ -178,10 +182,7 @@ var checkpointStep = regexp.MustCompile(`checkpoint-(\d+)$`)
 // cardInfo describes the merge for the model card.
 func (p *Plan) cardInfo(sp *export.ShardPlan) export.CardInfo {
 	c := p.ad.cfg
-	base := p.base.repoID
-	if base == "" {
-		base = c.BaseModelNameOrPath
-	}
+	base := export.BaseRepoID(p.base.repoID, p.base.dir, p.base.config, c.BaseModelNameOrPath)
 	if base == "" {
 		base = p.base.dir
 	}
@@ -193,6 +194,7 @@ func (p *Plan) cardInfo(sp *export.ShardPlan) export.CardInfo {
 		BaseModel: base, AdapterName: name, Rank: c.R, Alpha: c.LoraAlpha, UseRSLoRA: c.UseRSLoRA,
 		UseDoRA: c.UseDoRA, TargetModules: c.TargetModules, DType: p.modelDType, Shards: len(sp.Shards),
 		TotalSize: sp.TotalSize, Tags: p.opts.CardTags, Extra: p.opts.CardExtra, TiedNote: p.tiedNote,
+		RepoID: p.opts.CardRepoID,
 	}
 	if m := checkpointStep.FindStringSubmatch(name); m != nil {
 		ci.Step, _ = strconv.Atoi(m[1])
@@ -219,11 +221,10 @@ func checkDiskSpace(out string, need int64) error {
 		}
 		dir = parent
 	}
-	var st unix.Statfs_t
-	if err := unix.Statfs(dir, &st); err != nil {
+	avail, err := fsutil.AvailableBytes(dir)
+	if err != nil {
 		return fmt.Errorf("merge: check free space in %s: %w", dir, err)
 	}
-	avail := int64(st.Bavail) * int64(st.Bsize)
 	if avail < need {
 		return &DiskSpaceError{Dir: dir, Need: need, Avail: avail}
 	}

@@ -51,6 +51,9 @@ type Options struct {
 	// AdapterName names the adapter on the model card (default: the adapter directory's base name, e.g.
 	// "checkpoint-500"; local paths are never published).
 	AdapterName string
+	// CardRepoID is the repo the merged model is published in: the model card's title and loading snippet name
+	// it ("" → a placeholder path).
+	CardRepoID string
 	// CardExtra adds free-form "key: value" lines to the model card.
 	CardExtra map[string]string
 	// CardTags are added to the model card's tags.

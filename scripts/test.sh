@@ -1,8 +1,14 @@
 #!/usr/bin/env bash
-# Runs every check CI runs: formatting, vet (also for the portable and arm64 builds), the whole test suite under
-# the race detector, and the merge kernels again with the assembly disabled.
+# Runs every check CI runs: formatting, vet (also for the portable, arm64, Windows and macOS builds), the whole
+# test suite under the race detector, and the merge kernels again with the assembly disabled.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+
+# Go's defaults, whatever this machine's Go env file says (e.g. GOFLAGS=-buildvcs=false would hide the
+# difference between a VCS-stamped binary, as users build it, and the tests' in-process code).
+export GOENV=off
+export GOFLAGS=
+echo "== go env GOFLAGS: '$(go env GOFLAGS)'"
 
 echo "== gofmt"
 unformatted=$(gofmt -l $(find . -name '*.go' -not -path './.git/*'))
@@ -24,6 +30,8 @@ echo "== go vet"
 go vet ./...
 go vet -tags noasm ./merge/...
 GOARCH=arm64 go vet ./merge/... ./internal/... ./export/...
+GOOS=windows go vet ./...
+GOOS=darwin go vet ./...
 
 echo "== go test -race"
 go test -race -timeout 60m ./...

@@ -12,11 +12,10 @@ import (
 	"path/filepath"
 	"runtime"
 	"sort"
-	"syscall"
 	"time"
 
+	"github.com/hubsync/hubsync/internal/fsutil"
 	"github.com/spf13/cobra"
-	"golang.org/x/sys/unix"
 
 	"github.com/hubsync/hubsync/internal/testmodel"
 )
@@ -147,9 +146,8 @@ func runBenchMerge(ctx context.Context, g *globalOptions, o *benchMergeOptions) 
 		}
 		outBytes += n * int64(wt.DType.Size())
 	}
-	var st unix.Statfs_t
-	if err := unix.Statfs(dir, &st); err == nil {
-		if avail := int64(st.Bavail) * int64(st.Bsize); avail < outBytes+outBytes/20 {
+	if avail, err := fsutil.AvailableBytes(dir); err == nil {
+		if avail < outBytes+outBytes/20 {
 			return fmt.Errorf("%s has %s free; the merge needs %s", dir, mergeHumanSize(avail), mergeHumanSize(outBytes))
 		}
 	}
@@ -306,9 +304,5 @@ func runChild(ctx context.Context, args []string) (time.Duration, int64, []byte,
 		}
 		return wall, 0, buf.Bytes(), err
 	}
-	var rss int64
-	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
-		rss = int64(ru.Maxrss) * 1024 // KiB on Linux
-	}
-	return wall, rss, buf.Bytes(), nil
+	return wall, childMaxRSS(cmd.ProcessState), buf.Bytes(), nil
 }

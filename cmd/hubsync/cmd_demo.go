@@ -472,7 +472,7 @@ func (d *demo) checkStep(ctx context.Context, w config.Watch, step int64) error 
 	local := filepath.Join(d.l.Reference, fmt.Sprintf("checkpoint-%d", step))
 	res, err := merge.Run(ctx, merge.Options{
 		Base: d.l.Base, Adapter: ckpt, Out: local, MaxShardSize: demoShardSize, Device: config.DeviceAuto,
-		Backends: mergeBackends,
+		Backends: mergeBackends, CardRepoID: demoRepo,
 	})
 	if err != nil {
 		return fmt.Errorf("demo: local merge of %s: %w", ckpt, err)

@@ -3,7 +3,13 @@ package main
 import (
 	"crypto/rand"
 	"encoding/hex"
+	"errors"
 	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -41,9 +47,10 @@ huggingface.co; a request that carries an Authorization header to a storage or c
 with 400 and counted as a token leak in GET /_devhub/stats.
 
 Tokens: --token NAME=TOKEN[:write][:orgs=A+B] (repeatable); NAME is the user the token belongs to and the
-namespace it owns. Without --token, devhub generates a throwaway write token for user "dev" that may write to
-every namespace and prints it once ("devhub: token dev=..."). This is the one place hubsync prints a token:
-it is the local server's own generated credential, valid only for this process, never a Hub token.
+namespace it owns. Without --token, devhub generates a write token for user "dev" that may write to every
+namespace and prints it ("devhub: token dev=..."); with --data it is kept in DIR/devhub-token (mode 0600) and
+the same token is used after a restart. This is the one place hubsync prints a token:
+it is the local server's own generated credential, valid only for this server, never a Hub token.
 
 Faults (for testing clients): --faults "part-5xx=0.1,part-reset=0.05,put-5xx=0.05,rate-limit=0.05,
 commit-lost=0.1,batch-error=0.02,complete-5xx=0.05,seed=1".
@@ -119,17 +126,69 @@ func (o *devhubOptions) options() (hubtest.Options, []string, error) {
 		opts.Tokens = append(opts.Tokens, tok)
 	}
 	if len(opts.Tokens) == 0 {
-		b := make([]byte, 16)
-		if _, err := rand.Read(b); err != nil {
+		value, err := devhubToken(o.DataDir)
+		if err != nil {
 			return opts, nil, err
 		}
-		tok := hubtest.Token{Name: "dev", Value: "hf_dev_" + hex.EncodeToString(b), Write: true, Orgs: []string{"*"}}
+		tok := hubtest.Token{Name: "dev", Value: value, Write: true, Orgs: []string{"*"}}
 		opts.Tokens = append(opts.Tokens, tok)
 		// The server's own throwaway credential, printed once on purpose (see the help text).
 		notes = append(notes, fmt.Sprintf("devhub: token %s=%s", tok.Name, tok.Value))
 	}
 	return opts, notes, nil
 }
+
+// devhubTokenFile is the file in --data that keeps the generated token across restarts.
+const devhubTokenFile = "devhub-token"
+
+// devhubToken returns the generated token of user dev: a new random one, kept in dataDir/devhub-token (mode 0600)
+// when there is a data directory, so a restart on the same --data accepts the clients configured before.
+func devhubToken(dataDir string) (string, error) {
+	var p string
+	if dataDir != "" {
+		p = filepath.Join(dataDir, devhubTokenFile)
+		b, err := os.ReadFile(p)
+		if err == nil {
+			tok := strings.TrimSpace(string(b))
+			if !devhubTokenPattern.MatchString(tok) {
+				return "", fmt.Errorf("devhub: %s does not hold a devhub token (delete it to generate a new one)", p)
+			}
+			return tok, nil
+		}
+		if !errors.Is(err, fs.ErrNotExist) {
+			return "", fmt.Errorf("devhub: %w", err)
+		}
+	}
+	b := make([]byte, 16)
+	if _, err := rand.Read(b); err != nil {
+		return "", err
+	}
+	tok := "hf_dev_" + hex.EncodeToString(b)
+	if p == "" {
+		return tok, nil
+	}
+	if err := os.MkdirAll(dataDir, 0o700); err != nil {
+		return "", fmt.Errorf("devhub: %w", err)
+	}
+	f, err := os.OpenFile(p, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err == nil {
+		_, err = f.WriteString(tok + "\n")
+		if err == nil {
+			err = f.Sync()
+		}
+		if cerr := f.Close(); err == nil {
+			err = cerr
+		}
+	}
+	if err != nil {
+		os.Remove(p)
+		return "", fmt.Errorf("devhub: keeping the generated token: %w", err)
+	}
+	return tok, nil
+}
+
+// devhubTokenPattern is the form of a generated token.
+var devhubTokenPattern = regexp.MustCompile(`^hf_dev_[0-9a-f]{32}$`)
 
 func runDevhub(cmd *cobra.Command, g *globalOptions, o *devhubOptions) error {
 	opts, notes, err := o.options()

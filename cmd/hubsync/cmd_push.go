@@ -54,6 +54,9 @@ type pushOptions struct {
 	Device       string
 	StagingDir   string
 	KeepTied     bool
+
+	// changed reports whether a flag was given on the command line (cobra's Flags().Changed).
+	changed func(name string) bool
 }
 
 // AddFlags registers the flags.
@@ -137,6 +140,7 @@ the new one lacks (e.g. shards of another shard count) are deleted in the same c
 			if cmd.Flags().Changed("message") {
 				fmt.Fprintln(g.stderr, "note: --message is deprecated; use --commit-message (-m)")
 			}
+			o.changed = cmd.Flags().Changed
 			return runPush(cmd.Context(), g, o, args)
 		},
 	}
@@ -223,60 +227,20 @@ func pushFiles(ctx context.Context, g *globalOptions, o *pushOptions, files []hu
 	if o.Repo, err = qualifyRepoID(ctx, c, o.Repo, false); err != nil {
 		return err
 	}
-	if _, created, err := c.CreateRepo(ctx, o.Repo, hub.CreateRepoOptions{Private: o.Private, ExistOK: true}); err != nil {
-		return err
-	} else if created {
-		g.log.Info().Str("repo", o.Repo).Bool("private", o.Private).Msg("created the repo")
-	}
-	if o.Revision != "main" && !strings.HasPrefix(o.Revision, "refs/pr/") {
-		refs, err := c.ListRefs(ctx, o.Repo)
-		if err != nil {
-			return err
-		}
-		if !refs.HasBranch(o.Revision) {
-			if err := c.CreateBranch(ctx, o.Repo, o.Revision, hub.BranchOptions{ExistOK: true}); err != nil {
-				return err
-			}
-			g.log.Info().Str("branch", o.Revision).Msg("created the branch")
-		}
-	}
-	deletes, err := remoteDeletes(ctx, c, o, files)
-	if err != nil {
-		return err
-	}
-	res, err := c.Commit(ctx, o.Repo, files, hub.CommitOptions{
-		Revision: o.Revision, Summary: summary, Description: description, CreatePR: o.CreatePR, Progress: prog.event,
-		DeleteFiles: deletes,
-	})
+	env := &pipeline.Env{Client: c, Log: g.log, Backends: mergeBackends}
+	res, err := pipeline.PublishFiles(ctx, env, pipeline.FilesCommit{
+		Repo: o.Repo, Branch: o.Revision, Private: o.Private, Summary: summary, Description: description,
+		CreatePR: o.CreatePR, Tag: o.Tag, Files: files,
+	}, pipeline.PublishFilesOptions{Progress: prog.event, Log: g.log,
+		Delete: func(ctx context.Context) ([]string, error) { return remoteDeletes(ctx, c, o, files) }})
 	prog.close()
 	if err != nil {
 		return err
 	}
-	switch {
-	case res.NoOp:
-		g.log.Info().Str("commit", res.CommitOID).Msg("nothing to commit: the repo already has these files")
-	case res.Recovered:
-		g.log.Info().Str("commit", res.CommitOID).Msg("committed (the answer was lost; found the commit on the branch)")
-	default:
-		g.log.Info().Str("commit", res.CommitOID).Int("uploaded", res.Uploaded).Int("unchanged", res.Unchanged).Msg("committed")
-	}
 	if len(res.Ignored) > 0 {
 		g.log.Warn().Strs("paths", res.Ignored).Msg("the repo's .gitignore excluded these files")
 	}
-	url := res.CommitURL
-	if url == "" && res.CommitOID != "" {
-		url = c.Endpoint() + "/" + o.Repo + "/commit/" + res.CommitOID
-	}
-	if o.Tag != "" {
-		if res.CommitOID == "" {
-			return fmt.Errorf("tag %s: the repo has no commit to tag", o.Tag)
-		}
-		if err := c.CreateTag(ctx, o.Repo, res.CommitOID, o.Tag, summary); err != nil {
-			return fmt.Errorf("the commit landed, but tagging it failed: %w", err)
-		}
-		g.log.Info().Str("tag", o.Tag).Str("commit", res.CommitOID).Msg("tagged")
-	}
-	return printPublished(g, o, []publishedURL{{Commit: res.CommitOID, URL: url, PR: res.PullRequestURL, NoOp: res.NoOp}})
+	return printPublished(g, o, []publishedURL{{Commit: res.OID, URL: res.URL, PR: res.PullRequestURL, NoOp: res.NoOp}})
 }
 
 // publishedURL is one commit a publication made (or found, NoOp), for printPublished.
@@ -562,14 +526,10 @@ func (o *pushOptions) checkpointMode(dir string) (bool, error) {
 	if o.Raw && (o.Merged || o.AdapterOnly) {
 		return false, usagef("--raw uploads the folder as it is; it excludes --merged and --adapter-only")
 	}
-	if !o.Merged {
-		for _, f := range []struct {
-			name string
-			set  bool
-		}{{"--base", o.Base != ""}, {"--dtype", o.DType != ""}, {"--max-shard-size", o.MaxShardSize != "5GB"},
-			{"--device", o.Device != "auto"}, {"--keep-tied", o.KeepTied}} {
-			if f.set {
-				return false, usagef("%s applies to --merged", f.name)
+	if !o.Merged && o.changed != nil {
+		for _, name := range []string{"base", "dtype", "max-shard-size", "device", "keep-tied"} {
+			if o.changed(name) {
+				return false, usagef("--%s applies to --merged", name)
 			}
 		}
 	}

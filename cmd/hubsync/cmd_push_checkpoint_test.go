@@ -171,8 +171,14 @@ func TestPushMergedCLI(t *testing.T) {
 		if strings.Contains(out+errb, hubcliToken) {
 			t.Error("token printed")
 		}
+		// The card names the repo it is published in: compare with a reference merge for that repo.
+		refRepo := filepath.Join(t.TempDir(), "ref")
+		if _, err := merge.Run(context.Background(), merge.Options{Base: f.base, Adapter: ckpt, Out: refRepo,
+			MaxShardSize: 20_000, Device: "cpu", CardRepoID: repo}); err != nil {
+			t.Fatal(err)
+		}
 		got := hubDigests(t, s, repo, "step-500")
-		sameFiles(t, repo, got, want)
+		sameFiles(t, repo, got, digests(t, refRepo))
 		if _, ok := got["model.safetensors.index.json"]; !ok {
 			t.Errorf("%s: no index in %v", repo, got)
 		}

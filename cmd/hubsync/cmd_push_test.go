@@ -131,6 +131,33 @@ func TestPushAndDownloadCLI(t *testing.T) {
 	}
 }
 
+// TestPushTagTwice: a second `push --tag v1` of the same content is a no-op that keeps the tag (it used to exit 1
+// on the tag's 409), and a tag on another commit is still refused.
+func TestPushTagTwice(t *testing.T) {
+	hubcliIsolate(t)
+	s := hubcliServer(t)
+	dir := t.TempDir()
+	if err := os.WriteFile(filepath.Join(dir, "config.json"), []byte(`{"a":1}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	base := []string{"--endpoint", s.URL(), "--token", hubcliToken, "--log-format", "json"}
+	push := append(base, "push", dir, "--repo", "w/twice", "--tag", "v1")
+	code, out1, errb := hubcliRun(t, push...)
+	if code != 0 {
+		t.Fatalf("first push: exit %d\n%s", code, errb)
+	}
+	code, out2, errb := hubcliRun(t, push...)
+	if code != 0 || out2 != out1 {
+		t.Fatalf("second push: exit %d, stdout %q (want %q)\n%s", code, out2, out1, errb)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "config.json"), []byte(`{"a":2}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if code, _, errb = hubcliRun(t, push...); code != 1 || !strings.Contains(errb, "already exists") {
+		t.Errorf("push of new content with an existing tag: exit %d, want 1 naming the tag\n%s", code, errb)
+	}
+}
+
 func TestPushCLIErrors(t *testing.T) {
 	hubcliIsolate(t)
 	s := hubcliServer(t)
@@ -148,6 +175,9 @@ func TestPushCLIErrors(t *testing.T) {
 		{"bad glob", []string{"--endpoint", s.URL(), "--token", hubcliToken, "push", dir, "--repo", "w/x", "--exclude", "a/["}, 2, "--exclude"},
 		{"no token", []string{"--endpoint", s.URL(), "push", dir, "--repo", "w/x"}, 1, "no Hub token"},
 		{"bad token", []string{"--endpoint", s.URL(), "--token", "hf_nope", "push", dir, "--repo", "w/x"}, 1, "401"},
+		// Given explicitly, even with the default's value (it used to be compared with the default).
+		{"shard size without merged", []string{"--endpoint", s.URL(), "--token", hubcliToken, "push", dir, "--repo", "w/x", "--max-shard-size", "5GB"}, 2, "--max-shard-size applies to --merged"},
+		{"device without merged", []string{"--endpoint", s.URL(), "--token", hubcliToken, "push", dir, "--repo", "w/x", "--device", "auto"}, 2, "--device applies to --merged"},
 		{"missing dir", []string{"--endpoint", s.URL(), "--token", hubcliToken, "push", filepath.Join(dir, "nope"), "--repo", "w/x"}, 1, "nope"},
 		{"download missing repo", []string{"--endpoint", s.URL(), "--token", hubcliToken, "download", "w/missing"}, 1, "RepoNotFound"},
 	}

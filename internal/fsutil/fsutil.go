@@ -2,11 +2,14 @@
 package fsutil
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strings"
 	"syscall"
 )
 
@@ -104,3 +107,58 @@ type notRegularError struct{ kind string }
 
 func (e notRegularError) Error() string        { return "is " + e.kind + ", not a regular file" }
 func (e notRegularError) Is(target error) bool { return target == ErrNotRegular }
+
+// tempName returns dir/prefix<random>suffix for the pattern prefix*suffix (os.CreateTemp's rule).
+func tempName(dir, pattern string) (string, error) {
+	prefix, suffix := pattern, ""
+	if i := strings.LastIndexByte(pattern, '*'); i >= 0 {
+		prefix, suffix = pattern[:i], pattern[i+1:]
+	}
+	if strings.ContainsRune(prefix+suffix, os.PathSeparator) || strings.ContainsRune(prefix+suffix, '/') {
+		return "", &os.PathError{Op: "createtemp", Path: pattern, Err: errors.New("pattern contains path separator")}
+	}
+	var b [8]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", err
+	}
+	return filepath.Join(dir, prefix+hex.EncodeToString(b[:])+suffix), nil
+}
+
+// MkdirTemp creates a new directory in dir like os.MkdirTemp, but with mode 0777 less the umask (as os.Mkdir
+// gives) instead of 0700.
+func MkdirTemp(dir, pattern string) (string, error) {
+	if !strings.Contains(pattern, "*") {
+		pattern += "*"
+	}
+	for try := 0; ; try++ {
+		name, err := tempName(dir, pattern)
+		if err != nil {
+			return "", err
+		}
+		err = os.Mkdir(name, 0o777)
+		if errors.Is(err, fs.ErrExist) && try < 100 {
+			continue
+		}
+		if err != nil {
+			return "", err
+		}
+		return name, nil
+	}
+}
+
+// CreateTemp creates a new file in dir, as os.CreateTemp does (the last "*" in pattern is replaced by a random
+// string), but with mode 0666 less the umask, as os.Create gives, instead of 0600: for outputs that are renamed
+// into place and must end up with the permissions of any file the user creates.
+func CreateTemp(dir, pattern string) (*os.File, error) {
+	for try := 0; ; try++ {
+		name, err := tempName(dir, pattern)
+		if err != nil {
+			return nil, err
+		}
+		f, err := os.OpenFile(name, os.O_RDWR|os.O_CREATE|os.O_EXCL, 0o666)
+		if errors.Is(err, fs.ErrExist) && try < 100 {
+			continue
+		}
+		return f, err
+	}
+}

@@ -32,6 +32,7 @@ func simulate(t *testing.T, outputs string, steps []int, interval time.Duration,
 }
 
 func TestDaemonPublishesEveryCheckpointOnce(t *testing.T) {
+	t.Parallel()
 	s := newTestHub(t)
 	outputs := filepath.Join(t.TempDir(), "outputs")
 	cfg := testConfig(t, s.URL(), nil, outputs)
@@ -57,7 +58,7 @@ func TestDaemonPublishesEveryCheckpointOnce(t *testing.T) {
 	for _, step := range steps {
 		ckpt := filepath.Join(outputs, fmt.Sprintf("checkpoint-%d", step))
 		got := repoFiles(t, c, repo, fmt.Sprintf("step-%d", step))
-		sameDigests(t, fmt.Sprintf("step %d", step), got, referenceMerge(t, ckpt, testShard))
+		sameDigests(t, fmt.Sprintf("step %d", step), got, referenceMerge(t, ckpt, testShard, repo))
 	}
 	if n := commitCount(t, c, repo, "main"); n != 1+len(steps) {
 		t.Errorf("%d commits on main, want %d", n, 1+len(steps))

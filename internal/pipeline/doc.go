@@ -20,9 +20,11 @@
 //     file) lets a restarted process send only the parts that are missing.
 //   - committed: the commit (and tags) exist; the staging directory is removed.
 //
-// Exactly once: every commit carries a trailer id derived from the job (see commitID). Before committing a job
-// that was already uploading in an earlier attempt, the daemon searches the target branch's recent commits for
-// that id, so a daemon killed between "commit sent" and "journal says committed" does not commit again.
+// Exactly once: every commit carries a trailer id derived from the job (see commitID). Before committing any job
+// the journal does not show as committed, the daemon searches the target branch's recent commits for that id, so
+// neither a daemon killed between "commit sent" and "journal says committed" nor one whose journal was lost (a
+// new state directory, a deleted or emptied journal.db) commits again: the commit found is recorded, its tag
+// checked (or created), and nothing is uploaded.
 //
 // Merges run one at a time on a merge worker; a second worker uploads, so the upload of one checkpoint
 // overlaps the merge of the next, and commits stay in step order. With the latest policy, checkpoints still

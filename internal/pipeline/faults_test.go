@@ -42,6 +42,7 @@ func (h *hookLog) points(step int64) []string {
 // TestDaemonHubFaults publishes through Hub faults: the client's retries and the daemon's job-level retries
 // absorb them, and every checkpoint still lands exactly once with the right content.
 func TestDaemonHubFaults(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		name   string
 		rules  []hubtest.FaultRule
@@ -65,6 +66,7 @@ func TestDaemonHubFaults(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			s := newTestHub(t)
 			outputs := filepath.Join(t.TempDir(), "outputs")
 			ckpts := map[int]string{}
@@ -90,7 +92,7 @@ func TestDaemonHubFaults(t *testing.T) {
 			repo := cfg.Watch[0].Repo
 			for _, step := range []int{10, 20} {
 				tag := fmt.Sprintf("step-%d", step)
-				sameDigests(t, tag, repoFiles(t, c, repo, tag), referenceMerge(t, ckpts[step], testShard))
+				sameDigests(t, tag, repoFiles(t, c, repo, tag), referenceMerge(t, ckpts[step], testShard, repo))
 			}
 			if n := commitCount(t, c, repo, "main"); n != 3 {
 				t.Errorf("%d commits, want 3", n)
@@ -135,6 +137,7 @@ func corruptAdapter(t *testing.T, dir string) {
 // TestDaemonBadCheckpointFailsAlone: a checkpoint whose adapter is corrupt fails with a reason naming the file,
 // without retries, and the checkpoints around it publish.
 func TestDaemonBadCheckpointFailsAlone(t *testing.T) {
+	t.Parallel()
 	s := newTestHub(t)
 	outputs := filepath.Join(t.TempDir(), "outputs")
 	for _, step := range []int{10, 20, 30} {
@@ -183,6 +186,7 @@ var _, _ = config.PolicyAll, journal.Failed
 // TestDaemonGivesUp: a transient error that never clears fails the job after MaxAttempts attempts, recorded with
 // the last error; the next checkpoint is not held up forever.
 func TestDaemonGivesUp(t *testing.T) {
+	t.Parallel()
 	s := newTestHub(t)
 	outputs := filepath.Join(t.TempDir(), "outputs")
 	writeCheckpoint(t, outputs, 10, nil)

@@ -296,11 +296,11 @@ func dirDigests(t testing.TB, dir string) map[string]string {
 
 // referenceMerge merges checkpoint dir locally with merge.Run (the same options the pipeline uses) and returns
 // the digests of its files (model card included: it names the checkpoint, not a local path).
-func referenceMerge(t testing.TB, ckpt string, shard int64) map[string]string {
+func referenceMerge(t testing.TB, ckpt string, shard int64, repo string) map[string]string {
 	t.Helper()
 	out := filepath.Join(t.TempDir(), "ref")
 	if _, err := merge.Run(context.Background(), merge.Options{Base: testBase(t).dir, Adapter: ckpt, Out: out,
-		MaxShardSize: shard, Device: merge.DeviceCPU, Threads: 1}); err != nil {
+		MaxShardSize: shard, Device: merge.DeviceCPU, Threads: 1, CardRepoID: repo}); err != nil {
 		t.Fatal(err)
 	}
 	return dirDigests(t, out)

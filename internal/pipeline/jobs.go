@@ -384,8 +384,10 @@ func (d *Daemon) uploadJob(ctx context.Context, t *task, job *journal.Job) error
 		}
 		return fmt.Errorf("%w: %v", errOutputsGone, err)
 	}
-	// A job already uploading in an earlier attempt (or process) may have committed: look before committing.
-	recover := job.Stage == journal.Uploading
+	// A job the journal does not show as committed may have committed all the same: in an earlier attempt or
+	// process, or under a journal that was since lost (deleted, emptied, a new state directory). The commit id
+	// is deterministic, so look for it on the Hub before committing; a hit is recorded and nothing is published.
+	recover := true
 	if job.Stage == journal.Merged {
 		if job, err = d.update(ctx, t, func(j *journal.Job) {
 			j.SetStage(journal.Uploading, d.env.now())

@@ -37,6 +37,7 @@ func refNames(refs []hub.Ref) string {
 }
 
 func TestDaemonLayouts(t *testing.T) {
+	t.Parallel()
 	steps := []int{10, 20, 30}
 	tests := []struct {
 		name  string
@@ -54,7 +55,7 @@ func TestDaemonLayouts(t *testing.T) {
 				if got := refNames(refs.Tags); got != "step-20,step-30" {
 					t.Errorf("tags %s, want step-20,step-30", got)
 				}
-				sameDigests(t, "main", repoFiles(t, c, w.Repo, "main"), referenceMerge(t, ckpts[30], testShard))
+				sameDigests(t, "main", repoFiles(t, c, w.Repo, "main"), referenceMerge(t, ckpts[30], testShard, w.Repo))
 				if n := commitCount(t, c, w.Repo, "main"); n != 4 {
 					t.Errorf("%d commits, want 4", n)
 				}
@@ -74,7 +75,7 @@ func TestDaemonLayouts(t *testing.T) {
 				if len(refs.Tags) != 0 {
 					t.Errorf("tags %v in the branches layout", refs.Tags)
 				}
-				sameDigests(t, "step-30", repoFiles(t, c, w.Repo, "step-30"), referenceMerge(t, ckpts[30], testShard))
+				sameDigests(t, "step-30", repoFiles(t, c, w.Repo, "step-30"), referenceMerge(t, ckpts[30], testShard, w.Repo))
 				if n := commitCount(t, c, w.Repo, "main"); n != 1 {
 					t.Errorf("%d commits on main, want only the initial one", n)
 				}
@@ -120,7 +121,7 @@ func TestDaemonLayouts(t *testing.T) {
 			check: func(t *testing.T, c *hub.Client, w config.Watch, ckpts map[int]string) {
 				for _, step := range steps {
 					tag := fmt.Sprintf("step-%d", step)
-					sameDigests(t, "merged "+tag, repoFiles(t, c, w.Repo, tag), referenceMerge(t, ckpts[step], testShard))
+					sameDigests(t, "merged "+tag, repoFiles(t, c, w.Repo, tag), referenceMerge(t, ckpts[step], testShard, w.Repo))
 					sameDigests(t, "adapter "+tag, withoutCard(repoFiles(t, c, w.AdapterRepo, tag)), adapterDigests(t, ckpts[step]))
 				}
 				for _, repo := range []string{w.Repo, w.AdapterRepo} {
@@ -137,6 +138,7 @@ func TestDaemonLayouts(t *testing.T) {
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
+			t.Parallel()
 			s := newTestHub(t)
 			outputs := filepath.Join(t.TempDir(), "outputs")
 			ckpts := map[int]string{}

@@ -51,6 +51,7 @@ var supersededRe = regexp.MustCompile(`^superseded by step (\d+) \(policy latest
 // TestDaemonPolicyLatest: while a slow upload holds the pipeline, newer checkpoints supersede the queued older
 // ones, which are skipped with a recorded reason; the newest is published.
 func TestDaemonPolicyLatest(t *testing.T) {
+	t.Parallel()
 	s := newTestHub(t)
 	outputs := filepath.Join(t.TempDir(), "outputs")
 	cfg := testConfig(t, s.URL(), func(c *config.Config) { c.Policy = config.PolicyLatest }, outputs)
@@ -123,11 +124,12 @@ func TestDaemonPolicyLatest(t *testing.T) {
 // pinned, so the upload completes with the right content); a checkpoint deleted before it could be pinned fails
 // with a clear reason.
 func TestDaemonRotation(t *testing.T) {
+	t.Parallel()
 	t.Run("while uploading", func(t *testing.T) {
 		s := newTestHub(t)
 		outputs := filepath.Join(t.TempDir(), "outputs")
 		ck10 := writeCheckpoint(t, outputs, 10, nil)
-		ref10 := referenceMerge(t, ck10, testShard)
+		ref10 := referenceMerge(t, ck10, testShard, "w/model-a")
 		cfg := testConfig(t, s.URL(), nil, outputs)
 		env := openTestEnv(t, cfg, testToken)
 		defer env.Close()
@@ -142,7 +144,7 @@ func TestDaemonRotation(t *testing.T) {
 		if _, err := os.Stat(ck10); !os.IsNotExist(err) {
 			t.Fatalf("rotation did not delete %s", ck10)
 		}
-		ref20 := referenceMerge(t, ck20, testShard)
+		ref20 := referenceMerge(t, ck20, testShard, "w/model-a")
 		close(up.release)
 		g.wait(t)
 		close(g.release)
@@ -181,6 +183,7 @@ func TestDaemonRotation(t *testing.T) {
 
 // TestDaemonLockContention: one daemon per directory; a second one fails at once, naming the holder.
 func TestDaemonLockContention(t *testing.T) {
+	t.Parallel()
 	s := newTestHub(t)
 	outputs := filepath.Join(t.TempDir(), "outputs")
 	cfg := testConfig(t, s.URL(), nil, outputs)
@@ -221,6 +224,7 @@ func TestDaemonLockContention(t *testing.T) {
 // TestDaemonCleansStaging: at start, staging directories of finished (or unknown) jobs are removed, those of
 // unfinished jobs kept for resuming; other files in the staging area are left alone.
 func TestDaemonCleansStaging(t *testing.T) {
+	t.Parallel()
 	s := newTestHub(t)
 	outputs := filepath.Join(t.TempDir(), "outputs")
 	cfg := testConfig(t, s.URL(), nil, outputs)
@@ -266,6 +270,7 @@ func TestDaemonCleansStaging(t *testing.T) {
 // TestDaemonOverlapsMergeAndUpload: while checkpoint 10 uploads, 20 is merged; 30 waits (one merged job waiting
 // at most, so staging disk use stays bounded); commits stay in step order.
 func TestDaemonOverlapsMergeAndUpload(t *testing.T) {
+	t.Parallel()
 	s := newTestHub(t)
 	outputs := filepath.Join(t.TempDir(), "outputs")
 	cfg := testConfig(t, s.URL(), nil, outputs)

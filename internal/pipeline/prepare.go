@@ -130,6 +130,7 @@ func prepareMerged(ctx context.Context, env *Env, o prepareOptions) (*outputSet,
 		Base: base, Adapter: o.Src, Out: out, DType: o.Target.DType, MaxShardSize: o.Target.MaxShardSize,
 		Device: o.Target.Device, Backends: env.Backends, Threads: env.MergeThreads, Logger: o.Log,
 		FetchBase: env.fetchBase(o.Log), Progress: o.Progress, AdapterName: o.Name, KeepTied: o.Target.KeepTied,
+		CardRepoID: o.Target.Repo,
 	})
 	if err != nil {
 		return nil, err
@@ -194,7 +195,7 @@ func prepareAdapter(ctx context.Context, o prepareOptions) (*outputSet, error) {
 		repo = o.Target.AdapterRepo
 	}
 	card := export.AdapterCard(export.CardInfo{
-		BaseModel: ac.BaseModelNameOrPath, AdapterName: o.Name, Step: int(o.Step), Rank: ac.R, Alpha: ac.LoraAlpha,
+		BaseModel: export.BaseRepoID("", "", nil, ac.BaseModelNameOrPath), AdapterName: o.Name, Step: int(o.Step), Rank: ac.R, Alpha: ac.LoraAlpha,
 		UseRSLoRA: ac.UseRSLoRA, UseDoRA: ac.UseDoRA, TargetModules: ac.TargetModules, RepoID: repo,
 	})
 	if err := os.WriteFile(filepath.Join(tmp, "README.md"), card, 0o644); err != nil {

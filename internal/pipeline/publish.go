@@ -41,6 +41,8 @@ type PublishedCommit struct {
 	Tag string
 	// Files are the files committed (paths in the repo) and Deleted the stale files removed.
 	Files, Deleted []string
+	// Ignored are files the repo's .gitignore excluded.
+	Ignored []string
 	// Uploaded counts LFS objects sent; NoOp reports that the Hub already had everything (no new commit).
 	Uploaded int
 	NoOp     bool
@@ -135,60 +137,127 @@ type publishSetOptions struct {
 // model files of an earlier step at the destination, uploads and commits (or finds the commit by its id), and
 // tags it.
 func publishSet(ctx context.Context, env *Env, t *Target, d dest, set outputSet, o publishSetOptions) (*PublishedCommit, error) {
-	c := env.Client
-	log := o.Log.With().Str("repo", d.Repo).Str("branch", d.Branch).Str("kind", d.Kind).Logger()
-	pc := &PublishedCommit{Kind: d.Kind, Repo: d.Repo, Branch: d.Branch, Tag: d.Tag}
+	files := make([]hub.UploadFile, 0, len(set.Files))
 	for _, f := range set.Files {
-		pc.Files = append(pc.Files, d.repoPath(f.Path))
+		files = append(files, hub.UploadFile{
+			PathInRepo: d.repoPath(f.Path), LocalPath: filepath.Join(set.Dir, filepath.FromSlash(f.Path)),
+			SHA256: hex.EncodeToString(f.SHA256[:]), Size: f.Size, Sample: f.Sample,
+		})
 	}
-	if _, created, err := c.CreateRepo(ctx, d.Repo, hub.CreateRepoOptions{Private: t.Private, ExistOK: true}); err != nil {
+	o.Log = o.Log.With().Str("kind", d.Kind).Logger()
+	var stale func(context.Context) ([]string, error)
+	if !t.KeepStale && !t.CreatePR {
+		stale = func(ctx context.Context) ([]string, error) { return staleFiles(ctx, env.Client, d, set) }
+	}
+	pc, err := publishFiles(ctx, env.Client, FilesCommit{
+		Repo: d.Repo, Branch: d.Branch, Start: t.revision(), Private: t.Private, Summary: d.Summary,
+		Description: d.Description, CreatePR: t.CreatePR, Tag: d.Tag, Files: files,
+	}, stale, o)
+	if pc != nil {
+		pc.Kind = d.Kind
+	}
+	return pc, err
+}
+
+// FilesCommit is one commit of files made by PublishFiles.
+type FilesCommit struct {
+	// Repo is the model repo (created when missing, Private) and Branch the branch committed to (created from
+	// Start, default main, when missing).
+	Repo, Branch, Start string
+	Private             bool
+	// Summary and Description are the commit title and body.
+	Summary, Description string
+	// CreatePR opens a pull request instead of committing to the branch (no tag is made then).
+	CreatePR bool
+	// Tag is put on the commit ("" = none); a tag already on the same commit is fine.
+	Tag string
+	// Files are the files to commit.
+	Files []hub.UploadFile
+}
+
+// PublishFilesOptions tune PublishFiles.
+type PublishFilesOptions struct {
+	// Progress receives the client's events.
+	Progress func(hub.ProgressEvent)
+	// Log receives what was done (zero value: disabled).
+	Log zerolog.Logger
+	// Delete, when set, lists the files of the branch to delete in the same commit (`upload --delete`); it is
+	// called once the repo and branch exist.
+	Delete func(context.Context) ([]string, error)
+}
+
+// PublishFiles is the publishing path of a plain folder upload (`hubsync push DIR`): the same repo and branch
+// creation, commit and tag handling as the daemon's checkpoints. Committing content the branch already has is a
+// no-op (no new commit), and its tag, when the tag already points at that commit, is left as it is.
+func PublishFiles(ctx context.Context, env *Env, fc FilesCommit, o PublishFilesOptions) (*PublishedCommit, error) {
+	if env == nil || env.Client == nil {
+		return nil, errors.New("pipeline: no Hub client")
+	}
+	return publishFiles(ctx, env.Client, fc, o.Delete, publishSetOptions{Progress: o.Progress, Log: o.Log})
+}
+
+// publishFiles is the one publisher: repo, branch, find-by-id or commit (deleting what stale lists), tag.
+func publishFiles(ctx context.Context, c *hub.Client, fc FilesCommit, stale func(context.Context) ([]string, error),
+	o publishSetOptions) (*PublishedCommit, error) {
+	if fc.Branch == "" {
+		fc.Branch = config.DefaultRevision
+	}
+	if fc.Start == "" {
+		fc.Start = config.DefaultRevision
+	}
+	log := o.Log.With().Str("repo", fc.Repo).Str("branch", fc.Branch).Logger()
+	pc := &PublishedCommit{Repo: fc.Repo, Branch: fc.Branch, Tag: fc.Tag}
+	for _, f := range fc.Files {
+		pc.Files = append(pc.Files, f.PathInRepo)
+	}
+	if _, created, err := c.CreateRepo(ctx, fc.Repo, hub.CreateRepoOptions{Private: fc.Private, ExistOK: true}); err != nil {
 		return nil, err
 	} else if created {
-		log.Info().Bool("private", t.Private).Msg("created the repo")
+		log.Info().Bool("private", fc.Private).Msg("created the repo")
 	}
-	if err := ensureBranch(ctx, c, d.Repo, d.Branch, t.revision()); err != nil {
+	if err := ensureBranch(ctx, c, fc.Repo, fc.Branch, fc.Start); err != nil {
 		return nil, err
 	}
 	var found *hub.CommitInfo
 	if o.Recover && o.CommitID != "" {
 		var err error
-		if found, err = findCommit(ctx, c, d.Repo, d.Branch, o.CommitID); err != nil {
-			return nil, fmt.Errorf("looking for an earlier commit of this job on %s@%s: %w", d.Repo, d.Branch, err)
+		if found, err = findCommit(ctx, c, fc.Repo, fc.Branch, o.CommitID); err != nil {
+			return nil, fmt.Errorf("looking for an earlier commit of this job on %s@%s: %w", fc.Repo, fc.Branch, err)
+		}
+		if found == nil && fc.Tag != "" && !fc.CreatePR {
+			// The branch may have moved on by more than the search depth: the job's tag, when it exists,
+			// points at the job's commit.
+			if found, err = taggedCommit(ctx, c, fc.Repo, fc.Tag, o.CommitID); err != nil {
+				return nil, fmt.Errorf("looking for an earlier commit of this job at tag %s of %s: %w", fc.Tag, fc.Repo, err)
+			}
 		}
 	}
 	if found != nil {
 		log.Info().Str("commit", found.ID).Str("commit_id", o.CommitID).
 			Msg("this job's commit had already landed (found by its id); not committing again")
-		pc.OID, pc.URL, pc.Recovered = found.ID, c.Endpoint()+"/"+d.Repo+"/commit/"+found.ID, true
+		pc.OID, pc.URL, pc.Recovered = found.ID, c.Endpoint()+"/"+fc.Repo+"/commit/"+found.ID, true
 	} else {
-		var stale []string
-		if !t.KeepStale && !t.CreatePR {
+		var del []string
+		if stale != nil {
 			var err error
-			if stale, err = staleFiles(ctx, c, d, set); err != nil {
+			if del, err = stale(ctx); err != nil {
 				return nil, err
 			}
 		}
-		files := make([]hub.UploadFile, 0, len(set.Files))
-		for _, f := range set.Files {
-			files = append(files, hub.UploadFile{
-				PathInRepo: d.repoPath(f.Path), LocalPath: filepath.Join(set.Dir, filepath.FromSlash(f.Path)),
-				SHA256: hex.EncodeToString(f.SHA256[:]), Size: f.Size, Sample: f.Sample,
-			})
-		}
-		res, err := c.Commit(ctx, d.Repo, files, hub.CommitOptions{
-			Revision: d.Branch, Summary: d.Summary, Description: d.Description, CreatePR: t.CreatePR,
-			DeleteFiles: stale, CommitID: o.CommitID, Progress: o.Progress,
+		res, err := c.Commit(ctx, fc.Repo, fc.Files, hub.CommitOptions{
+			Revision: fc.Branch, Summary: fc.Summary, Description: fc.Description, CreatePR: fc.CreatePR,
+			DeleteFiles: del, CommitID: o.CommitID, Progress: o.Progress,
 		})
 		if err != nil {
 			return nil, err
 		}
 		pc.OID, pc.URL, pc.PullRequestURL = res.CommitOID, res.CommitURL, res.PullRequestURL
-		pc.Uploaded, pc.NoOp, pc.Recovered, pc.Deleted = res.Uploaded, res.NoOp, res.Recovered, stale
+		pc.Uploaded, pc.NoOp, pc.Recovered, pc.Deleted, pc.Ignored = res.Uploaded, res.NoOp, res.Recovered, del, res.Ignored
 		if pc.URL == "" && pc.OID != "" {
-			pc.URL = c.Endpoint() + "/" + d.Repo + "/commit/" + pc.OID
+			pc.URL = c.Endpoint() + "/" + fc.Repo + "/commit/" + pc.OID
 		}
-		ev := log.Info().Str("commit", pc.OID).Int("files", len(files)).Int("uploaded", res.Uploaded).
-			Int("unchanged", res.Unchanged).Strs("deleted", stale)
+		ev := log.Info().Str("commit", pc.OID).Int("files", len(fc.Files)).Int("uploaded", res.Uploaded).
+			Int("unchanged", res.Unchanged).Strs("deleted", del)
 		switch {
 		case res.NoOp:
 			ev.Msg("nothing to commit: the Hub already has these files")
@@ -201,17 +270,17 @@ func publishSet(ctx context.Context, env *Env, t *Target, d dest, set outputSet,
 	if o.Landed != nil {
 		o.Landed(pc.OID)
 	}
-	if d.Tag != "" && t.CreatePR {
-		log.Warn().Str("tag", d.Tag).Msg("not tagging: the commit opened a pull request; tag it once merged")
+	if fc.Tag != "" && fc.CreatePR {
+		log.Warn().Str("tag", fc.Tag).Msg("not tagging: the commit opened a pull request; tag it once merged")
 	}
-	if d.Tag != "" && !t.CreatePR {
+	if fc.Tag != "" && !fc.CreatePR {
 		if pc.OID == "" {
-			return nil, permanent(fmt.Errorf("tag %s: %s has no commit to tag", d.Tag, d.Repo))
+			return nil, permanent(fmt.Errorf("tag %s: %s has no commit to tag", fc.Tag, fc.Repo))
 		}
-		if err := ensureTag(ctx, c, d.Repo, d.Tag, pc.OID, d.Summary); err != nil {
+		if err := ensureTag(ctx, c, fc.Repo, fc.Tag, pc.OID, fc.Summary); err != nil {
 			return nil, err
 		}
-		log.Info().Str("tag", d.Tag).Str("commit", pc.OID).Msg("tagged")
+		log.Info().Str("tag", fc.Tag).Str("commit", pc.OID).Msg("tagged")
 	}
 	return pc, nil
 }
@@ -268,23 +337,31 @@ func ensureTag(ctx context.Context, c *hub.Client, repo, tag, oid, message strin
 	return fmt.Errorf("tag %s on %s: %w", tag, repo, err)
 }
 
-// findCommit searches the newest recoverDepth commits of branch for the trailer id; nil when absent (or when the
-// branch does not exist).
+// findCommit searches the newest recoverDepth commits of branch for the trailer id (hub.Client.FindCommit); nil
+// when absent or when the branch does not exist.
 func findCommit(ctx context.Context, c *hub.Client, repo, branch, id string) (*hub.CommitInfo, error) {
-	cs, err := c.ListCommits(ctx, repo, branch, recoverDepth)
+	ci, err := c.FindCommit(ctx, repo, branch, id, "", recoverDepth)
+	if errors.Is(err, hub.ErrRevisionNotFound) {
+		return nil, nil
+	}
+	return ci, err
+}
+
+// taggedCommit returns the commit tag points at when that commit carries the trailer id; nil when the tag does
+// not exist or points at another commit.
+func taggedCommit(ctx context.Context, c *hub.Client, repo, tag, id string) (*hub.CommitInfo, error) {
+	refs, err := c.ListRefs(ctx, repo)
 	if err != nil {
-		if errors.Is(err, hub.ErrRevisionNotFound) {
-			return nil, nil
-		}
 		return nil, err
 	}
-	needle := hub.CommitTrailer + ": " + id
-	for i := range cs {
-		if strings.Contains(cs[i].Message, needle) || strings.Contains(cs[i].Title, needle) {
-			return &cs[i], nil
-		}
+	if !refs.HasTag(tag) {
+		return nil, nil
 	}
-	return nil, nil
+	ci, err := c.FindCommit(ctx, repo, tag, id, "", 1)
+	if errors.Is(err, hub.ErrRevisionNotFound) {
+		return nil, nil
+	}
+	return ci, err
 }
 
 // staleFiles lists the model files at the destination (directly in its folder) that the new set lacks: the

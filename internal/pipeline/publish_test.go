@@ -22,11 +22,12 @@ func publishEnv(t *testing.T, url string) *Env {
 }
 
 func TestPublishCheckpointMerged(t *testing.T) {
+	t.Parallel()
 	s := newTestHub(t)
 	env := publishEnv(t, s.URL())
 	outputs := t.TempDir()
 	ckpt := writeCheckpoint(t, outputs, 500, nil)
-	want := referenceMerge(t, ckpt, testShard)
+	want := referenceMerge(t, ckpt, testShard, "w/merged")
 	if len(want) < 5 {
 		t.Fatalf("reference merge has only %v", want)
 	}
@@ -72,6 +73,7 @@ func TestPublishCheckpointMerged(t *testing.T) {
 // TestPublishReplacesStaleFiles: a new upload at the same place deletes the earlier step's model files it lacks
 // (here: three shards and their index replaced by one model.safetensors), in the same commit.
 func TestPublishReplacesStaleFiles(t *testing.T) {
+	t.Parallel()
 	s := newTestHub(t)
 	env := publishEnv(t, s.URL())
 	ckpt := writeCheckpoint(t, t.TempDir(), 7, nil)
@@ -87,7 +89,7 @@ func TestPublishReplacesStaleFiles(t *testing.T) {
 	}
 	c := testClient(t, s)
 	got := repoFiles(t, c, "w/stale", "main")
-	sameDigests(t, "main", got, referenceMerge(t, ckpt, 50_000_000))
+	sameDigests(t, "main", got, referenceMerge(t, ckpt, 50_000_000, "w/stale"))
 	del := strings.Join(res.Commits[0].Deleted, ",")
 	if !strings.Contains(del, "model-00001-of-") || !strings.Contains(del, "model.safetensors.index.json") {
 		t.Errorf("deleted %s", del)
@@ -99,6 +101,7 @@ func TestPublishReplacesStaleFiles(t *testing.T) {
 
 // TestPublishAdapterOnly publishes the adapter, its tokenizer and a card; nothing of the trainer's state.
 func TestPublishAdapterOnly(t *testing.T) {
+	t.Parallel()
 	s := newTestHub(t)
 	env := publishEnv(t, s.URL())
 	ckpt := writeCheckpoint(t, t.TempDir(), 42, nil)
@@ -124,6 +127,7 @@ func TestPublishAdapterOnly(t *testing.T) {
 
 // TestPublishErrors: bad input fails before anything is published, naming the file.
 func TestPublishErrors(t *testing.T) {
+	t.Parallel()
 	s := newTestHub(t)
 	env := publishEnv(t, s.URL())
 	bad := writeCheckpoint(t, t.TempDir(), 5, nil)
@@ -159,6 +163,7 @@ func TestPublishErrors(t *testing.T) {
 // TestEnsureTag: tagging again the same commit is a success (a retried job), a tag on another commit a
 // permanent error naming both commits.
 func TestEnsureTag(t *testing.T) {
+	t.Parallel()
 	s := newTestHub(t)
 	c := testClient(t, s)
 	ctx := context.Background()

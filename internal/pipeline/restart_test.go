@@ -42,10 +42,12 @@ func (c *cancelAfterParts) RoundTrip(req *http.Request) (*http.Response, error) 
 // middle of the upload), starts a new one on the same state directory and checks that the Hub ends as after an
 // uninterrupted run: the same files in every tag, one commit per checkpoint.
 func TestDaemonRestartResumes(t *testing.T) {
+	t.Parallel()
 	points := []string{"detected", "pinned", "merged", "uploading", "mid-upload", PointCommitLanded, "committed",
 		"both/" + PointCommitLanded}
 	for _, name := range points {
 		t.Run(name, func(t *testing.T) {
+			t.Parallel()
 			point, both := strings.CutPrefix(name, "both/")
 			s := newTestHub(t)
 			outputs := filepath.Join(t.TempDir(), "outputs")
@@ -149,7 +151,7 @@ func TestDaemonRestartResumes(t *testing.T) {
 			repo := cfg.Watch[0].Repo
 			for _, step := range []int{10, 20} {
 				tag := fmt.Sprintf("step-%d", step)
-				sameDigests(t, tag, repoFiles(t, c, repo, tag), referenceMerge(t, ckpts[step], testShard))
+				sameDigests(t, tag, repoFiles(t, c, repo, tag), referenceMerge(t, ckpts[step], testShard, repo))
 			}
 			repos := []string{repo}
 			if both {

@@ -23,6 +23,7 @@ import (
 )
 
 func TestTargetDests(t *testing.T) {
+	t.Parallel()
 	base := Target{Repo: "me/m", AdapterRepo: "me/m-ad", TagFormat: "step-{step}", BranchFormat: "ckpt-{step}",
 		SubfolderFormat: "{checkpoint}", Message: "Upload {checkpoint} (step {step})"}
 	tests := []struct {
@@ -59,6 +60,7 @@ func TestTargetDests(t *testing.T) {
 }
 
 func TestCommitID(t *testing.T) {
+	t.Parallel()
 	d := dest{Kind: KindMerged, Repo: "me/m", Branch: "main"}
 	a := commitID(d, "/out", 500, config.LayoutTags)
 	if a != commitID(d, "/out", 500, config.LayoutTags) {
@@ -86,6 +88,7 @@ func TestCommitID(t *testing.T) {
 }
 
 func TestIsPermanent(t *testing.T) {
+	t.Parallel()
 	ep := "http://hub.test"
 	tests := []struct {
 		name string
@@ -118,6 +121,7 @@ func TestIsPermanent(t *testing.T) {
 }
 
 func TestStepOf(t *testing.T) {
+	t.Parallel()
 	tests := []struct {
 		format, name string
 		step         int64
@@ -187,6 +191,7 @@ func freeLoopbackAddr(t *testing.T) string {
 // TestReadStatus reads the jobs from the journal when no daemon holds it, from the daemon's snapshot while one
 // runs, and reports an empty status when there is no journal yet.
 func TestReadStatus(t *testing.T) {
+	t.Parallel()
 	ctx := context.Background()
 	rep, err := ReadStatus(ctx, filepath.Join(t.TempDir(), "none", "journal.db"), 50*time.Millisecond)
 	if err != nil || rep.Source != SourceNone || len(rep.Jobs) != 0 {

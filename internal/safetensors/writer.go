@@ -16,6 +16,7 @@ import (
 	"strconv"
 	"sync"
 
+	"github.com/hubsync/hubsync/internal/fsutil"
 	"github.com/hubsync/hubsync/internal/tensor"
 )
 
@@ -192,7 +193,7 @@ func Write(ctx context.Context, w io.Writer, l *Layout, fill FillFunc) (Digest, 
 // WriteFile writes a planned file at path atomically: into a temporary file in the same directory, synced, then
 // renamed into place. On error nothing is left at path.
 func WriteFile(ctx context.Context, path string, l *Layout, fill FillFunc) (Digest, error) {
-	f, err := os.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
+	f, err := fsutil.CreateTemp(filepath.Dir(path), "."+filepath.Base(path)+".tmp-*")
 	if err != nil {
 		return Digest{}, err
 	}
