@@ -557,7 +557,7 @@ func (c *Client) once(ctx context.Context, cl call, target, reqID string, attemp
 		err = stallErr(actx, c.stallTimeout, err)
 		finish()
 		c.log.Debug().Str("method", cl.method).Str("url", redactURL(target)).Int("attempt", attempt).
-			Str("request_id", reqID).Dur("took", time.Since(start)).Err(sanitizeErr(err)).Msg("hub request error")
+			Str("request_id", reqID).Stringer("took", time.Since(start).Round(time.Microsecond)).Err(sanitizeErr(err)).Msg("hub request error")
 		if ctx.Err() != nil {
 			return nil, ctx.Err()
 		}

@@ -207,9 +207,9 @@ func (w *Watcher) Run(ctx context.Context) error {
 		defer fw.Close()
 		l.fw = fw
 		fsEvents, fsErrors = fw.Events, fw.Errors
-		l.log.Info().Strs("dirs", w.dirs).Dur("settle", w.opts.Settle).Msg("watching checkpoints (fsnotify)")
+		l.log.Info().Strs("dirs", w.dirs).Stringer("settle", w.opts.Settle).Msg("watching checkpoints (fsnotify)")
 	} else {
-		l.log.Info().Strs("dirs", w.dirs).Dur("poll", w.opts.Poll).Dur("settle", w.opts.Settle).
+		l.log.Info().Strs("dirs", w.dirs).Stringer("poll", w.opts.Poll).Stringer("settle", w.opts.Settle).
 			Msg("watching checkpoints (polling)")
 	}
 
@@ -573,7 +573,7 @@ func (l *loop) addWatch(p string, now time.Time) bool {
 			return false
 		}
 		if !l.degraded {
-			l.log.Warn().Err(err).Str("dir", p).Dur("every", l.w.opts.FallbackPoll).
+			l.log.Warn().Err(err).Str("dir", p).Stringer("every", l.w.opts.FallbackPoll).
 				Msg("cannot watch directory (raise fs.inotify.max_user_watches or use polling); rescanning periodically")
 			l.degraded = true
 			l.scheduleRescan(now.Add(l.w.opts.FallbackPoll), true)

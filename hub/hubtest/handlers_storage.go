@@ -170,7 +170,7 @@ func (s *Server) serveStorage(w http.ResponseWriter, r *http.Request) {
 	defer func() {
 		s.stats.status(c.op, sw.code)
 		s.log.Debug().Str("req", c.reqID).Str("op", string(c.op)).Str("method", r.Method).Str("path", r.URL.Path).
-			Int("status", sw.code).Dur("took", time.Since(start)).Msg("storage")
+			Int("status", sw.code).Stringer("took", time.Since(start).Round(time.Microsecond)).Msg("storage")
 	}()
 	if r.Header.Get("Authorization") != "" {
 		s.stats.update(func(st *Stats) { st.TokenLeaks++ })

@@ -324,7 +324,7 @@ func (s *Server) serveAPI(w http.ResponseWriter, r *http.Request) {
 	defer func() {
 		s.stats.status(op, sw.code)
 		s.log.Debug().Str("req", c.reqID).Str("op", string(op)).Str("method", r.Method).Str("path", r.URL.Path).
-			Int("status", sw.code).Dur("took", time.Since(start)).Msg("api")
+			Int("status", sw.code).Stringer("took", time.Since(start).Round(time.Microsecond)).Msg("api")
 	}()
 	authOK := true
 	if c.rt.signed {

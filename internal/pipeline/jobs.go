@@ -348,7 +348,7 @@ func (d *Daemon) mergeJob(ctx context.Context, t *task, job *journal.Job) error 
 		j.Attempts = 0
 	})
 	if err == nil {
-		log.Info().Int("files", len(outs)).Int64("bytes", total).Dur("took", d.env.now().Sub(start)).Msg("outputs ready")
+		log.Info().Int("files", len(outs)).Int64("bytes", total).Stringer("took", d.env.now().Sub(start).Round(time.Millisecond)).Msg("outputs ready")
 	}
 	return err
 }
