@@ -582,7 +582,7 @@ func (c *Client) once(ctx context.Context, cl call, target, reqID string, attemp
 	}
 	c.log.Debug().Str("method", cl.method).Str("url", redactURL(target)).Int("status", r.status).
 		Int("attempt", attempt).Str("request_id", firstNonEmpty(raw.Header.Get("X-Request-Id"), reqID)).
-		Dur("took", time.Since(start)).Msg("hub request")
+		Stringer("took", time.Since(start).Round(time.Microsecond)).Msg("hub request")
 	return r, nil
 }
 

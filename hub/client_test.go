@@ -3,6 +3,7 @@ package hub
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"io"
 	"net/http"
@@ -375,4 +376,34 @@ func (z *countingZeros) Read(p []byte) (int, error) {
 	clear(p)
 	z.n.Add(int64(len(p)))
 	return len(p), nil
+}
+
+// TestRequestLogDurationHasUnit: a request log line states its duration with a unit ("took":"1.2ms"), never
+// zerolog's bare number of milliseconds.
+func TestRequestLogDurationHasUnit(t *testing.T) {
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		w.Write([]byte(`{}`))
+	}))
+	defer srv.Close()
+	var buf bytes.Buffer
+	c := newTestClient(t, srv.URL, "", func(o *Options) {
+		o.Logger = zerolog.New(&buf).Level(zerolog.DebugLevel)
+	})
+	if _, err := c.send(context.Background(), call{method: "GET", url: srv.URL + "/api/x"}); err != nil {
+		t.Fatal(err)
+	}
+	var line struct {
+		Took any `json:"took"`
+	}
+	first, _, _ := strings.Cut(buf.String(), "\n")
+	if err := json.Unmarshal([]byte(first), &line); err != nil {
+		t.Fatalf("log line %q: %v", first, err)
+	}
+	s, ok := line.Took.(string)
+	if !ok {
+		t.Fatalf("took = %#v (%T), want a duration string with its unit", line.Took, line.Took)
+	}
+	if _, err := time.ParseDuration(s); err != nil {
+		t.Errorf("took = %q: %v", s, err)
+	}
 }
