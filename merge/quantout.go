@@ -80,14 +80,7 @@ func (q *QuantOutput) quantizable(t *outTensor) bool {
 			return false
 		}
 	}
-	n := mustNumel(t.Shape)
-	if n == 0 {
-		return false
-	}
-	if q.Storage == tensor.BF16 && packedBytes(q.Storage, n) != (n+1)/2 {
-		return false
-	}
-	return true
+	return mustNumel(t.Shape) > 0
 }
 
 // packedBytes is the byte size of P.weight for n elements in a storage dtype: bitsandbytes allocates
@@ -129,10 +122,18 @@ func (p *Plan) checkQuant() error {
 	if err := q.normalize(); err != nil {
 		return err
 	}
+	found := false
 	for _, t := range p.tensors {
-		if q.quantizable(t) {
-			return nil
+		if !q.quantizable(t) {
+			continue
 		}
+		found = true
+		if n := mustNumel(t.Shape); packedBytes(q.Storage, n) != (n+1)/2 {
+			return &InputError{File: p.base.dir, Tensor: t.Name, Msg: fmt.Sprintf("%d elements do not fill whole %s quant storage items (bitsandbytes would truncate the packed codes); use uint8 storage", n, q.Storage.TorchName())}
+		}
+	}
+	if found {
+		return nil
 	}
 	return &InputError{File: p.base.dir, Msg: fmt.Sprintf("--dtype %s: the base has no quantizable weights (2-D Linear weights outside %v)", q.Type, q.skipList())}
 }
