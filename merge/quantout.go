@@ -448,3 +448,14 @@ func (p *Plan) executeQuant(ctx context.Context) (*Result, error) {
 		Float64("max_abs_error", qres.Report.Max).Int("quantized", qres.Report.Quantized).Msg("merged 4-bit")
 	return &res, nil
 }
+
+// ParseQuantType returns "nf4" or "fp4" when s names a bitsandbytes 4-bit output dtype (case-insensitive), else "".
+func ParseQuantType(s string) string {
+	switch strings.ToLower(strings.TrimSpace(s)) {
+	case "nf4":
+		return "nf4"
+	case "fp4":
+		return "fp4"
+	}
+	return ""
+}
