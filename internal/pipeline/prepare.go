@@ -129,6 +129,7 @@ func prepareMerged(ctx context.Context, env *Env, o prepareOptions) (*outputSet,
 		Base: base, Adapter: o.Src, Out: out, DType: o.Target.DType, MaxShardSize: o.Target.MaxShardSize,
 		Device: o.Target.Device, Backends: env.Backends, Threads: env.MergeThreads, Logger: o.Log,
 		FetchBase: env.fetchBase(o.Log), Progress: o.Progress, AdapterName: o.Name, KeepTied: o.Target.KeepTied,
+		Quant: o.Target.Quant,
 	})
 	if err != nil {
 		return nil, err

@@ -12,6 +12,7 @@ import (
 	"github.com/hubsync/hubsync/internal/config"
 	"github.com/hubsync/hubsync/internal/journal"
 	"github.com/hubsync/hubsync/internal/tensor"
+	"github.com/hubsync/hubsync/merge"
 )
 
 // Output kinds: what a job publishes, and the staging subdirectory it is written to.
@@ -62,6 +63,8 @@ type Target struct {
 	Device string
 	// KeepTied keeps tied embeddings tied under an embedding LoRA (merge.Options.KeepTied).
 	KeepTied bool
+	// Quant makes the merged output a bitsandbytes 4-bit model (merge.Options.Quant; DType is its compute dtype).
+	Quant *merge.QuantOutput
 }
 
 // TargetFromWatch turns a (resolved and validated) watch entry into a Target, with the daemon's device.
