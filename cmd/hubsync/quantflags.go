@@ -9,6 +9,7 @@ import (
 	"github.com/spf13/pflag"
 
 	"github.com/hubsync/hubsync/export"
+	"github.com/hubsync/hubsync/internal/config"
 	"github.com/hubsync/hubsync/internal/pipeline"
 	"github.com/hubsync/hubsync/internal/tensor"
 	"github.com/hubsync/hubsync/merge"
@@ -130,4 +131,27 @@ func finiteOr(v float64) float64 {
 		return -1
 	}
 	return v
+}
+
+// applyWatch overrides a watch entry's quant keys with the 4-bit flags given on the command line.
+func (q *quantFlags) applyWatch(w *config.Quant4Bit) {
+	if q.flags == nil {
+		return
+	}
+	if q.flags.Changed("double-quant") {
+		v := q.DoubleQuant
+		w.DoubleQuant = &v
+	}
+	if q.flags.Changed("blocksize") {
+		w.Blocksize = q.Blocksize
+	}
+	if q.flags.Changed("compute-dtype") {
+		w.ComputeDType = q.ComputeDType
+	}
+	if q.flags.Changed("quant-storage") {
+		w.Storage = q.Storage
+	}
+	if q.flags.Changed("skip-modules") {
+		w.SkipModules = append([]string{}, q.SkipModules...)
+	}
 }
