@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
+	"sync"
 
 	"github.com/hubsync/hubsync/export"
 	"github.com/hubsync/hubsync/internal/safetensors"
@@ -138,28 +139,52 @@ func (p *Plan) checkQuant() error {
 	return &InputError{File: p.base.dir, Msg: fmt.Sprintf("--dtype %s: the base has no quantizable weights (2-D Linear weights outside %v)", q.Type, q.skipList())}
 }
 
-// quantChunk is the number of elements the quantizer reads at once (a multiple of every block size).
-const quantChunk = 1 << 20
+// quantChunk is the number of elements one quantizer goroutine takes at once (a multiple of every block size).
+const quantChunk = 1 << 18
 
-// readChunks calls f with the float32 values of ti from the 16-bit merge, chunk by chunk.
-func readChunks(ctx context.Context, f *safetensors.File, ti safetensors.TensorInfo, fn func(off int64, x []float32) error) error {
+// readChunks calls fn with the float32 values of ti from the 16-bit merge, chunk by chunk: up to workers chunks
+// are read at once (a span) and fn runs on them concurrently (each call gets its own chunk and index); after, when
+// not nil, runs once each span is done. Chunk boundaries depend only on the tensor, so results gathered by chunk
+// index do not depend on workers.
+func readChunks(ctx context.Context, f *safetensors.File, ti safetensors.TensorInfo, workers int,
+	fn func(idx int, off int64, x []float32) error, after func(spanOff, spanLen int64) error) error {
 	n := ti.NumElements()
 	es := int64(ti.DType.Size())
-	raw := make([]byte, min(n, quantChunk)*es)
-	x := make([]float32, min(n, quantChunk))
-	for off := int64(0); off < n; off += quantChunk {
+	workers = max(1, workers)
+	span := int64(workers) * quantChunk
+	raw := make([]byte, min(n, span)*es)
+	x := make([]float32, min(n, span))
+	for off := int64(0); off < n; off += span {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		c := min(int64(quantChunk), n-off)
+		c := min(span, n-off)
 		if err := f.ReadTensorAt(ti, raw[:c*es], off*es); err != nil {
 			return err
 		}
 		if err := tensor.DecodeFloats(ti.DType, raw[:c*es], x[:c]); err != nil {
 			return err
 		}
-		if err := fn(off, x[:c]); err != nil {
-			return err
+		var wg sync.WaitGroup
+		errs := make([]error, workers)
+		for w := 0; int64(w)*quantChunk < c; w++ {
+			lo, hi := int64(w)*quantChunk, min(int64(w+1)*quantChunk, c)
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				errs[w] = fn(int((off+lo)/quantChunk), off+lo, x[lo:hi])
+			}()
+		}
+		wg.Wait()
+		for _, err := range errs {
+			if err != nil {
+				return err
+			}
+		}
+		if after != nil {
+			if err := after(off, c); err != nil {
+				return err
+			}
 		}
 	}
 	return nil
@@ -173,12 +198,20 @@ func (p *Plan) measure(ctx context.Context, f *safetensors.File, ti safetensors.
 	qt := testmodel.Quant(q.Type)
 	n := ti.NumElements()
 	bs := int64(q.Blocksize)
-	absmax := make([]float32, 0, ceilDiv(n, bs))
-	if err := readChunks(ctx, f, ti, func(_ int64, x []float32) error {
-		_, a := testmodel.Quantize4Bit(qt, q.Blocksize, x)
-		absmax = append(absmax, a...)
+	workers := p.opts.Threads
+	absmax := make([]float32, ceilDiv(n, bs))
+	if err := readChunks(ctx, f, ti, workers, func(_ int, off int64, x []float32) error {
+		for b := int64(0); b*bs < int64(len(x)); b++ {
+			var m float32
+			for _, v := range x[b*bs : min((b+1)*bs, int64(len(x)))] {
+				if a := math.Float32frombits(math.Float32bits(v) &^ (1 << 31)); a > m {
+					m = a // testmodel's rule: a NaN never becomes the absmax
+				}
+			}
+			absmax[off/bs+b] = m
+		}
 		return nil
-	}); err != nil {
+	}, nil); err != nil {
 		return nil, err
 	}
 	st := testmodel.QuantState{QuantType: q.Type, Blocksize: q.Blocksize, DType: ti.DType, Shape: t.Shape}
@@ -196,20 +229,36 @@ func (p *Plan) measure(ctx context.Context, f *safetensors.File, ti safetensors.
 		}
 	}
 	qn.state = st.Encode()
-	if err := readChunks(ctx, f, ti, func(off int64, x []float32) error {
+	cb := testmodel.Codebook(qt)
+	nChunks := int(ceilDiv(n, quantChunk))
+	sums, maxes := make([]float64, nChunks), make([]float64, nChunks)
+	if err := readChunks(ctx, f, ti, workers, func(idx int, off int64, x []float32) error {
 		packed, _ := testmodel.Quantize4Bit(qt, q.Blocksize, x)
-		deq := testmodel.Dequantize4Bit(qt, q.Blocksize, packed, scales[off/bs:], len(x))
-		for i, v := range deq {
-			d := math.Abs(float64(tensor.RoundTo(ti.DType, v)) - float64(x[i]))
-			if d != d {
-				d = math.Inf(1)
+		var sum, mx float64
+		for b := int64(0); b*bs < int64(len(x)); b++ {
+			s := scales[off/bs+b]
+			for k := b * bs; k < min((b+1)*bs, int64(len(x))); k++ {
+				c := packed[k/2]
+				if k%2 == 0 {
+					c >>= 4
+				}
+				deq := tensor.RoundTo(ti.DType, float32(cb[c&0x0F]*s))
+				d := math.Abs(float64(deq) - float64(x[k]))
+				if d != d {
+					d = math.Inf(1)
+				}
+				sum += d * d
+				mx = max(mx, d)
 			}
-			qn.sumSq += d * d
-			qn.maxErr = max(qn.maxErr, d)
 		}
+		sums[idx], maxes[idx] = sum, mx
 		return nil
-	}); err != nil {
+	}, nil); err != nil {
 		return nil, err
+	}
+	for i := range sums { // in chunk order: the sum does not depend on the worker count
+		qn.sumSq += sums[i]
+		qn.maxErr = max(qn.maxErr, maxes[i])
 	}
 	return qn, nil
 }
@@ -327,13 +376,22 @@ func (o *quantizedOutput) fill(ctx context.Context, ti safetensors.TensorInfo, w
 	switch strings.TrimPrefix(ti.Name, wname) {
 	case "":
 		src := o.infos[wname]
+		n := src.NumElements()
+		workers := max(1, o.p.opts.Threads)
+		buf := make([]byte, min(n, int64(workers)*quantChunk)/2+1)
 		var written int64
-		if err := readChunks(ctx, o.files[o.fileOf[wname]], src, func(_ int64, x []float32) error {
+		if err := readChunks(ctx, o.files[o.fileOf[wname]], src, workers, func(_ int, off int64, x []float32) error {
 			packed, _ := testmodel.Quantize4Bit(testmodel.Quant(q.Type), q.Blocksize, x)
-			packed = packed[:min(int64(len(packed)), ti.Size()-written)]
-			written += int64(len(packed))
-			_, err := w.Write(packed)
-			return err
+			rel := off % (int64(workers) * quantChunk)
+			copy(buf[rel/2:], packed)
+			return nil
+		}, func(_, spanLen int64) error {
+			k := min((spanLen+1)/2, ti.Size()-written)
+			if _, err := w.Write(buf[:k]); err != nil {
+				return err
+			}
+			written += k
+			return nil
 		}); err != nil {
 			return err
 		}

@@ -384,3 +384,32 @@ func TestQuantOutputBadInput(t *testing.T) {
 		})
 	}
 }
+
+// TestQuantOutputDeterministic: tensors of several quantizer chunks give the same bytes for 1 and 3 workers, and
+// the packed codes and statistics equal a one-shot quantization of the whole 16-bit merged tensor.
+func TestQuantOutputDeterministic(t *testing.T) {
+	spec := testmodel.BaseSpec{Arch: testmodel.ArchLlama, Hidden: 512, Intermediate: 1100, Layers: 1, Heads: 8, KVHeads: 2,
+		HeadDim: 64, Vocab: 64, DType: tensor.BF16, Quant: testmodel.QuantNone, Seed: 5}
+	dir := t.TempDir()
+	base, ad := mergeCase{base: spec, adapter: testmodel.AdapterSpec{TargetModules: testmodel.AllLinear(), Seed: 3}}.generate(t, dir)
+	runMergeT(t, Options{Base: base, Adapter: ad, Out: filepath.Join(dir, "out16"), DType: tensor.BF16})
+	var outs []map[string]outTensorData
+	for _, threads := range []int{1, 3} {
+		out := filepath.Join(dir, "out4-"+string(rune('0'+threads)))
+		runMergeT(t, Options{Base: base, Adapter: ad, Out: out, Threads: threads, Quant: &QuantOutput{Type: "nf4", DoubleQuant: true}})
+		outs = append(outs, readOutput(t, out))
+	}
+	for name, o := range outs[0] {
+		if string(outs[1][name].Raw) != string(o.Raw) {
+			t.Errorf("%s differs between 1 and 3 workers", name)
+		}
+	}
+	ref := readOutput(t, filepath.Join(dir, "out16"))
+	w := "model.layers.0.mlp.down_proj.weight" // 563200 elements: 3 chunks
+	packed, absmax := testmodel.Quantize4Bit(testmodel.QuantNF4, 64, ref[w].floats(t))
+	nq := testmodel.DoubleQuantize(absmax)
+	if string(outs[0][w].Raw) != string(packed) || string(outs[0][w+".absmax"].Raw) != string(nq.Codes) ||
+		string(outs[0][w+".nested_absmax"].Raw) != string(f32Raw(nq.Absmax)) {
+		t.Errorf("%s: chunked quantization differs from a one-shot quantization", w)
+	}
+}
