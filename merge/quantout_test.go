@@ -111,6 +111,112 @@ func refDoubleQuant(absmax []float32) (codes []byte, nested []float32, offset fl
 	return codes, nested, offset
 }
 
+// treeNF4 is, verbatim from model-formats.md §4.6, bitsandbytes' dQuantizeNF4 decision tree. The CUDA kernel compares against float literals
+// (0.0397...f), so the thresholds here are float32 constants; every comparison is a strict >.
+func treeNF4(x float32) byte {
+	if x > 0.03979014977812767 {
+		if x > 0.3893125355243683 {
+			if x > 0.6427869200706482 {
+				if x > 0.8614784181118011 {
+					return 15
+				}
+				return 14
+			}
+			if x > 0.5016634166240692 {
+				return 13
+			}
+			return 12
+		}
+		if x > 0.2035212516784668 {
+			if x > 0.2920137718319893 {
+				return 11
+			}
+			return 10
+		}
+		if x > 0.1202552504837513 {
+			return 9
+		}
+		return 8
+	}
+	if x > -0.33967943489551544 {
+		if x > -0.13791173323988914 {
+			if x > -0.045525018125772476 {
+				return 7
+			}
+			return 6
+		}
+		if x > -0.23460740596055984 {
+			return 5
+		}
+		return 4
+	}
+	if x > -0.6106329262256622 {
+		if x > -0.4599952697753906 {
+			return 3
+		}
+		return 2
+	}
+	if x > -0.8480964004993439 {
+		return 1
+	}
+	return 0
+}
+
+// treeFP4 is bitsandbytes' dQuantizeFP4: sign bit 8 for x < 0, then a tree on |x| with float32 thresholds.
+func treeFP4(x float32) byte {
+	var sign byte
+	if x < 0 {
+		sign = 8
+	}
+	x = float32(math.Abs(float64(x)))
+	if x > 0.29166667 {
+		if x > 0.583333 {
+			if x > 0.8333333 {
+				return 3 + sign
+			}
+			return 2 + sign
+		}
+		if x > 0.4166667 {
+			return 5 + sign
+		}
+		return 4 + sign
+	}
+	if x > 0.0859375 {
+		if x > 0.20833333 {
+			return 7 + sign
+		}
+		return 6 + sign
+	}
+	if x > 0.00260417 {
+		return 1 + sign
+	}
+	return sign
+}
+
+// TestQuantizerCodeBoundaries: the quantizer's code search equals bitsandbytes' decision trees at and next to
+// every threshold, at ±0, ±1, NaN and on random values.
+func TestQuantizerCodeBoundaries(t *testing.T) {
+	var ys []float32
+	for _, th := range append(append([]float32{}, refNF4Thresholds...), refFP4Thresholds...) {
+		for _, v := range []float32{th, -th} {
+			ys = append(ys, v, math.Nextafter32(v, 2), math.Nextafter32(v, -2))
+		}
+	}
+	ys = append(ys, 0, float32(math.Copysign(0, -1)), 1, -1, float32(math.NaN()))
+	rng := rand.New(rand.NewSource(3))
+	for range 100000 {
+		ys = append(ys, float32(rng.Float64()*2-1))
+	}
+	for _, y := range ys {
+		// A block [1, y] has absmax 1, so y is quantized unscaled (y·1 = y).
+		nf, _ := testmodel.Quantize4Bit(testmodel.QuantNF4, 32, []float32{1, y})
+		fp, _ := testmodel.Quantize4Bit(testmodel.QuantFP4, 32, []float32{1, y})
+		if nf[0]&0x0F != treeNF4(y) || fp[0]&0x0F != treeFP4(y) {
+			t.Fatalf("y = %v (%#x): nf4 %d (tree %d), fp4 %d (tree %d)", y, math.Float32bits(y), nf[0]&0x0F, treeNF4(y), fp[0]&0x0F, treeFP4(y))
+		}
+	}
+}
+
 // TestQuantizerBitExact checks the quantizer the 4-bit output uses against the reference on random data: every
 // block size 32..4096, odd and partial-block counts, NF4 and FP4, double quant on and off.
 func TestQuantizerBitExact(t *testing.T) {
