@@ -99,7 +99,8 @@ type quantTensor struct {
 	nested  []float32
 	sumSq   float64
 	maxErr  float64
-	written map[string]bool
+	// scales gives the block scales the dequantizer uses (absmax, or its double-quantized value).
+	scales func() []float32
 }
 
 // QuantResult reports a 4-bit output's error against the 16-bit merge.
@@ -190,12 +191,10 @@ func readChunks(ctx context.Context, f *safetensors.File, ti safetensors.TensorI
 	return nil
 }
 
-// measure quantizes one merged weight without keeping its codes: it computes the statistics the output stores
-// and the error of the dequantized result (rounded to the weight's dtype, as bitsandbytes returns it) against the
-// 16-bit values.
+// measure computes what a quantized weight stores besides its codes: the block absmax (or its double
+// quantization) and the quant-state blob. The codes, and their error, come when the writer asks for the weight.
 func (p *Plan) measure(ctx context.Context, f *safetensors.File, ti safetensors.TensorInfo, t *outTensor) (*quantTensor, error) {
 	q := p.opts.Quant
-	qt := testmodel.Quant(q.Type)
 	n := ti.NumElements()
 	bs := int64(q.Blocksize)
 	workers := p.opts.Threads
@@ -215,13 +214,11 @@ func (p *Plan) measure(ctx context.Context, f *safetensors.File, ti safetensors.
 		return nil, err
 	}
 	st := testmodel.QuantState{QuantType: q.Type, Blocksize: q.Blocksize, DType: ti.DType, Shape: t.Shape}
-	qn := &quantTensor{t: t, written: map[string]bool{}}
-	scales := absmax
+	qn := &quantTensor{t: t}
 	if q.DoubleQuant {
 		nq := testmodel.DoubleQuantize(absmax)
 		st.Nested, st.NestedBlocksize, st.NestedDType, st.NestedOffset = true, 256, "float32", nq.Offset
 		qn.absmax, qn.nested = nq.Codes, nq.Absmax
-		scales = nq.Scales()
 	} else {
 		qn.absmax = make([]byte, 4*len(absmax))
 		if _, err := tensor.EncodeFloats(tensor.F32, absmax, qn.absmax); err != nil {
@@ -229,36 +226,13 @@ func (p *Plan) measure(ctx context.Context, f *safetensors.File, ti safetensors.
 		}
 	}
 	qn.state = st.Encode()
-	cb := testmodel.Codebook(qt)
-	nChunks := int(ceilDiv(n, quantChunk))
-	sums, maxes := make([]float64, nChunks), make([]float64, nChunks)
-	if err := readChunks(ctx, f, ti, workers, func(idx int, off int64, x []float32) error {
-		packed, _ := testmodel.Quantize4Bit(qt, q.Blocksize, x)
-		var sum, mx float64
-		for b := int64(0); b*bs < int64(len(x)); b++ {
-			s := scales[off/bs+b]
-			for k := b * bs; k < min((b+1)*bs, int64(len(x))); k++ {
-				c := packed[k/2]
-				if k%2 == 0 {
-					c >>= 4
-				}
-				deq := tensor.RoundTo(ti.DType, float32(cb[c&0x0F]*s))
-				d := math.Abs(float64(deq) - float64(x[k]))
-				if d != d {
-					d = math.Inf(1)
-				}
-				sum += d * d
-				mx = max(mx, d)
-			}
+	qn.scales = func() []float32 {
+		if q.DoubleQuant {
+			return testmodel.NestedQuant{Codes: qn.absmax, Absmax: qn.nested, Offset: st.NestedOffset}.Scales()
 		}
-		sums[idx], maxes[idx] = sum, mx
-		return nil
-	}, nil); err != nil {
-		return nil, err
-	}
-	for i := range sums { // in chunk order: the sum does not depend on the worker count
-		qn.sumSq += sums[i]
-		qn.maxErr = max(qn.maxErr, maxes[i])
+		out := make([]float32, len(qn.absmax)/4)
+		_ = tensor.DecodeFloats(tensor.F32, qn.absmax, out) // encoded above: always valid
+		return out
 	}
 	return qn, nil
 }
@@ -307,8 +281,6 @@ func (o *quantizedOutput) plan(ctx context.Context) ([]export.TensorSpec, *Quant
 	res := &QuantResult{Report: export.QuantReport{Blocksize: q.Blocksize, Config: export.QuantConfig{
 		QuantType: q.Type, DoubleQuant: q.DoubleQuant, ComputeDType: p.modelDType, Storage: q.Storage,
 		SkipModules: q.SkipModules}}}
-	var sumSq float64
-	var count int64
 	for _, t := range p.tensors {
 		ti, ok := o.infos[t.Name]
 		if !ok {
@@ -342,7 +314,22 @@ func (o *quantizedOutput) plan(ctx context.Context) ([]export.TensorSpec, *Quant
 			add(w+suffixNestedQuantMp, tensor.F32, 256)
 		}
 		add(w+quantStatePrefix+q.Type, tensor.U8, int64(len(qt.state)))
-		te := export.TensorError{Name: w, RMSE: math.Sqrt(qt.sumSq / float64(n)), Max: qt.maxErr}
+		res.Report.Quantized++
+	}
+	return specs, res, nil
+}
+
+// finish adds the errors the writer measured to res, in state-dict order, and logs them.
+func (o *quantizedOutput) finish(res *QuantResult) {
+	var sumSq float64
+	var count int64
+	for _, t := range o.p.tensors {
+		qt := o.quant[t.Name]
+		if qt == nil {
+			continue
+		}
+		n := mustNumel(t.Shape)
+		te := export.TensorError{Name: t.Name, RMSE: math.Sqrt(qt.sumSq / float64(n)), Max: qt.maxErr}
 		res.Tensors = append(res.Tensors, te)
 		sumSq += qt.sumSq
 		count += n
@@ -350,13 +337,11 @@ func (o *quantizedOutput) plan(ctx context.Context) ([]export.TensorSpec, *Quant
 		if te.RMSE > res.Report.Worst.RMSE || res.Report.Worst.Name == "" {
 			res.Report.Worst = te
 		}
-		res.Report.Quantized++
-		p.log.Info().Str("tensor", w).Float64("rmse", te.RMSE).Float64("max_abs_error", te.Max).Msg("4-bit quantization error")
+		o.p.log.Info().Str("tensor", te.Name).Float64("rmse", te.RMSE).Float64("max_abs_error", te.Max).Msg("4-bit quantization error")
 	}
 	if count > 0 {
 		res.Report.RMSE = math.Sqrt(sumSq / float64(count))
 	}
-	return specs, res, nil
 }
 
 // fill writes one output tensor.
@@ -380,10 +365,34 @@ func (o *quantizedOutput) fill(ctx context.Context, ti safetensors.TensorInfo, w
 		workers := max(1, o.p.opts.Threads)
 		buf := make([]byte, min(n, int64(workers)*quantChunk)/2+1)
 		var written int64
-		if err := readChunks(ctx, o.files[o.fileOf[wname]], src, workers, func(_ int, off int64, x []float32) error {
+		scales := qt.scales()
+		cb := testmodel.Codebook(testmodel.Quant(q.Type))
+		bs := int64(q.Blocksize)
+		nChunks := int(ceilDiv(n, quantChunk))
+		sums, maxes := make([]float64, nChunks), make([]float64, nChunks)
+		if err := readChunks(ctx, o.files[o.fileOf[wname]], src, workers, func(idx int, off int64, x []float32) error {
 			packed, _ := testmodel.Quantize4Bit(testmodel.Quant(q.Type), q.Blocksize, x)
 			rel := off % (int64(workers) * quantChunk)
 			copy(buf[rel/2:], packed)
+			// The error of the dequantized value (fl32(code·scale) rounded to the weight's dtype, as bitsandbytes
+			// returns it) against the 16-bit merge.
+			var sum, mx float64
+			for b := int64(0); b*bs < int64(len(x)); b++ {
+				s := scales[off/bs+b]
+				for k := b * bs; k < min((b+1)*bs, int64(len(x))); k++ {
+					c := packed[k/2]
+					if k%2 == 0 {
+						c >>= 4
+					}
+					d := math.Abs(float64(tensor.RoundTo(src.DType, float32(cb[c&0x0F]*s))) - float64(x[k]))
+					if d != d {
+						d = math.Inf(1)
+					}
+					sum += d * d
+					mx = max(mx, d)
+				}
+			}
+			sums[idx], maxes[idx] = sum, mx
 			return nil
 		}, func(_, spanLen int64) error {
 			k := min((spanLen+1)/2, ti.Size()-written)
@@ -397,6 +406,10 @@ func (o *quantizedOutput) fill(ctx context.Context, ti safetensors.TensorInfo, w
 		}
 		if written != ti.Size() {
 			return fmt.Errorf("merge: 4-bit %s: wrote %d of %d bytes", wname, written, ti.Size())
+		}
+		for i := range sums { // in chunk order: the sum does not depend on the worker count
+			qt.sumSq += sums[i]
+			qt.maxErr = max(qt.maxErr, maxes[i])
 		}
 		return nil
 	case suffixAbsmax:
@@ -473,6 +486,7 @@ func (p *Plan) executeQuant(ctx context.Context) (*Result, error) {
 	if err := out.WriteShards(ctx, sp, qo.fill); err != nil {
 		return nil, fmt.Errorf("merge: %w", err)
 	}
+	qo.finish(qres)
 	cfg, err := os.ReadFile(filepath.Join(res16.Dir, configFile))
 	if err != nil {
 		return nil, fmt.Errorf("merge: %w", err)
