@@ -93,12 +93,12 @@ func packedBytes(storage tensor.DType, n int64) int64 {
 
 // quantTensor is one quantized weight: its small components (kept in memory) and its measured error.
 type quantTensor struct {
-	t       *outTensor
-	state   []byte
-	absmax  []byte // F32 absmax, or U8 codes under double quant
-	nested  []float32
-	sumSq   float64
-	maxErr  float64
+	t      *outTensor
+	state  []byte
+	absmax []byte // F32 absmax, or U8 codes under double quant
+	nested []float32
+	sumSq  float64
+	maxErr float64
 	// scales gives the block scales the dequantizer uses (absmax, or its double-quantized value).
 	scales func() []float32
 }
