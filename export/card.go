@@ -46,6 +46,8 @@ type CardInfo struct {
 	PipelineTag string
 	// TiedNote says what the merge did with a tied base's embeddings ("" → nothing to say).
 	TiedNote string
+	// Quant describes a bitsandbytes 4-bit output and its measured error (nil: a 16/32-bit output).
+	Quant *QuantReport
 }
 
 // repoIDPattern is huggingface_hub's validate_repo_id rule: [namespace/]name of word characters, '-' and '.'.
@@ -236,14 +238,24 @@ func (ci CardInfo) baseName() string {
 // loading snippet.
 func ModelCard(ci CardInfo) []byte {
 	var b bytes.Buffer
-	b.Write(ci.frontMatter("transformers", "lora", "merged", "peft", "hubsync"))
+	tags := []string{"lora", "merged", "peft", "hubsync"}
+	if ci.Quant != nil {
+		tags = append(tags, "4-bit", "bitsandbytes")
+	}
+	b.Write(ci.frontMatter("transformers", tags...))
 	title := ci.RepoID
 	if title == "" {
 		title = "Merged LoRA model"
 	}
 	fmt.Fprintf(&b, "# %s\n\n", title)
-	fmt.Fprintf(&b, "This model is %s with a LoRA adapter merged into its weights by hubsync. It loads like any "+
-		"transformers model: no PEFT or bitsandbytes needed.\n\n", ci.baseName())
+	if ci.Quant != nil {
+		fmt.Fprintf(&b, "This model is %s with a LoRA adapter merged into its weights by hubsync, saved as a merged "+
+			"4-bit (bitsandbytes %s) model. It loads with transformers and bitsandbytes; no PEFT needed.\n\n",
+			ci.baseName(), ci.Quant.Config.QuantType)
+	} else {
+		fmt.Fprintf(&b, "This model is %s with a LoRA adapter merged into its weights by hubsync. It loads like any "+
+			"transformers model: no PEFT or bitsandbytes needed.\n\n", ci.baseName())
+	}
 	b.WriteString("## Merge\n\n")
 	ci.loraLines(&b)
 	b.WriteString("- Merge: W' = W + scaling · (B · A)")
@@ -259,6 +271,9 @@ func ModelCard(ci CardInfo) []byte {
 			humanSize(ci.TotalSize), ci.TotalSize)
 	}
 	ci.extraLines(&b)
+	if ci.Quant != nil {
+		ci.Quant.quantLines(&b)
+	}
 	dtypeArg := ""
 	if name := ci.DType.TorchName(); name != "" {
 		dtypeArg = fmt.Sprintf(", torch_dtype=torch.%s", name)

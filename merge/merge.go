@@ -53,6 +53,8 @@ type Result struct {
 	Duration time.Duration
 	// Card is what the model card (README.md) was rendered from.
 	Card export.CardInfo
+	// Quant reports a 4-bit output's measured error against the 16-bit merge (nil for a 16/32-bit output).
+	Quant *QuantResult
 }
 
 // Run plans and executes a merge.
@@ -90,8 +92,22 @@ func (p *Plan) auxFiles() (names, srcs []string) {
 }
 
 // Execute writes the merged model into a temporary directory beside Options.Out and renames it into place. On
-// any error nothing is left behind.
+// any error nothing is left behind. With Options.Quant the 16-bit merge is written first (beside Options.Out) and
+// then re-quantized into the 4-bit output.
 func (p *Plan) Execute(ctx context.Context) (*Result, error) {
+	if p.opts.Quant != nil {
+		start := time.Now()
+		res, err := p.executeQuant(ctx)
+		if res != nil {
+			res.Duration = time.Since(start)
+		}
+		return res, err
+	}
+	return p.execute16(ctx)
+}
+
+// execute16 writes the 16/32-bit merge into Options.Out.
+func (p *Plan) execute16(ctx context.Context) (*Result, error) {
 	start := time.Now()
 	sp, err := export.PlanShards(p.specs(), p.opts.MaxShardSize)
 	if err != nil {

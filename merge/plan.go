@@ -64,6 +64,8 @@ type Options struct {
 	// the update then lands in the shared weight and changes lm_head too, as PEFT's merge_and_unload does. By
 	// default the output is untied instead: lm_head.weight is the original embedding, embed_tokens the merged one.
 	KeepTied bool
+	// Quant, when set, writes a merged bitsandbytes 4-bit checkpoint instead (DType is then its compute dtype).
+	Quant *QuantOutput
 }
 
 // TensorKind says how an output tensor is produced.
@@ -201,6 +203,9 @@ func NewPlan(ctx context.Context, opts Options) (_ *Plan, err error) {
 		return nil, err
 	}
 	if err := p.build(); err != nil {
+		return nil, err
+	}
+	if err := p.checkQuant(); err != nil {
 		return nil, err
 	}
 	return p, nil

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"runtime"
 	"sort"
+	"strings"
 	"time"
 
 	"github.com/hubsync/hubsync/internal/fsutil"
@@ -46,6 +47,7 @@ type benchMergeOptions struct {
 	Profile string
 	Rank    int
 	Runs    int
+	DTypes  string
 }
 
 func newBenchMergeCommand(g *globalOptions) *cobra.Command {
@@ -71,6 +73,7 @@ output GB/s, peak RSS (from the child's rusage) and the ratio to the floor.`,
 	f.StringVar(&o.Profile, "profile", "", "write the child merge's CPU profile to this file")
 	f.IntVar(&o.Rank, "rank", 16, "LoRA rank")
 	f.IntVar(&o.Runs, "runs", 1, "floor/merge pairs to run (interleaved; the median ratio is reported)")
+	f.StringVar(&o.DTypes, "dtype", "", "comma-separated merge --dtype values to time in each run, e.g. bf16,nf4 (a 4-bit one also reports its quantization error; default: the base's dtype)")
 	return cmd
 }
 
@@ -162,6 +165,10 @@ func runBenchMerge(ctx context.Context, g *globalOptions, o *benchMergeOptions) 
 	if o.Profile != "" {
 		args = append(args, "--cpuprofile", o.Profile)
 	}
+	dtypes := []string{""}
+	if o.DTypes != "" {
+		dtypes = strings.Split(o.DTypes, ",")
+	}
 	var ratios []float64
 	var peak int64
 	for run := 1; run <= max(1, o.Runs); run++ {
@@ -172,27 +179,46 @@ func runBenchMerge(ctx context.Context, g *globalOptions, o *benchMergeOptions) 
 		}
 		fmt.Fprintf(w, "run %d floor (read base, write %s, fsync):  %7.2fs  %6.2f GB/s\n", run, mergeHumanSize(outBytes),
 			floor.Seconds(), float64(outBytes)/1e9/floor.Seconds())
-		os.RemoveAll(out)
-		wall, rss, childOut, err := runChild(ctx, args)
-		if err != nil {
-			return fmt.Errorf("merge child: %w\n%s", err, childOut)
-		}
-		backend := ""
-		for _, line := range bytes.Split(childOut, []byte("\n")) {
-			var rec map[string]any
-			if json.Unmarshal(line, &rec) == nil && rec["backend"] != nil {
-				backend = fmt.Sprint(rec["backend"])
+		for _, dt := range dtypes {
+			dargs := args
+			if dt != "" {
+				dargs = append(append([]string{}, args...), "--dtype", dt)
 			}
+			os.RemoveAll(out)
+			wall, rss, childOut, err := runChild(ctx, dargs)
+			if err != nil {
+				return fmt.Errorf("merge child: %w\n%s", err, childOut)
+			}
+			backend, quality := "", ""
+			for _, line := range bytes.Split(childOut, []byte("\n")) {
+				var rec map[string]any
+				if json.Unmarshal(line, &rec) != nil {
+					continue
+				}
+				if rec["backend"] != nil {
+					backend = fmt.Sprint(rec["backend"])
+				}
+				if rec["message"] == "merged 4-bit" {
+					quality = fmt.Sprintf("  4-bit error vs 16-bit merge: RMSE %.4g, max %.4g", rec["rmse"], rec["max_abs_error"])
+				}
+			}
+			gotBytes, err := dirWeightBytes(out)
+			if err != nil {
+				return err
+			}
+			os.RemoveAll(out)
+			peak = max(peak, rss)
+			ratio := wall.Seconds() / floor.Seconds()
+			if dt == dtypes[0] {
+				ratios = append(ratios, ratio)
+			}
+			name := dt
+			if name == "" {
+				name = "base dtype"
+			}
+			fmt.Fprintf(w, "run %d merge --dtype %s (child, %s, %s written): %7.2fs  %6.2f GB/s  peak RSS %d MiB  ratio %.2fx%s\n", run, name, backend,
+				mergeHumanSize(gotBytes), wall.Seconds(), float64(gotBytes)/1e9/wall.Seconds(), rss>>20, ratio, quality)
 		}
-		gotBytes, err := dirWeightBytes(out)
-		if err != nil {
-			return err
-		}
-		os.RemoveAll(out)
-		peak = max(peak, rss)
-		ratios = append(ratios, wall.Seconds()/floor.Seconds())
-		fmt.Fprintf(w, "run %d merge (child, %s, %s written): %7.2fs  %6.2f GB/s  peak RSS %d MiB  ratio %.2fx\n", run, backend,
-			mergeHumanSize(gotBytes), wall.Seconds(), float64(gotBytes)/1e9/wall.Seconds(), rss>>20, ratios[len(ratios)-1])
 	}
 	sort.Float64s(ratios)
 	fmt.Fprintf(w, "median ratio merge/floor: %.2fx over %d run(s) (goal ≤ 2x); peak RSS %d MiB (goal < 512 MiB)\n",

@@ -2,7 +2,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -13,7 +12,6 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/hubsync/hubsync/hub"
-	"github.com/hubsync/hubsync/internal/tensor"
 	"github.com/hubsync/hubsync/internal/units"
 	"github.com/hubsync/hubsync/merge"
 	"github.com/hubsync/hubsync/merge/kernels"
@@ -39,6 +37,7 @@ type mergeOptions struct {
 	CPUProfile   string
 	KeepTied     bool
 	JSON         bool
+	Quant        quantFlags
 }
 
 func (o *mergeOptions) addFlags(cmd *cobra.Command) {
@@ -46,7 +45,8 @@ func (o *mergeOptions) addFlags(cmd *cobra.Command) {
 	f.StringVar(&o.Base, "base", "", "base model: a local directory, or a Hub repo id OWNER/NAME[@REV] (branch, tag or commit) from the HF cache, else downloaded")
 	f.StringVar(&o.Adapter, "adapter", "", "PEFT adapter or trainer checkpoint directory (adapter_config.json + adapter_model.safetensors, or adapter_model.bin)")
 	f.StringVar(&o.Out, "out", "", "output directory (must not exist, or be empty)")
-	f.StringVar(&o.DType, "dtype", "", "output dtype: bf16, fp16 or fp32 (default: the base's original dtype)")
+	f.StringVar(&o.DType, "dtype", "", "output dtype: bf16, fp16 or fp32 (default: the base's original dtype), or nf4|fp4 for a merged bitsandbytes 4-bit model")
+	o.Quant.addFlags(f)
 	f.StringVar(&o.MaxShardSize, "max-shard-size", "5GB", "largest output shard (huggingface_hub units: 5GB = 5·10⁹ bytes)")
 	f.StringVar(&o.Device, "device", "auto", "compute device: auto, cpu or cuda")
 	f.BoolVar(&o.KeepTied, "keep-tied", false, keepTiedHelp)
@@ -54,7 +54,7 @@ func (o *mergeOptions) addFlags(cmd *cobra.Command) {
 	f.StringVar(&o.Kernel, "kernel", "", "CPU kernel set: generic, avx2, avx512 (default: $"+kernels.EnvVar+", else the best this CPU supports)")
 	f.StringVar(&o.CPUProfile, "cpuprofile", "", "write a CPU profile of the merge to this file")
 	_ = f.MarkHidden("cpuprofile")
-	f.BoolVar(&o.JSON, "json", false, "print the result (dir, tensors, shards, bytes, dtype, duration_ms) as one JSON object")
+	f.BoolVar(&o.JSON, "json", false, "print the result (dir, tensors, shards, bytes, dtype, duration_ms; a 4-bit output's per-tensor quantization error) as one JSON object")
 }
 
 func newMergeCommand(g *globalOptions) *cobra.Command {
@@ -79,18 +79,6 @@ beside --out and renamed into place at the end, so a failed merge leaves nothing
 	return cmd
 }
 
-// mergeParseDType accepts bf16, fp16, fp32 and torch's names; "" means the default.
-func mergeParseDType(s string) (tensor.DType, error) {
-	if s == "" {
-		return tensor.Invalid, nil
-	}
-	dt, err := tensor.ParseTorchDType(s)
-	if err != nil || (dt != tensor.BF16 && dt != tensor.F16 && dt != tensor.F32) {
-		return tensor.Invalid, usagef("--dtype must be bf16, fp16 or fp32, not %q", s)
-	}
-	return dt, nil
-}
-
 // mergeOptions validates the flags and builds the merge options.
 func (o *mergeOptions) mergeOptions(g *globalOptions) (merge.Options, error) {
 	var opts merge.Options
@@ -99,7 +87,7 @@ func (o *mergeOptions) mergeOptions(g *globalOptions) (merge.Options, error) {
 			return opts, usagef("%s is required", req.name)
 		}
 	}
-	dt, err := mergeParseDType(o.DType)
+	dt, quant, err := o.Quant.outputDType(o.DType)
 	if err != nil {
 		return opts, err
 	}
@@ -126,7 +114,7 @@ func (o *mergeOptions) mergeOptions(g *globalOptions) (merge.Options, error) {
 	}
 	return merge.Options{
 		Base: o.Base, Adapter: o.Adapter, Out: o.Out, DType: dt, MaxShardSize: size, Device: o.Device,
-		Backends: mergeBackends, Threads: o.Threads, Kernel: k, Logger: g.log, KeepTied: o.KeepTied,
+		Backends: mergeBackends, Threads: o.Threads, Kernel: k, Logger: g.log, KeepTied: o.KeepTied, Quant: quant,
 	}, nil
 }
 
@@ -158,10 +146,11 @@ func runMerge(ctx context.Context, g *globalOptions, o *mergeOptions) error {
 		return err
 	}
 	if o.JSON {
-		return json.NewEncoder(g.stdout).Encode(map[string]any{
-			"dir": res.Dir, "tensors": res.Tensors, "merged": res.Merged, "shards": res.Shards, "bytes": res.Bytes,
-			"dtype": res.DType.TorchName(), "backend": res.Backend, "duration_ms": res.Duration.Milliseconds(),
-		})
+		return writeMergeJSON(g.stdout, res)
+	}
+	if q := res.Quant; q != nil {
+		fmt.Fprintf(g.stdout, "4-bit %s: %d weights quantized, error vs the 16-bit merge: RMSE %.4g, max %.4g (worst tensor %s, RMSE %.4g)\n",
+			q.Report.Config.QuantType, q.Report.Quantized, q.Report.RMSE, q.Report.Max, q.Report.Worst.Name, q.Report.Worst.RMSE)
 	}
 	fmt.Fprintf(g.stdout, "merged %d tensors (%d changed by the adapter) into %s: %d shard(s), %s %s, %.1fs (%.2f GB/s, %s)\n",
 		res.Tensors, res.Merged, res.Dir, res.Shards, mergeHumanSize(res.Bytes), res.DType.TorchName(),

@@ -126,3 +126,50 @@ func TestMergeCommandKeepTied(t *testing.T) {
 		})
 	}
 }
+
+// TestMergeCommand4Bit: --dtype nf4 writes a bitsandbytes 4-bit model and reports its error (text and --json);
+// the 4-bit flags are refused without a 4-bit dtype.
+func TestMergeCommand4Bit(t *testing.T) {
+	dir := t.TempDir()
+	ctx := context.Background()
+	base := filepath.Join(dir, "base")
+	bi, err := testmodel.GenerateBase(ctx, base, testmodel.Tiny(testmodel.ArchLlama))
+	if err != nil {
+		t.Fatal(err)
+	}
+	adapter := filepath.Join(dir, "checkpoint-20")
+	if _, err := testmodel.GenerateAdapter(ctx, adapter, bi, testmodel.AdapterSpec{TargetModules: testmodel.AllLinear(), Seed: 3}); err != nil {
+		t.Fatal(err)
+	}
+	for i, c := range []struct {
+		name   string
+		args   []string
+		code   int
+		stdout string
+		stderr string
+	}{
+		{"nf4", []string{"--dtype", "nf4", "--compute-dtype", "bf16"}, 0, "RMSE", ""},
+		{"fp4-json", []string{"--dtype", "fp4", "--double-quant=false", "--blocksize", "128", "--json"}, 0, `"max_abs_error"`, ""},
+		{"blocksize-without-4bit", []string{"--dtype", "bf16", "--blocksize", "128"}, 2, "", "--blocksize apply to --dtype nf4 or fp4"},
+		{"bad-blocksize", []string{"--dtype", "nf4", "--blocksize", "100"}, 2, "", "--blocksize must be"},
+		{"bad-storage", []string{"--dtype", "nf4", "--quant-storage", "int8"}, 2, "", "--quant-storage"},
+		{"nothing-to-quantize", []string{"--dtype", "nf4", "--skip-modules", "model,lm_head"}, 1, "", "no quantizable weights"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			out := filepath.Join(dir, "outs", string(rune('a'+i)))
+			args := append([]string{"merge", "--base", base, "--adapter", adapter, "--out", out}, c.args...)
+			var stdout, stderr bytes.Buffer
+			code := run(ctx, args, strings.NewReader(""), &stdout, &stderr)
+			if code != c.code || !strings.Contains(stdout.String(), c.stdout) || !strings.Contains(stderr.String(), c.stderr) {
+				t.Fatalf("exit %d (want %d)\nstdout: %s\nstderr: %s", code, c.code, stdout.String(), stderr.String())
+			}
+			if code != 0 {
+				return
+			}
+			cfg, err := os.ReadFile(filepath.Join(out, "config.json"))
+			if err != nil || !strings.Contains(string(cfg), `"quant_method": "bitsandbytes"`) {
+				t.Fatalf("config.json: %s, %v", cfg, err)
+			}
+		})
+	}
+}

@@ -54,6 +54,7 @@ type pushOptions struct {
 	Device       string
 	StagingDir   string
 	KeepTied     bool
+	Quant        quantFlags
 
 	// changed reports whether a flag was given on the command line (cobra's Flags().Changed).
 	changed func(name string) bool
@@ -80,7 +81,8 @@ func (o *pushOptions) AddFlags(f *pflag.FlagSet) {
 	f.BoolVar(&o.AdapterOnly, "adapter-only", false, "DIR is a LoRA checkpoint: publish the adapter, its tokenizer and a card (the default when DIR has adapter_config.json)")
 	f.BoolVar(&o.Raw, "raw", false, "upload DIR as it is, even when it holds adapter_config.json")
 	f.StringVar(&o.Base, "base", "", "with --merged: base model, a local dir or Hub repo id (default: the adapter's base_model_name_or_path; found in the HF cache, else downloaded into it)")
-	f.StringVar(&o.DType, "dtype", "", "with --merged: output dtype bf16, fp16 or fp32 (default: the base's)")
+	f.StringVar(&o.DType, "dtype", "", "with --merged: output dtype bf16, fp16 or fp32 (default: the base's), or nf4|fp4 for a merged bitsandbytes 4-bit model")
+	o.Quant.addFlags(f)
 	f.StringVar(&o.MaxShardSize, "max-shard-size", "5GB", "with --merged: largest output shard")
 	f.StringVar(&o.Device, "device", "auto", "with --merged: merge device auto, cpu or cuda")
 	f.BoolVar(&o.KeepTied, "keep-tied", false, "with --merged: "+keepTiedHelp)
@@ -548,9 +550,9 @@ func runPushCheckpoint(ctx context.Context, g *globalOptions, o *pushOptions, di
 	if err := syncStderr(g); err != nil {
 		return err
 	}
-	dt, err := pipeline.ParseDType(o.DType)
+	dt, quant, err := o.Quant.outputDType(o.DType)
 	if err != nil {
-		return usagef("--dtype: %v", err)
+		return err
 	}
 	shard, err := units.ParseBytes(o.MaxShardSize)
 	if err == nil && shard <= 0 {
@@ -588,7 +590,7 @@ func runPushCheckpoint(ctx context.Context, g *globalOptions, o *pushOptions, di
 	t := pipeline.Target{
 		Repo: o.Repo, Private: o.Private, Revision: o.Revision, PathInRepo: o.PathInRepo, Publish: publish,
 		Layout: config.LayoutTags, Tag: o.Tag, Message: msg, CreatePR: o.CreatePR,
-		Base: o.Base, DType: dt, MaxShardSize: shard, Device: o.Device, KeepTied: o.KeepTied,
+		Base: o.Base, DType: dt, MaxShardSize: shard, Device: o.Device, KeepTied: o.KeepTied, Quant: quant,
 	}
 
 	a := defaultAuthEnv()

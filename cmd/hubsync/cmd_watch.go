@@ -55,6 +55,7 @@ type watchOptions struct {
 	KeepTied        bool
 	PruneKeep       int
 	CommitMessage   string
+	Quant           quantFlags
 }
 
 // AddFlags registers the flags.
@@ -86,7 +87,8 @@ func (o *watchOptions) AddFlags(f *pflag.FlagSet) {
 	f.StringVar(&o.BranchFormat, "branch-format", config.DefaultBranchFormat, "branch of each step [watch[].branch_format]")
 	f.StringVar(&o.SubfolderFormat, "subfolder-format", config.DefaultSubfolderFormat, "folder of each step [watch[].subfolder_format]")
 	f.StringVar(&o.Base, "base", "", "base model: local dir or Hub repo id (default: the adapter's base_model_name_or_path) [watch[].base]")
-	f.StringVar(&o.DType, "dtype", "", "merged dtype: bf16, fp16 or fp32 (default: the base's) [watch[].dtype]")
+	f.StringVar(&o.DType, "dtype", "", "merged dtype: bf16, fp16 or fp32 (default: the base's), or nf4|fp4 for a merged bitsandbytes 4-bit model [watch[].dtype; 4-bit flags: watch[].quant.*]")
+	o.Quant.addFlags(f)
 	f.StringVar(&o.MaxShardSize, "max-shard-size", "5GB", "largest output shard [watch[].max_shard_size]")
 	f.BoolVar(&o.KeepTied, "keep-tied", false, keepTiedHelp+" [watch[].keep_tied]")
 	f.IntVar(&o.PruneKeep, "prune-keep", 0, "keep only the N newest per-step tags/branches/folders on the Hub (0: never delete) [watch[].prune.keep]")
@@ -243,6 +245,7 @@ func (o *watchOptions) buildConfig(flags *pflag.FlagSet, g *globalOptions, args 
 		if set("keep-tied") {
 			w.KeepTied = o.KeepTied
 		}
+		o.Quant.applyWatch(&w.Quant)
 	}
 	if len(args) > 0 {
 		if o.Config != "" && len(cfg.Watch) > 0 {

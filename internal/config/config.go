@@ -180,8 +180,11 @@ type Watch struct {
 	// Base (base, default "": the adapter's base_model_name_or_path) is the base model: a local directory or a
 	// Hub repo id.
 	Base string `yaml:"base"`
-	// DType (dtype, default "": the base model's dtype) is the merged output's dtype: bf16, fp16 or fp32.
+	// DType (dtype, default "": the base model's dtype) is the merged output's dtype: bf16, fp16 or fp32, or
+	// nf4 or fp4 for a merged bitsandbytes 4-bit model (configured by Quant).
 	DType string `yaml:"dtype"`
+	// Quant (quant) configures a 4-bit output (dtype nf4 or fp4); ignored for the other dtypes.
+	Quant Quant4Bit `yaml:"quant"`
 	// MaxShardSize (max_shard_size, default 5GB) caps each output shard.
 	MaxShardSize ByteSize `yaml:"max_shard_size"`
 	// KeepTied (keep_tied, default false) keeps a tied base's embeddings tied when the adapter has a LoRA on
@@ -191,6 +194,21 @@ type Watch struct {
 	Prune Prune `yaml:"prune"`
 	// CommitMessage (commit_message, default "Upload {checkpoint} (step {step})") is each commit's summary.
 	CommitMessage string `yaml:"commit_message"`
+}
+
+// Quant4Bit configures a merged bitsandbytes 4-bit output (watch[].dtype nf4 or fp4).
+type Quant4Bit struct {
+	// DoubleQuant (quant.double_quant, default true) quantizes the absmax statistics too.
+	DoubleQuant *bool `yaml:"double_quant"`
+	// Blocksize (quant.blocksize, default 64) is the 4-bit block size, a power of two in 32..4096.
+	Blocksize int `yaml:"blocksize"`
+	// ComputeDType (quant.compute_dtype, default "": the base's) is bnb_4bit_compute_dtype and the dtype of the
+	// tensors kept unquantized: bf16, fp16 or fp32.
+	ComputeDType string `yaml:"compute_dtype"`
+	// Storage (quant.storage, default uint8) is bnb_4bit_quant_storage: uint8 or bf16.
+	Storage string `yaml:"storage"`
+	// SkipModules (quant.skip_modules, default: lm_head) are kept unquantized (llm_int8_skip_modules).
+	SkipModules []string `yaml:"skip_modules,omitempty"`
 }
 
 // Prune configures removal of old per-step refs or folders on the Hub.
@@ -234,6 +252,14 @@ func fillWatchDefaults(w *Watch) {
 	def(&w.BranchFormat, DefaultBranchFormat)
 	def(&w.SubfolderFormat, DefaultSubfolderFormat)
 	def(&w.CommitMessage, DefaultCommitMessage)
+	def(&w.Quant.Storage, "uint8")
+	if w.Quant.DoubleQuant == nil {
+		dq := true
+		w.Quant.DoubleQuant = &dq
+	}
+	if w.Quant.Blocksize == 0 {
+		w.Quant.Blocksize = 64
+	}
 	if w.MaxShardSize == 0 {
 		w.MaxShardSize = DefaultMaxShardSize
 	}

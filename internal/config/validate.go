@@ -136,7 +136,14 @@ func (c *Config) problems(requireWatch bool) []string {
 		} else if err := checkPlaceholders(w.CommitMessage); err != nil {
 			add(k("commit_message"), "%v", err)
 		}
-		oneOf(k("dtype"), w.DType, "", "bf16", "fp16", "fp32")
+		oneOf(k("dtype"), w.DType, "", "bf16", "fp16", "fp32", "nf4", "fp4")
+		if w.DType == "nf4" || w.DType == "fp4" {
+			if bs := w.Quant.Blocksize; bs != 0 && (bs < 32 || bs > 4096 || bs&(bs-1) != 0) {
+				add(k("quant.blocksize"), "must be a power of two between 32 and 4096, not %d", bs)
+			}
+			oneOf(k("quant.compute_dtype"), w.Quant.ComputeDType, "", "bf16", "fp16", "fp32")
+			oneOf(k("quant.storage"), w.Quant.Storage, "", "uint8", "bf16")
+		}
 		if w.MaxShardSize <= 0 {
 			add(k("max_shard_size"), "must be positive")
 		}

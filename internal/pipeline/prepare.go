@@ -131,6 +131,7 @@ func prepareMerged(ctx context.Context, env *Env, o prepareOptions) (*outputSet,
 		Device: o.Target.Device, Backends: env.Backends, Threads: env.MergeThreads, Logger: o.Log,
 		FetchBase: env.fetchBase(o.Log), Progress: o.Progress, AdapterName: o.Name, KeepTied: o.Target.KeepTied,
 		CardRepoID: o.Target.Repo,
+		Quant:      o.Target.Quant,
 	})
 	if err != nil {
 		return nil, err

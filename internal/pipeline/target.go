@@ -12,6 +12,7 @@ import (
 	"github.com/hubsync/hubsync/internal/config"
 	"github.com/hubsync/hubsync/internal/journal"
 	"github.com/hubsync/hubsync/internal/tensor"
+	"github.com/hubsync/hubsync/merge"
 )
 
 // Output kinds: what a job publishes, and the staging subdirectory it is written to.
@@ -62,15 +63,27 @@ type Target struct {
 	Device string
 	// KeepTied keeps tied embeddings tied under an embedding LoRA (merge.Options.KeepTied).
 	KeepTied bool
+	// Quant makes the merged output a bitsandbytes 4-bit model (merge.Options.Quant; DType is its compute dtype).
+	Quant *merge.QuantOutput
 }
 
 // TargetFromWatch turns a (resolved and validated) watch entry into a Target, with the daemon's device.
 func TargetFromWatch(w config.Watch, device string) (Target, error) {
-	dt, err := ParseDType(w.DType)
+	var quant *merge.QuantOutput
+	dtype := w.DType
+	if qt := merge.ParseQuantType(w.DType); qt != "" {
+		quant = &merge.QuantOutput{Type: qt, Blocksize: w.Quant.Blocksize, DoubleQuant: w.Quant.DoubleQuant == nil || *w.Quant.DoubleQuant,
+			Storage: tensor.U8, SkipModules: w.Quant.SkipModules}
+		if w.Quant.Storage == "bf16" {
+			quant.Storage = tensor.BF16
+		}
+		dtype = w.Quant.ComputeDType
+	}
+	dt, err := ParseDType(dtype)
 	if err != nil {
 		return Target{}, fmt.Errorf("watch %s: %w", w.Dir, err)
 	}
-	return Target{
+	return Target{Quant: quant,
 		Repo: w.Repo, Private: w.Private, Revision: w.Revision, Publish: w.Publish, AdapterRepo: w.AdapterRepo,
 		Layout: w.Layout, TagFormat: w.TagFormat, BranchFormat: w.BranchFormat, SubfolderFormat: w.SubfolderFormat,
 		Message: w.CommitMessage, PruneKeep: w.Prune.Keep, Base: w.Base, DType: dt,

@@ -82,86 +82,47 @@ func DynamicMap() [256]float32 {
 	return out
 }
 
-// quantizeNF4 is bitsandbytes' dQuantizeNF4 decision tree. The CUDA kernel compares against float literals
-// (0.0397...f), so the thresholds here are float32 constants; every comparison is a strict >.
-func quantizeNF4(x float32) byte {
-	if x > 0.03979014977812767 {
-		if x > 0.3893125355243683 {
-			if x > 0.6427869200706482 {
-				if x > 0.8614784181118011 {
-					return 15
-				}
-				return 14
-			}
-			if x > 0.5016634166240692 {
-				return 13
-			}
-			return 12
-		}
-		if x > 0.2035212516784668 {
-			if x > 0.2920137718319893 {
-				return 11
-			}
-			return 10
-		}
-		if x > 0.1202552504837513 {
-			return 9
-		}
-		return 8
-	}
-	if x > -0.33967943489551544 {
-		if x > -0.13791173323988914 {
-			if x > -0.045525018125772476 {
-				return 7
-			}
-			return 6
-		}
-		if x > -0.23460740596055984 {
-			return 5
-		}
-		return 4
-	}
-	if x > -0.6106329262256622 {
-		if x > -0.4599952697753906 {
-			return 3
-		}
-		return 2
-	}
-	if x > -0.8480964004993439 {
+// nf4Thresholds are the thresholds of bitsandbytes' dQuantizeNF4 decision tree, ascending (model-formats.md
+// §4.6). The CUDA kernel compares against float literals (0.0397...f), so they are float32 constants; every
+// comparison is a strict >.
+var nf4Thresholds = [15]float32{-0.8480964004993439, -0.6106329262256622, -0.4599952697753906,
+	-0.33967943489551544, -0.23460740596055984, -0.13791173323988914, -0.045525018125772476, 0.03979014977812767,
+	0.1202552504837513, 0.2035212516784668, 0.2920137718319893, 0.3893125355243683, 0.5016634166240692,
+	0.6427869200706482, 0.8614784181118011}
+
+// b2u is 1 for true; the compiler turns it into a flag-setting instruction, so the code search has no branches
+// to mispredict on random weights.
+func b2u(b bool) byte {
+	if b {
 		return 1
 	}
 	return 0
 }
 
-// quantizeFP4 is bitsandbytes' dQuantizeFP4: sign bit 8 for x < 0, then a tree on |x| with float32 thresholds.
+// quantizeNF4 is bitsandbytes' dQuantizeNF4 decision tree. The tree is a binary search over the ascending
+// thresholds with strict > tests, so its code is the number of thresholds x exceeds (NaN exceeds none: code 0).
+func quantizeNF4(x float32) byte {
+	t := &nf4Thresholds
+	return b2u(x > t[0]) + b2u(x > t[1]) + b2u(x > t[2]) + b2u(x > t[3]) + b2u(x > t[4]) + b2u(x > t[5]) +
+		b2u(x > t[6]) + b2u(x > t[7]) + b2u(x > t[8]) + b2u(x > t[9]) + b2u(x > t[10]) + b2u(x > t[11]) +
+		b2u(x > t[12]) + b2u(x > t[13]) + b2u(x > t[14])
+}
+
+// fp4Thresholds are dQuantizeFP4's thresholds on |x|, ascending (float32 constants, strict >), and fp4ByRank the
+// code of each interval between them.
+var (
+	fp4Thresholds = [7]float32{0.00260417, 0.0859375, 0.20833333, 0.29166667, 0.4166667, 0.583333, 0.8333333}
+	fp4ByRank     = [8]byte{0, 1, 6, 7, 4, 5, 2, 3}
+)
+
+// quantizeFP4 is bitsandbytes' dQuantizeFP4: sign bit 8 for x < 0, then its tree on |x| (a binary search over the
+// ascending thresholds, so the interval is the number of thresholds |x| exceeds).
 func quantizeFP4(x float32) byte {
-	var sign byte
-	if x < 0 {
-		sign = 8
-	}
-	x = abs32(x)
-	if x > 0.29166667 {
-		if x > 0.583333 {
-			if x > 0.8333333 {
-				return 3 + sign
-			}
-			return 2 + sign
-		}
-		if x > 0.4166667 {
-			return 5 + sign
-		}
-		return 4 + sign
-	}
-	if x > 0.0859375 {
-		if x > 0.20833333 {
-			return 7 + sign
-		}
-		return 6 + sign
-	}
-	if x > 0.00260417 {
-		return 1 + sign
-	}
-	return sign
+	sign := b2u(x < 0) << 3
+	a := abs32(x)
+	t := &fp4Thresholds
+	k := b2u(a > t[0]) + b2u(a > t[1]) + b2u(a > t[2]) + b2u(a > t[3]) + b2u(a > t[4]) + b2u(a > t[5]) + b2u(a > t[6])
+	return fp4ByRank[k] + sign
 }
 
 // quantizeDynamic is bitsandbytes' dQuantize (non-stochastic) binary search over a sorted 256-entry code, with
