@@ -15,7 +15,7 @@ func TestPushMergedNF4CLI(t *testing.T) {
 	f := newCkptFixture(t, 500)
 	ckpt := filepath.Join(f.outputs, "checkpoint-500")
 	ref := filepath.Join(t.TempDir(), "ref")
-	if _, err := merge.Run(context.Background(), merge.Options{Base: f.base, Adapter: ckpt, Out: ref, Device: "cpu",
+	if _, err := merge.Run(context.Background(), merge.Options{Base: f.base, Adapter: ckpt, Out: ref, Device: "cpu", CardRepoID: "w/model-bnb-4bit",
 		Quant: &merge.QuantOutput{Type: "nf4", Blocksize: 128, DoubleQuant: true}}); err != nil {
 		t.Fatal(err)
 	}
