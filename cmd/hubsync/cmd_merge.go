@@ -12,6 +12,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/hubsync/hubsync/export"
 	"github.com/hubsync/hubsync/hub"
 	"github.com/hubsync/hubsync/internal/tensor"
 	"github.com/hubsync/hubsync/internal/units"
@@ -26,6 +27,18 @@ var mergeBackends []merge.BackendProvider
 // keepTiedHelp describes --keep-tied (merge, push, watch).
 const keepTiedHelp = "with tied embeddings and a LoRA on embed_tokens: keep them tied, merging the update into the shared weight as PEFT does (lm_head changes too; default: untie)"
 
+// shardLayoutHelp describes --shard-layout (merge, push, watch).
+const shardLayoutHelp = "how tensors fall into shards: delta (tensors the adapter does not change in their own shards, identical across checkpoints of a run, so uploads skip them) or hf (huggingface_hub's exact layout)"
+
+// parseShardLayoutFlag validates --shard-layout.
+func parseShardLayoutFlag(s string) (export.ShardLayout, error) {
+	l, err := export.ParseShardLayout(s)
+	if err != nil {
+		return "", usagef("--shard-layout: %v", err)
+	}
+	return l, nil
+}
+
 // mergeOptions are the flags of hubsync merge.
 type mergeOptions struct {
 	Base         string
@@ -33,6 +46,7 @@ type mergeOptions struct {
 	Out          string
 	DType        string
 	MaxShardSize string
+	ShardLayout  string
 	Device       string
 	Threads      int
 	Kernel       string
@@ -48,6 +62,7 @@ func (o *mergeOptions) addFlags(cmd *cobra.Command) {
 	f.StringVar(&o.Out, "out", "", "output directory (must not exist, or be empty)")
 	f.StringVar(&o.DType, "dtype", "", "output dtype: bf16, fp16 or fp32 (default: the base's original dtype)")
 	f.StringVar(&o.MaxShardSize, "max-shard-size", "5GB", "largest output shard (huggingface_hub units: 5GB = 5·10⁹ bytes)")
+	f.StringVar(&o.ShardLayout, "shard-layout", "delta", shardLayoutHelp)
 	f.StringVar(&o.Device, "device", "auto", "compute device: auto, cpu or cuda")
 	f.BoolVar(&o.KeepTied, "keep-tied", false, keepTiedHelp)
 	f.IntVar(&o.Threads, "threads", 0, "worker threads (default: all cores)")
@@ -110,6 +125,10 @@ func (o *mergeOptions) mergeOptions(g *globalOptions) (merge.Options, error) {
 	if err != nil {
 		return opts, usagef("--max-shard-size: %v", err)
 	}
+	layout, err := parseShardLayoutFlag(o.ShardLayout)
+	if err != nil {
+		return opts, err
+	}
 	switch o.Device {
 	case merge.DeviceAuto, merge.DeviceCPU, merge.DeviceCUDA:
 	default:
@@ -125,8 +144,8 @@ func (o *mergeOptions) mergeOptions(g *globalOptions) (merge.Options, error) {
 		}
 	}
 	return merge.Options{
-		Base: o.Base, Adapter: o.Adapter, Out: o.Out, DType: dt, MaxShardSize: size, Device: o.Device,
-		Backends: mergeBackends, Threads: o.Threads, Kernel: k, Logger: g.log, KeepTied: o.KeepTied,
+		Base: o.Base, Adapter: o.Adapter, Out: o.Out, DType: dt, MaxShardSize: size, ShardLayout: layout,
+		Device: o.Device, Backends: mergeBackends, Threads: o.Threads, Kernel: k, Logger: g.log, KeepTied: o.KeepTied,
 	}, nil
 }
 

@@ -51,6 +51,7 @@ type pushOptions struct {
 	Base         string
 	DType        string
 	MaxShardSize string
+	ShardLayout  string
 	Device       string
 	StagingDir   string
 	KeepTied     bool
@@ -82,6 +83,7 @@ func (o *pushOptions) AddFlags(f *pflag.FlagSet) {
 	f.StringVar(&o.Base, "base", "", "with --merged: base model, a local dir or Hub repo id (default: the adapter's base_model_name_or_path; found in the HF cache, else downloaded into it)")
 	f.StringVar(&o.DType, "dtype", "", "with --merged: output dtype bf16, fp16 or fp32 (default: the base's)")
 	f.StringVar(&o.MaxShardSize, "max-shard-size", "5GB", "with --merged: largest output shard")
+	f.StringVar(&o.ShardLayout, "shard-layout", "delta", "with --merged: "+shardLayoutHelp)
 	f.StringVar(&o.Device, "device", "auto", "with --merged: merge device auto, cpu or cuda")
 	f.BoolVar(&o.KeepTied, "keep-tied", false, "with --merged: "+keepTiedHelp)
 	f.StringVar(&o.StagingDir, "staging-dir", "", "with --merged/--adapter-only: where outputs are written before the upload (default <DIR's parent>/.hubsync-staging/push-*; removed afterwards)")
@@ -559,6 +561,10 @@ func runPushCheckpoint(ctx context.Context, g *globalOptions, o *pushOptions, di
 	if err != nil {
 		return usagef("--max-shard-size: %v", err)
 	}
+	layout, err := parseShardLayoutFlag(o.ShardLayout)
+	if err != nil {
+		return err
+	}
 	switch o.Device {
 	case merge.DeviceAuto, merge.DeviceCPU, merge.DeviceCUDA:
 	default:
@@ -588,7 +594,7 @@ func runPushCheckpoint(ctx context.Context, g *globalOptions, o *pushOptions, di
 	t := pipeline.Target{
 		Repo: o.Repo, Private: o.Private, Revision: o.Revision, PathInRepo: o.PathInRepo, Publish: publish,
 		Layout: config.LayoutTags, Tag: o.Tag, Message: msg, CreatePR: o.CreatePR,
-		Base: o.Base, DType: dt, MaxShardSize: shard, Device: o.Device, KeepTied: o.KeepTied,
+		Base: o.Base, DType: dt, MaxShardSize: shard, ShardLayout: layout, Device: o.Device, KeepTied: o.KeepTied,
 	}
 
 	a := defaultAuthEnv()
