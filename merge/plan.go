@@ -246,8 +246,9 @@ func (p *Plan) OutputBytes() int64 {
 
 // Changed reports whether the adapter changes the tensor: a LoRA (or DoRA, or lora_B bias) update merged into it,
 // or a tensor taken from the adapter (modules_to_save, trained biases, resized embeddings). Every other output
-// tensor (copied, converted or dequantized from the base, including a lm_head untied from a LoRA'd embedding,
-// which is the original embedding) has the same bytes for every checkpoint of one base, dtype and adapter config.
+// tensor is copied, converted or dequantized from the base alone (a lm_head untied from a LoRA'd embedding too,
+// unless the adapter saved the embedding's base layer) and has the same bytes for every checkpoint of one base,
+// dtype and adapter config.
 func (k TensorKind) Changed() bool { return k == KindMerge || k == KindReplace }
 
 // ShardPlan assigns the output tensors to shard files by Options.ShardLayout. hf: every tensor in state-dict
