@@ -17,7 +17,7 @@ import (
 )
 
 // hubcliIsolate points every credential and state location at temp dirs and disables the OS keyring.
-func hubcliIsolate(t *testing.T) string {
+func hubcliIsolate(t testing.TB) string {
 	t.Helper()
 	home := t.TempDir()
 	for k, v := range map[string]string{
@@ -30,7 +30,7 @@ func hubcliIsolate(t *testing.T) string {
 	return home
 }
 
-func hubcliRun(t *testing.T, args ...string) (int, string, string) {
+func hubcliRun(t testing.TB, args ...string) (int, string, string) {
 	t.Helper()
 	var out, errb bytes.Buffer
 	code := run(context.Background(), args, strings.NewReader(""), &out, &errb)
