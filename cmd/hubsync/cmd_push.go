@@ -529,7 +529,7 @@ func (o *pushOptions) checkpointMode(dir string) (bool, error) {
 		return false, usagef("--raw uploads the folder as it is; it excludes --merged and --adapter-only")
 	}
 	if !o.Merged && o.changed != nil {
-		for _, name := range []string{"base", "dtype", "max-shard-size", "device", "keep-tied"} {
+		for _, name := range []string{"base", "dtype", "max-shard-size", "shard-layout", "device", "keep-tied"} {
 			if o.changed(name) {
 				return false, usagef("--%s applies to --merged", name)
 			}
