@@ -87,6 +87,29 @@ func ShardFileName(i, n int) string {
 	return fmt.Sprintf("model-%05d-of-%05d.safetensors", i+1, n)
 }
 
+// ShardLayout says how output tensors are grouped into shards.
+type ShardLayout string
+
+const (
+	// ShardLayoutDelta (the default) packs the tensors an adapter does not change first, then the ones it
+	// changes, each group by huggingface_hub's size rule on its own: shards holding only unchanged tensors are
+	// byte-identical across the checkpoints of one run, so the Hub stores them once and uploads skip them.
+	ShardLayoutDelta ShardLayout = "delta"
+	// ShardLayoutHF is huggingface_hub's exact layout: every tensor in state-dict order, one group.
+	ShardLayoutHF ShardLayout = "hf"
+)
+
+// ParseShardLayout accepts "delta", "hf" or "" (the default, delta).
+func ParseShardLayout(s string) (ShardLayout, error) {
+	switch ShardLayout(s) {
+	case "", ShardLayoutDelta:
+		return ShardLayoutDelta, nil
+	case ShardLayoutHF:
+		return ShardLayoutHF, nil
+	}
+	return "", fmt.Errorf("shard layout must be delta or hf, not %q", s)
+}
+
 // PlanShards assigns tensors to shards exactly as huggingface_hub's split_state_dict_into_shards_factory does
 // (model-formats.md §2.5): tensors are taken in the given order; a tensor larger than maxShardSize immediately
 // becomes a shard of its own, appended before the shard being filled; otherwise the shard being filled is closed
@@ -96,58 +119,71 @@ func ShardFileName(i, n int) string {
 //
 // The tensors hubsync writes never share storage, so the factory's shared-storage grouping does not arise.
 func PlanShards(tensors []TensorSpec, maxShardSize int64) (*ShardPlan, error) {
+	return PlanShardGroups([][]TensorSpec{tensors}, maxShardSize)
+}
+
+// PlanShardGroups packs each group of tensors on its own by PlanShards' rule (a shard never mixes two groups)
+// and numbers the shards across the groups in order: with groups {unchanged, changed}, the shards of the first
+// group are model-00001… up to its count, whatever the second group holds, and the names and bytes of those
+// shards depend only on the first group's tensors and the total shard count. Empty groups are skipped; one
+// group gives exactly PlanShards' plan.
+func PlanShardGroups(groups [][]TensorSpec, maxShardSize int64) (*ShardPlan, error) {
 	if maxShardSize <= 0 {
 		return nil, fmt.Errorf("plan shards: max shard size must be positive, got %d", maxShardSize)
 	}
-	if len(tensors) == 0 {
+	seen := make(map[string]bool)
+	var (
+		files [][]TensorSpec
+		plan  ShardPlan
+	)
+	for _, tensors := range groups {
+		var (
+			current []TensorSpec
+			curSize int64
+		)
+		for _, t := range tensors {
+			if t.Name == "" || t.Name == safetensors.MetadataKey {
+				return nil, fmt.Errorf("plan shards: invalid tensor name %q", t.Name)
+			}
+			if seen[t.Name] {
+				return nil, fmt.Errorf("plan shards: duplicate tensor name %q", t.Name)
+			}
+			seen[t.Name] = true
+			size := t.Size()
+			if size < 0 {
+				return nil, fmt.Errorf("plan shards: tensor %q: invalid dtype %s or shape %s", t.Name, t.DType, tensor.FormatShape(t.Shape))
+			}
+			if plan.TotalSize > math.MaxInt64-size {
+				return nil, fmt.Errorf("plan shards: total size overflows at tensor %q", t.Name)
+			}
+			plan.TotalSize += size
+			plan.TotalParameters += t.NumElements()
+			t.Shape = append([]int64(nil), t.Shape...)
+			if size > maxShardSize {
+				files = append(files, []TensorSpec{t})
+				continue
+			}
+			if curSize+size > maxShardSize {
+				files = append(files, current)
+				current, curSize = nil, 0
+			}
+			current = append(current, t)
+			curSize += size
+		}
+		if len(current) > 0 {
+			files = append(files, current)
+		}
+	}
+	if len(seen) == 0 {
 		return nil, fmt.Errorf("plan shards: no tensors to write")
 	}
-	seen := make(map[string]bool, len(tensors))
-	var (
-		groups  [][]TensorSpec
-		current []TensorSpec
-		curSize int64
-		plan    ShardPlan
-	)
-	for _, t := range tensors {
-		if t.Name == "" || t.Name == safetensors.MetadataKey {
-			return nil, fmt.Errorf("plan shards: invalid tensor name %q", t.Name)
-		}
-		if seen[t.Name] {
-			return nil, fmt.Errorf("plan shards: duplicate tensor name %q", t.Name)
-		}
-		seen[t.Name] = true
-		size := t.Size()
-		if size < 0 {
-			return nil, fmt.Errorf("plan shards: tensor %q: invalid dtype %s or shape %s", t.Name, t.DType, tensor.FormatShape(t.Shape))
-		}
-		if plan.TotalSize > math.MaxInt64-size {
-			return nil, fmt.Errorf("plan shards: total size overflows at tensor %q", t.Name)
-		}
-		plan.TotalSize += size
-		plan.TotalParameters += t.NumElements()
-		t.Shape = append([]int64(nil), t.Shape...)
-		if size > maxShardSize {
-			groups = append(groups, []TensorSpec{t})
-			continue
-		}
-		if curSize+size > maxShardSize {
-			groups = append(groups, current)
-			current, curSize = nil, 0
-		}
-		current = append(current, t)
-		curSize += size
-	}
-	if len(current) > 0 {
-		groups = append(groups, current)
-	}
-	plan.Shards = make([]Shard, len(groups))
-	for i, g := range groups {
+	plan.Shards = make([]Shard, len(files))
+	for i, g := range files {
 		entries := make([]safetensors.Entry, len(g))
 		for j, t := range g {
 			entries[j] = safetensors.Entry{Name: t.Name, DType: t.DType, Shape: t.Shape}
 		}
-		name := ShardFileName(i, len(groups))
+		name := ShardFileName(i, len(files))
 		// transformers refuses a shard whose __metadata__ format is not "pt".
 		l, err := safetensors.Plan(entries, map[string]string{"format": "pt"})
 		if err != nil {

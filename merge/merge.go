@@ -16,6 +16,7 @@
 // Output tensor order (which decides how tensors fall into shards) is the natural Hugging Face module order
 // (embeddings, layers by number with attention then MLP then norms, final norm, lm_head; see naturalLess), since
 // neither a safetensors file (sorted by dtype and name) nor an index (sorted by name) keeps the state-dict order.
+// By default the tensors the adapter does not change go first, in their own shards (Options.ShardLayout).
 package merge
 
 import (
@@ -109,7 +110,7 @@ func (p *Plan) Execute(ctx context.Context) (*Result, error) {
 // execute16 writes the 16/32-bit merge into Options.Out.
 func (p *Plan) execute16(ctx context.Context) (*Result, error) {
 	start := time.Now()
-	sp, err := export.PlanShards(p.specs(), p.opts.MaxShardSize)
+	sp, err := p.ShardPlan()
 	if err != nil {
 		return nil, fmt.Errorf("merge: %w", err)
 	}

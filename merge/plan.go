@@ -29,6 +29,9 @@ type Options struct {
 	DType tensor.DType
 	// MaxShardSize is the largest shard in bytes (0: export.DefaultMaxShardSize, 5 GB).
 	MaxShardSize int64
+	// ShardLayout groups the output tensors into shards ("": export.ShardLayoutDelta, the tensors the adapter
+	// does not change first; export.ShardLayoutHF: huggingface_hub's layout). See Plan.ShardPlan.
+	ShardLayout export.ShardLayout
 	// Device is "auto" (default), "cpu", or the name of one of Backends ("cuda").
 	Device string
 	// Backends are the non-CPU backends this build offers (the CUDA backend in a -tags cuda build).
@@ -176,6 +179,9 @@ func NewPlan(ctx context.Context, opts Options) (_ *Plan, err error) {
 	if opts.Threads <= 0 {
 		opts.Threads = runtime.GOMAXPROCS(0)
 	}
+	if opts.ShardLayout, err = export.ParseShardLayout(string(opts.ShardLayout)); err != nil {
+		return nil, fmt.Errorf("merge: %w", err)
+	}
 	p := &Plan{opts: opts, log: opts.Logger}
 	defer func() {
 		if err != nil {
@@ -241,6 +247,34 @@ func (p *Plan) OutputBytes() int64 {
 		n += t.Bytes
 	}
 	return n
+}
+
+// Changed reports whether the adapter changes the tensor: a LoRA (or DoRA, or lora_B bias) update merged into it,
+// or a tensor taken from the adapter (modules_to_save, trained biases, resized embeddings). Every other output
+// tensor is copied, converted or dequantized from the base alone (a lm_head untied from a LoRA'd embedding too,
+// unless the adapter saved the embedding's base layer) and has the same bytes for every checkpoint of one base,
+// dtype and adapter config.
+func (k TensorKind) Changed() bool { return k == KindMerge || k == KindReplace }
+
+// ShardPlan assigns the output tensors to shard files by Options.ShardLayout. hf: every tensor in state-dict
+// order, packed by huggingface_hub's rule (export.PlanShards). delta: the tensors the adapter does not change
+// (TensorKind.Changed false) first, in state-dict order, then the changed ones, each group packed by that rule on
+// its own (export.PlanShardGroups). Which tensors change, and every size, depend only on the base, the output
+// dtype and the adapter config (target modules, modules_to_save, ranks), so the unchanged group's shards have
+// the same names and bytes for every checkpoint of a training run.
+func (p *Plan) ShardPlan() (*export.ShardPlan, error) {
+	if p.opts.ShardLayout == export.ShardLayoutHF {
+		return export.PlanShards(p.specs(), p.opts.MaxShardSize)
+	}
+	var same, changed []export.TensorSpec
+	for i, s := range p.specs() {
+		if p.tensors[i].Kind.Changed() {
+			changed = append(changed, s)
+		} else {
+			same = append(same, s)
+		}
+	}
+	return export.PlanShardGroups([][]export.TensorSpec{same, changed}, p.opts.MaxShardSize)
 }
 
 // BaseDir is the local base model directory (resolved from the HF cache for a repo id).

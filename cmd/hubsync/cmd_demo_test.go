@@ -11,6 +11,7 @@ import (
 	"sync"
 	"testing"
 
+	"github.com/hubsync/hubsync/export"
 	"github.com/hubsync/hubsync/internal/safetensors"
 	"github.com/hubsync/hubsync/internal/tensor"
 	"github.com/hubsync/hubsync/internal/testmodel"
@@ -41,8 +42,8 @@ func TestDemo(t *testing.T) {
 			}
 			for _, want := range []string{
 				"demo/tiny-llama", "Upload checkpoint-10 (step 10)", "Upload checkpoint-20 (step 20)", "initial commit",
-				"step-10", "step-20", "model-00001-of-00002.safetensors", "model.safetensors.index.json", "(LFS)",
-				"step-20  ok: 9 files equal to a local merge byte for byte", "max |error|", "all checks passed",
+				"step-10", "step-20", "model-00001-of-00003.safetensors", "model.safetensors.index.json", "(LFS)",
+				"step-20  ok: 10 files equal to a local merge byte for byte", "max |error|", "all checks passed",
 			} {
 				if !strings.Contains(out, want) {
 					t.Errorf("stdout lacks %q:\n%s", want, out)
@@ -107,7 +108,9 @@ func TestDemoChecksCatchErrors(t *testing.T) {
 	if _, err := testmodel.GenerateAdapter(ctx, adapter, base, testmodel.AdapterSpec{TargetModules: testmodel.AllLinear(), Seed: 3}); err != nil {
 		t.Fatal(err)
 	}
-	res, err := merge.Run(ctx, merge.Options{Base: base.Dir, Adapter: adapter, Out: filepath.Join(dir, "merged"), Device: "cpu"})
+	// One weight file (hf layout), so the largest tensor is in model.safetensors.
+	res, err := merge.Run(ctx, merge.Options{Base: base.Dir, Adapter: adapter, Out: filepath.Join(dir, "merged"), Device: "cpu",
+		ShardLayout: export.ShardLayoutHF})
 	if err != nil {
 		t.Fatal(err)
 	}

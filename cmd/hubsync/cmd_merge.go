@@ -11,6 +11,7 @@ import (
 
 	"github.com/spf13/cobra"
 
+	"github.com/hubsync/hubsync/export"
 	"github.com/hubsync/hubsync/hub"
 	"github.com/hubsync/hubsync/internal/units"
 	"github.com/hubsync/hubsync/merge"
@@ -24,6 +25,18 @@ var mergeBackends []merge.BackendProvider
 // keepTiedHelp describes --keep-tied (merge, push, watch).
 const keepTiedHelp = "with tied embeddings and a LoRA on embed_tokens: keep them tied, merging the update into the shared weight as PEFT does (lm_head changes too; default: untie)"
 
+// shardLayoutHelp describes --shard-layout (merge, push, watch).
+const shardLayoutHelp = "how tensors fall into shards: delta (tensors the adapter does not change in their own shards, identical across checkpoints of a run, so uploads skip them) or hf (huggingface_hub's exact layout)"
+
+// parseShardLayoutFlag validates --shard-layout.
+func parseShardLayoutFlag(s string) (export.ShardLayout, error) {
+	l, err := export.ParseShardLayout(s)
+	if err != nil {
+		return "", usagef("--shard-layout: %v", err)
+	}
+	return l, nil
+}
+
 // mergeOptions are the flags of hubsync merge.
 type mergeOptions struct {
 	Base         string
@@ -31,6 +44,7 @@ type mergeOptions struct {
 	Out          string
 	DType        string
 	MaxShardSize string
+	ShardLayout  string
 	Device       string
 	Threads      int
 	Kernel       string
@@ -48,6 +62,7 @@ func (o *mergeOptions) addFlags(cmd *cobra.Command) {
 	f.StringVar(&o.DType, "dtype", "", "output dtype: bf16, fp16 or fp32 (default: the base's original dtype), or nf4|fp4 for a merged bitsandbytes 4-bit model")
 	o.Quant.addFlags(f)
 	f.StringVar(&o.MaxShardSize, "max-shard-size", "5GB", "largest output shard (huggingface_hub units: 5GB = 5·10⁹ bytes)")
+	f.StringVar(&o.ShardLayout, "shard-layout", "delta", shardLayoutHelp)
 	f.StringVar(&o.Device, "device", "auto", "compute device: auto, cpu or cuda")
 	f.BoolVar(&o.KeepTied, "keep-tied", false, keepTiedHelp)
 	f.IntVar(&o.Threads, "threads", 0, "worker threads (default: all cores)")
@@ -98,6 +113,10 @@ func (o *mergeOptions) mergeOptions(g *globalOptions) (merge.Options, error) {
 	if err != nil {
 		return opts, usagef("--max-shard-size: %v", err)
 	}
+	layout, err := parseShardLayoutFlag(o.ShardLayout)
+	if err != nil {
+		return opts, err
+	}
 	switch o.Device {
 	case merge.DeviceAuto, merge.DeviceCPU, merge.DeviceCUDA:
 	default:
@@ -113,8 +132,9 @@ func (o *mergeOptions) mergeOptions(g *globalOptions) (merge.Options, error) {
 		}
 	}
 	return merge.Options{
-		Base: o.Base, Adapter: o.Adapter, Out: o.Out, DType: dt, MaxShardSize: size, Device: o.Device,
-		Backends: mergeBackends, Threads: o.Threads, Kernel: k, Logger: g.log, KeepTied: o.KeepTied, Quant: quant,
+		Base: o.Base, Adapter: o.Adapter, Out: o.Out, DType: dt, MaxShardSize: size, ShardLayout: layout,
+		Device: o.Device, Backends: mergeBackends, Threads: o.Threads, Kernel: k, Logger: g.log, KeepTied: o.KeepTied,
+		Quant: quant,
 	}, nil
 }
 

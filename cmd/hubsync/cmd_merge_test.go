@@ -43,6 +43,8 @@ func TestMergeCommand(t *testing.T) {
 		{"missing base", []string{"--adapter", adapter, "--out", "OUT"}, 2, "", "--base is required", false},
 		{"bad dtype", []string{"--base", base, "--adapter", adapter, "--out", "OUT", "--dtype", "int8"}, 2, "", "--dtype", false},
 		{"bad shard size", []string{"--base", base, "--adapter", adapter, "--out", "OUT", "--max-shard-size", "lots"}, 2, "", "--max-shard-size", false},
+		{"bad shard layout", []string{"--base", base, "--adapter", adapter, "--out", "OUT", "--shard-layout", "flat"}, 2, "", "--shard-layout", false},
+		{"hf layout", []string{"--base", base, "--adapter", adapter, "--out", "OUT", "--shard-layout", "hf"}, 0, "merged", "", true},
 		{"bad device", []string{"--base", base, "--adapter", adapter, "--out", "OUT", "--device", "tpu"}, 2, "", "--device", false},
 		{"no cuda", []string{"--base", base, "--adapter", adapter, "--out", "OUT", "--device", "cuda"}, 1, "", "built without CUDA support", false},
 		{"positional", []string{"--base", base, "--adapter", adapter, "--out", "OUT", "extra"}, 2, "", "", false},

@@ -51,6 +51,7 @@ type pushOptions struct {
 	Base         string
 	DType        string
 	MaxShardSize string
+	ShardLayout  string
 	Device       string
 	StagingDir   string
 	KeepTied     bool
@@ -84,6 +85,7 @@ func (o *pushOptions) AddFlags(f *pflag.FlagSet) {
 	f.StringVar(&o.DType, "dtype", "", "with --merged: output dtype bf16, fp16 or fp32 (default: the base's), or nf4|fp4 for a merged bitsandbytes 4-bit model")
 	o.Quant.addFlags(f)
 	f.StringVar(&o.MaxShardSize, "max-shard-size", "5GB", "with --merged: largest output shard")
+	f.StringVar(&o.ShardLayout, "shard-layout", "delta", "with --merged: "+shardLayoutHelp)
 	f.StringVar(&o.Device, "device", "auto", "with --merged: merge device auto, cpu or cuda")
 	f.BoolVar(&o.KeepTied, "keep-tied", false, "with --merged: "+keepTiedHelp)
 	f.StringVar(&o.StagingDir, "staging-dir", "", "with --merged/--adapter-only: where outputs are written before the upload (default <DIR's parent>/.hubsync-staging/push-*; removed afterwards)")
@@ -529,7 +531,7 @@ func (o *pushOptions) checkpointMode(dir string) (bool, error) {
 		return false, usagef("--raw uploads the folder as it is; it excludes --merged and --adapter-only")
 	}
 	if !o.Merged && o.changed != nil {
-		for _, name := range []string{"base", "dtype", "max-shard-size", "device", "keep-tied"} {
+		for _, name := range []string{"base", "dtype", "max-shard-size", "shard-layout", "device", "keep-tied"} {
 			if o.changed(name) {
 				return false, usagef("--%s applies to --merged", name)
 			}
@@ -561,6 +563,10 @@ func runPushCheckpoint(ctx context.Context, g *globalOptions, o *pushOptions, di
 	if err != nil {
 		return usagef("--max-shard-size: %v", err)
 	}
+	layout, err := parseShardLayoutFlag(o.ShardLayout)
+	if err != nil {
+		return err
+	}
 	switch o.Device {
 	case merge.DeviceAuto, merge.DeviceCPU, merge.DeviceCUDA:
 	default:
@@ -590,7 +596,8 @@ func runPushCheckpoint(ctx context.Context, g *globalOptions, o *pushOptions, di
 	t := pipeline.Target{
 		Repo: o.Repo, Private: o.Private, Revision: o.Revision, PathInRepo: o.PathInRepo, Publish: publish,
 		Layout: config.LayoutTags, Tag: o.Tag, Message: msg, CreatePR: o.CreatePR,
-		Base: o.Base, DType: dt, MaxShardSize: shard, Device: o.Device, KeepTied: o.KeepTied, Quant: quant,
+		Base: o.Base, DType: dt, MaxShardSize: shard, ShardLayout: layout, Device: o.Device, KeepTied: o.KeepTied,
+		Quant: quant,
 	}
 
 	a := defaultAuthEnv()

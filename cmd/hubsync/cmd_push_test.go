@@ -17,7 +17,7 @@ import (
 )
 
 // hubcliIsolate points every credential and state location at temp dirs and disables the OS keyring.
-func hubcliIsolate(t *testing.T) string {
+func hubcliIsolate(t testing.TB) string {
 	t.Helper()
 	home := t.TempDir()
 	for k, v := range map[string]string{
@@ -30,7 +30,7 @@ func hubcliIsolate(t *testing.T) string {
 	return home
 }
 
-func hubcliRun(t *testing.T, args ...string) (int, string, string) {
+func hubcliRun(t testing.TB, args ...string) (int, string, string) {
 	t.Helper()
 	var out, errb bytes.Buffer
 	code := run(context.Background(), args, strings.NewReader(""), &out, &errb)
@@ -177,6 +177,7 @@ func TestPushCLIErrors(t *testing.T) {
 		{"bad token", []string{"--endpoint", s.URL(), "--token", "hf_nope", "push", dir, "--repo", "w/x"}, 1, "401"},
 		// Given explicitly, even with the default's value (it used to be compared with the default).
 		{"shard size without merged", []string{"--endpoint", s.URL(), "--token", hubcliToken, "push", dir, "--repo", "w/x", "--max-shard-size", "5GB"}, 2, "--max-shard-size applies to --merged"},
+		{"shard layout without merged", []string{"--endpoint", s.URL(), "--token", hubcliToken, "push", dir, "--repo", "w/x", "--shard-layout", "hf"}, 2, "--shard-layout applies to --merged"},
 		{"device without merged", []string{"--endpoint", s.URL(), "--token", hubcliToken, "push", dir, "--repo", "w/x", "--device", "auto"}, 2, "--device applies to --merged"},
 		{"missing dir", []string{"--endpoint", s.URL(), "--token", hubcliToken, "push", filepath.Join(dir, "nope"), "--repo", "w/x"}, 1, "nope"},
 		{"download missing repo", []string{"--endpoint", s.URL(), "--token", hubcliToken, "download", "w/missing"}, 1, "RepoNotFound"},

@@ -52,6 +52,7 @@ type watchOptions struct {
 	Base            string
 	DType           string
 	MaxShardSize    string
+	ShardLayout     string
 	KeepTied        bool
 	PruneKeep       int
 	CommitMessage   string
@@ -90,6 +91,7 @@ func (o *watchOptions) AddFlags(f *pflag.FlagSet) {
 	f.StringVar(&o.DType, "dtype", "", "merged dtype: bf16, fp16 or fp32 (default: the base's), or nf4|fp4 for a merged bitsandbytes 4-bit model [watch[].dtype; 4-bit flags: watch[].quant.*]")
 	o.Quant.addFlags(f)
 	f.StringVar(&o.MaxShardSize, "max-shard-size", "5GB", "largest output shard [watch[].max_shard_size]")
+	f.StringVar(&o.ShardLayout, "shard-layout", "delta", shardLayoutHelp+" [watch[].shard_layout]")
 	f.BoolVar(&o.KeepTied, "keep-tied", false, keepTiedHelp+" [watch[].keep_tied]")
 	f.IntVar(&o.PruneKeep, "prune-keep", 0, "keep only the N newest per-step tags/branches/folders on the Hub (0: never delete) [watch[].prune.keep]")
 	f.StringVar(&o.CommitMessage, "commit-message", config.DefaultCommitMessage, "commit summary ({step}, {checkpoint}) [watch[].commit_message]")
@@ -229,6 +231,7 @@ func (o *watchOptions) buildConfig(flags *pflag.FlagSet, g *globalOptions, args 
 		str("subfolder-format", &w.SubfolderFormat, o.SubfolderFormat)
 		str("base", &w.Base, o.Base)
 		str("dtype", &w.DType, o.DType)
+		str("shard-layout", &w.ShardLayout, o.ShardLayout)
 		str("commit-message", &w.CommitMessage, o.CommitMessage)
 		if publishSet {
 			w.Publish = publish

@@ -150,6 +150,7 @@ func TestWatchCLIErrors(t *testing.T) {
 		{"merged and adapter", []string{"watch", outputs, "--repo", "w/x", "--merged", "--adapter-only"}, 2, "exclude"},
 		{"unknown key", []string{"watch", "--config", badCfg}, 2, "colour"},
 		{"bad shard size", []string{"watch", outputs, "--repo", "w/x", "--max-shard-size", "big"}, 2, "--max-shard-size"},
+		{"bad shard layout", []string{"watch", outputs, "--repo", "w/x", "--shard-layout", "flat"}, 2, "shard_layout"},
 		{"no token", []string{"watch", t.TempDir(), "--repo", "w/x"}, 1, "no Hub token"},
 	}
 	for _, tc := range tests {

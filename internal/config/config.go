@@ -73,7 +73,9 @@ const (
 	DefaultBranchFormat    = "step-{step}"
 	DefaultSubfolderFormat = "{checkpoint}"
 	DefaultMaxShardSize    = ByteSize(5_000_000_000)
-	DefaultCommitMessage   = "Upload {checkpoint} (step {step})"
+	// DefaultShardLayout groups unchanged tensors in their own shards (export.ShardLayoutDelta).
+	DefaultShardLayout   = "delta"
+	DefaultCommitMessage = "Upload {checkpoint} (step {step})"
 	// StagingDirName is the staging directory created inside each watched directory when staging_dir is unset
 	// (same filesystem as the checkpoints, so pinning uses hard links).
 	StagingDirName = ".hubsync-staging"
@@ -187,6 +189,10 @@ type Watch struct {
 	Quant Quant4Bit `yaml:"quant"`
 	// MaxShardSize (max_shard_size, default 5GB) caps each output shard.
 	MaxShardSize ByteSize `yaml:"max_shard_size"`
+	// ShardLayout (shard_layout, default delta) is how tensors fall into shards: delta puts the tensors the
+	// adapter does not change in shards of their own, identical across checkpoints (uploaded once); hf is
+	// huggingface_hub's exact layout.
+	ShardLayout string `yaml:"shard_layout"`
 	// KeepTied (keep_tied, default false) keeps a tied base's embeddings tied when the adapter has a LoRA on
 	// embed_tokens (PEFT's merge_and_unload behaviour; lm_head changes too). By default they are untied.
 	KeepTied bool `yaml:"keep_tied"`
@@ -260,6 +266,7 @@ func fillWatchDefaults(w *Watch) {
 	if w.Quant.Blocksize == 0 {
 		w.Quant.Blocksize = 64
 	}
+	def(&w.ShardLayout, DefaultShardLayout)
 	if w.MaxShardSize == 0 {
 		w.MaxShardSize = DefaultMaxShardSize
 	}

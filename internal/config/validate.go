@@ -147,6 +147,7 @@ func (c *Config) problems(requireWatch bool) []string {
 		if w.MaxShardSize <= 0 {
 			add(k("max_shard_size"), "must be positive")
 		}
+		oneOf(k("shard_layout"), w.ShardLayout, "delta", "hf")
 		if w.Prune.Keep < 0 {
 			add(k("prune.keep"), "must not be negative")
 		}

@@ -16,6 +16,7 @@ import (
 
 	"github.com/rs/zerolog"
 
+	"github.com/hubsync/hubsync/export"
 	"github.com/hubsync/hubsync/hub"
 	"github.com/hubsync/hubsync/hub/hubtest"
 	"github.com/hubsync/hubsync/internal/config"
@@ -298,9 +299,15 @@ func dirDigests(t testing.TB, dir string) map[string]string {
 // the digests of its files (model card included: it names the checkpoint, not a local path).
 func referenceMerge(t testing.TB, ckpt string, shard int64, repo string) map[string]string {
 	t.Helper()
+	return referenceMergeLayout(t, ckpt, shard, repo, "")
+}
+
+// referenceMergeLayout is referenceMerge with a shard layout ("": the default).
+func referenceMergeLayout(t testing.TB, ckpt string, shard int64, repo string, layout export.ShardLayout) map[string]string {
+	t.Helper()
 	out := filepath.Join(t.TempDir(), "ref")
 	if _, err := merge.Run(context.Background(), merge.Options{Base: testBase(t).dir, Adapter: ckpt, Out: out,
-		MaxShardSize: shard, Device: merge.DeviceCPU, Threads: 1, CardRepoID: repo}); err != nil {
+		MaxShardSize: shard, ShardLayout: layout, Device: merge.DeviceCPU, Threads: 1, CardRepoID: repo}); err != nil {
 		t.Fatal(err)
 	}
 	return dirDigests(t, out)

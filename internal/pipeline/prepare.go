@@ -128,7 +128,7 @@ func prepareMerged(ctx context.Context, env *Env, o prepareOptions) (*outputSet,
 	}
 	res, err := merge.Run(ctx, merge.Options{
 		Base: base, Adapter: o.Src, Out: out, DType: o.Target.DType, MaxShardSize: o.Target.MaxShardSize,
-		Device: o.Target.Device, Backends: env.Backends, Threads: env.MergeThreads, Logger: o.Log,
+		ShardLayout: o.Target.ShardLayout, Device: o.Target.Device, Backends: env.Backends, Threads: env.MergeThreads, Logger: o.Log,
 		FetchBase: env.fetchBase(o.Log), Progress: o.Progress, AdapterName: o.Name, KeepTied: o.Target.KeepTied,
 		CardRepoID: o.Target.Repo,
 		Quant:      o.Target.Quant,

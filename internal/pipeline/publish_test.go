@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/hubsync/hubsync/export"
 	"github.com/hubsync/hubsync/hub"
 	"github.com/hubsync/hubsync/internal/config"
 )
@@ -78,7 +79,8 @@ func TestPublishReplacesStaleFiles(t *testing.T) {
 	env := publishEnv(t, s.URL())
 	ckpt := writeCheckpoint(t, t.TempDir(), 7, nil)
 	ctx := context.Background()
-	tg := Target{Repo: "w/stale", MaxShardSize: testShard, Device: "cpu"}
+	// hf layout: at 50 MB the whole model is one file (delta would keep two groups).
+	tg := Target{Repo: "w/stale", MaxShardSize: testShard, ShardLayout: export.ShardLayoutHF, Device: "cpu"}
 	if _, err := PublishCheckpoint(ctx, env, tg, ckpt, PublishOptions{}); err != nil {
 		t.Fatal(err)
 	}
@@ -89,7 +91,7 @@ func TestPublishReplacesStaleFiles(t *testing.T) {
 	}
 	c := testClient(t, s)
 	got := repoFiles(t, c, "w/stale", "main")
-	sameDigests(t, "main", got, referenceMerge(t, ckpt, 50_000_000, "w/stale"))
+	sameDigests(t, "main", got, referenceMergeLayout(t, ckpt, 50_000_000, "w/stale", export.ShardLayoutHF))
 	del := strings.Join(res.Commits[0].Deleted, ",")
 	if !strings.Contains(del, "model-00001-of-") || !strings.Contains(del, "model.safetensors.index.json") {
 		t.Errorf("deleted %s", del)

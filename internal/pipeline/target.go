@@ -9,6 +9,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/hubsync/hubsync/export"
 	"github.com/hubsync/hubsync/internal/config"
 	"github.com/hubsync/hubsync/internal/journal"
 	"github.com/hubsync/hubsync/internal/tensor"
@@ -59,6 +60,8 @@ type Target struct {
 	DType tensor.DType
 	// MaxShardSize caps each shard (0: 5 GB).
 	MaxShardSize int64
+	// ShardLayout groups tensors into shards (merge.Options.ShardLayout; "": delta).
+	ShardLayout export.ShardLayout
 	// Device is the merge device (auto, cpu, cuda).
 	Device string
 	// KeepTied keeps tied embeddings tied under an embedding LoRA (merge.Options.KeepTied).
@@ -87,7 +90,8 @@ func TargetFromWatch(w config.Watch, device string) (Target, error) {
 		Repo: w.Repo, Private: w.Private, Revision: w.Revision, Publish: w.Publish, AdapterRepo: w.AdapterRepo,
 		Layout: w.Layout, TagFormat: w.TagFormat, BranchFormat: w.BranchFormat, SubfolderFormat: w.SubfolderFormat,
 		Message: w.CommitMessage, PruneKeep: w.Prune.Keep, Base: w.Base, DType: dt,
-		MaxShardSize: int64(w.MaxShardSize), Device: device, KeepTied: w.KeepTied,
+		MaxShardSize: int64(w.MaxShardSize), ShardLayout: export.ShardLayout(w.ShardLayout), Device: device,
+		KeepTied: w.KeepTied,
 	}, nil
 }
 
