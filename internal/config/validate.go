@@ -137,6 +137,7 @@ func (c *Config) problems(requireWatch bool) []string {
 			add(k("commit_message"), "%v", err)
 		}
 		oneOf(k("dtype"), w.DType, "", "bf16", "fp16", "fp32")
+		oneOf(k("staging"), w.Staging, StagingDisk, StagingNone, StagingAuto)
 		if w.MaxShardSize <= 0 {
 			add(k("max_shard_size"), "must be positive")
 		}

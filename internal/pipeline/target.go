@@ -62,6 +62,9 @@ type Target struct {
 	Device string
 	// KeepTied keeps tied embeddings tied under an embedding LoRA (merge.Options.KeepTied).
 	KeepTied bool
+	// Staging is StagingDisk, StagingNone or StagingAuto ("" = auto): whether the merged shards are written to
+	// the staging directory or produced again while uploading.
+	Staging string
 }
 
 // TargetFromWatch turns a (resolved and validated) watch entry into a Target, with the daemon's device.
@@ -74,7 +77,7 @@ func TargetFromWatch(w config.Watch, device string) (Target, error) {
 		Repo: w.Repo, Private: w.Private, Revision: w.Revision, Publish: w.Publish, AdapterRepo: w.AdapterRepo,
 		Layout: w.Layout, TagFormat: w.TagFormat, BranchFormat: w.BranchFormat, SubfolderFormat: w.SubfolderFormat,
 		Message: w.CommitMessage, PruneKeep: w.Prune.Keep, Base: w.Base, DType: dt,
-		MaxShardSize: int64(w.MaxShardSize), Device: device, KeepTied: w.KeepTied,
+		MaxShardSize: int64(w.MaxShardSize), Device: device, KeepTied: w.KeepTied, Staging: w.Staging,
 	}, nil
 }
 
