@@ -53,6 +53,7 @@ type watchOptions struct {
 	DType           string
 	MaxShardSize    string
 	KeepTied        bool
+	Staging         string
 	PruneKeep       int
 	CommitMessage   string
 }
@@ -89,6 +90,7 @@ func (o *watchOptions) AddFlags(f *pflag.FlagSet) {
 	f.StringVar(&o.DType, "dtype", "", "merged dtype: bf16, fp16 or fp32 (default: the base's) [watch[].dtype]")
 	f.StringVar(&o.MaxShardSize, "max-shard-size", "5GB", "largest output shard [watch[].max_shard_size]")
 	f.BoolVar(&o.KeepTied, "keep-tied", false, keepTiedHelp+" [watch[].keep_tied]")
+	f.StringVar(&o.Staging, "staging", config.StagingAuto, stagingHelp+" [watch[].staging]")
 	f.IntVar(&o.PruneKeep, "prune-keep", 0, "keep only the N newest per-step tags/branches/folders on the Hub (0: never delete) [watch[].prune.keep]")
 	f.StringVar(&o.CommitMessage, "commit-message", config.DefaultCommitMessage, "commit summary ({step}, {checkpoint}) [watch[].commit_message]")
 }
@@ -228,6 +230,7 @@ func (o *watchOptions) buildConfig(flags *pflag.FlagSet, g *globalOptions, args 
 		str("base", &w.Base, o.Base)
 		str("dtype", &w.DType, o.DType)
 		str("commit-message", &w.CommitMessage, o.CommitMessage)
+		str("staging", &w.Staging, o.Staging)
 		if publishSet {
 			w.Publish = publish
 		}
