@@ -115,6 +115,7 @@ func TestParseErrors(t *testing.T) {
 		{"bad tag chars", w + "    tag_format: \"step {step}\"\n", []string{"not a valid git ref name"}},
 		{"bad subfolder", w + "    layout: subfolders\n    subfolder_format: ../{step}\n", []string{"watch[0].subfolder_format"}},
 		{"bad dtype", w + "    dtype: bfloat16\n", []string{`watch[0].dtype: must be one of , bf16, fp16, fp32, not "bfloat16"`}},
+		{"bad staging", w + "    staging: ram\n", []string{`line 4: watch[0].staging: must be one of disk, none, auto, not "ram"`}},
 		{"adapter repo equals repo", w + "    publish: both\n    adapter_repo: me/m\n", []string{"adapter_repo: must differ"}},
 		{"negative prune", w + "    prune: {keep: -1}\n", []string{"watch[0].prune.keep: must not be negative"}},
 		{"metrics not loopback", "metrics_addr: 0.0.0.0:9109\n", []string{"line 1: metrics_addr", "not a loopback address"}},
