@@ -532,7 +532,7 @@ func (o *pushOptions) checkpointMode(dir string) (bool, error) {
 		return false, usagef("--raw uploads the folder as it is; it excludes --merged and --adapter-only")
 	}
 	if !o.Merged && o.changed != nil {
-		for _, name := range []string{"base", "dtype", "max-shard-size", "device", "keep-tied"} {
+		for _, name := range []string{"base", "dtype", "max-shard-size", "device", "keep-tied", "staging"} {
 			if o.changed(name) {
 				return false, usagef("--%s applies to --merged", name)
 			}
