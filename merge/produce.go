@@ -28,6 +28,7 @@ type Producer struct {
 	p     *Plan
 	sp    *export.ShardPlan
 	index map[string]*outTensor
+	norms normCache // DoRA column factors, computed once per tensor
 }
 
 // ShardDigest is what a first pass over a shard learns: its size, SHA-256 and sample, and the SHA-256 of every
@@ -92,7 +93,7 @@ func (pr *Producer) ProduceRange(ctx context.Context, i int, off, n int64, w io.
 		return fmt.Errorf("merge: no tensor in range [%d, %d) of shard %s", off, end, pr.sp.Shards[i].FileName)
 	}
 	threads := max(1, pr.p.opts.Threads)
-	st := newStreamFrom(ctx, pr.p, order, dOff-infos[0].Begin, threads, rangeBufferBudget)
+	st := newStreamFrom(ctx, pr.p, order, dOff-infos[0].Begin, threads, rangeBufferBudget, &pr.norms)
 	defer st.stop()
 	for k, ti := range infos {
 		if err := st.copyRange(ctx, order[k], max(dOff, ti.Begin)-ti.Begin, min(dEnd, ti.End)-ti.Begin, w); err != nil {

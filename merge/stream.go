@@ -37,8 +37,37 @@ type stream struct {
 	// free slots.
 	maxNormPending int
 	// from is the byte offset in the first tensor of order where the consumer starts: tiles ending at or before
-	// it are not computed (a ranged stream, see Plan.ProduceRange).
+	// it are not computed (a ranged stream, see Producer.ProduceRange).
 	from int64
+	// norms, when set, keeps DoRA column factors across streams, so ranges of one tensor compute them once.
+	norms *normCache
+}
+
+// normCache holds DoRA column factors by tensor name (safe for concurrent use).
+type normCache struct {
+	mu sync.Mutex
+	m  map[string][]float32
+}
+
+func (c *normCache) get(name string) []float32 {
+	if c == nil {
+		return nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.m[name]
+}
+
+func (c *normCache) put(name string, f []float32) {
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil {
+		c.m = map[string][]float32{}
+	}
+	c.m[name] = f
 }
 
 // tileBufferBudget bounds the memory of the tile buffers in flight.
@@ -97,12 +126,12 @@ type job struct {
 
 // newStream starts the workers and the producer for the tensors in writer order.
 func newStream(ctx context.Context, p *Plan, order []*outTensor) *stream {
-	return newStreamFrom(ctx, p, order, 0, max(1, p.opts.Threads), tileBufferBudget)
+	return newStreamFrom(ctx, p, order, 0, max(1, p.opts.Threads), tileBufferBudget, nil)
 }
 
 // newStreamFrom starts a stream whose consumer begins at byte from of order[0], with at most nw workers and
 // tile buffers bounded by budget bytes.
-func newStreamFrom(ctx context.Context, p *Plan, order []*outTensor, from int64, nw, budget int) *stream {
+func newStreamFrom(ctx context.Context, p *Plan, order []*outTensor, from int64, nw, budget int, norms *normCache) *stream {
 	ctx, cancel := context.WithCancel(ctx)
 	tileElems := max(1, p.backend.TileElems())
 	// Two tiles in flight per worker keep every worker busy while the writer drains finished tiles in order; the
@@ -119,6 +148,7 @@ func newStreamFrom(ctx context.Context, p *Plan, order []*outTensor, from int64,
 		byName:         map[string]*outTensor{},
 		maxNormPending: max(1, nslots/2),
 		from:           from,
+		norms:          norms,
 	}
 	for range nslots {
 		s.slots <- &slot{}
@@ -178,7 +208,11 @@ func (s *stream) produce(order []*outTensor) {
 	for i, t := range order {
 		pr, err := s.prepare(t)
 		if err == nil && pr.colMag != nil {
-			err = s.columnNorms(pr)
+			if f := s.norms.get(t.Name); f != nil {
+				pr.colFactor = f
+			} else if err = s.columnNorms(pr); err == nil {
+				s.norms.put(t.Name, pr.colFactor)
+			}
 		}
 		if err != nil {
 			j := &job{pr: &prepared{t: t}, done: make(chan struct{}), err: err}
