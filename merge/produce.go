@@ -57,6 +57,11 @@ func (pr *Producer) Shards() *export.ShardPlan { return pr.sp }
 // ProduceRange writes bytes [off, off+n) of shard i to w: the safetensors header for the first bytes, then the
 // tiles overlapping the range (tiles before it are not computed), cut to the range.
 func (pr *Producer) ProduceRange(ctx context.Context, i int, off, n int64, w io.Writer) error {
+	return pr.produceRange(ctx, i, off, n, w, rangeBufferBudget)
+}
+
+// produceRange is ProduceRange with the tile buffers of its stream bounded by budget.
+func (pr *Producer) produceRange(ctx context.Context, i int, off, n int64, w io.Writer, budget int) error {
 	if i < 0 || i >= len(pr.sp.Shards) {
 		return fmt.Errorf("merge: no shard %d", i)
 	}
@@ -93,7 +98,7 @@ func (pr *Producer) ProduceRange(ctx context.Context, i int, off, n int64, w io.
 		return fmt.Errorf("merge: no tensor in range [%d, %d) of shard %s", off, end, pr.sp.Shards[i].FileName)
 	}
 	threads := max(1, pr.p.opts.Threads)
-	st := newStreamFrom(ctx, pr.p, order, dOff-infos[0].Begin, threads, rangeBufferBudget, &pr.norms)
+	st := newStreamFrom(ctx, pr.p, order, dOff-infos[0].Begin, threads, budget, &pr.norms)
 	defer st.stop()
 	for k, ti := range infos {
 		if err := st.copyRange(ctx, order[k], max(dOff, ti.Begin)-ti.Begin, min(dEnd, ti.End)-ti.Begin, w); err != nil {
@@ -168,7 +173,8 @@ func (pr *Producer) Digest(ctx context.Context, i int) (*ShardDigest, error) {
 	s := pr.sp.Shards[i]
 	bw := &blockHasher{size: VerifyBlockSize}
 	dw := safetensors.NewDigestWriter(bw)
-	err := pr.ProduceRange(ctx, i, 0, s.Layout.Size, dw)
+	// One stream at a time: the whole merge's tile budget, as Execute.
+	err := pr.produceRange(ctx, i, 0, s.Layout.Size, dw, tileBufferBudget)
 	d, derr := dw.Close()
 	if err == nil {
 		err = derr
