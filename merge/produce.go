@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync/atomic"
 
 	"github.com/hubsync/hubsync/export"
 	"github.com/hubsync/hubsync/internal/safetensors"
@@ -29,6 +30,8 @@ type Producer struct {
 	sp    *export.ShardPlan
 	index map[string]*outTensor
 	norms normCache // DoRA column factors, computed once per tensor
+	// digested counts the bytes pass one has produced, for Options.Progress.
+	digested atomic.Int64
 }
 
 // ShardDigest is what a first pass over a shard learns: its size, SHA-256 and sample, and the SHA-256 of every
@@ -166,13 +169,23 @@ func (s *stream) copyRange(ctx context.Context, t *outTensor, from, to int64, w 
 }
 
 // Digest is pass one over shard i: it produces the whole shard without writing it and returns its digest.
+// Options.Progress receives the bytes digested so far, of all shards, against the shards' total file size.
 func (pr *Producer) Digest(ctx context.Context, i int) (*ShardDigest, error) {
 	if i < 0 || i >= len(pr.sp.Shards) {
 		return nil, fmt.Errorf("merge: no shard %d", i)
 	}
 	s := pr.sp.Shards[i]
 	bw := &blockHasher{size: VerifyBlockSize}
-	dw := safetensors.NewDigestWriter(bw)
+	var sink io.Writer = bw
+	if prog := pr.p.opts.Progress; prog != nil {
+		total := pr.sp.FileSize()
+		sink = writerFunc(func(b []byte) (int, error) {
+			n, err := bw.Write(b)
+			prog(pr.digested.Add(int64(n)), total)
+			return n, err
+		})
+	}
+	dw := safetensors.NewDigestWriter(sink)
 	// One stream at a time: the whole merge's tile budget, as Execute.
 	err := pr.produceRange(ctx, i, 0, s.Layout.Size, dw, tileBufferBudget)
 	d, derr := dw.Close()
@@ -203,6 +216,11 @@ func (pr *Producer) ProduceVerified(ctx context.Context, i int, d *ShardDigest, 
 	vw.blockEnd = min(d.Size, a+VerifyBlockSize)
 	return pr.ProduceRange(ctx, i, a, b-a, vw)
 }
+
+// writerFunc is a function as an io.Writer.
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(b []byte) (int, error) { return f(b) }
 
 // blockHasher keeps the SHA-256 of every size-byte block written to it.
 type blockHasher struct {

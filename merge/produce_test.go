@@ -34,6 +34,8 @@ func TestProducerMatchesExecute(t *testing.T) {
 				MaxShardSize: tc.c.shard, Backends: smallTileBackend(101), Device: "small"}
 			runMergeT(t, opts)
 			opts.Out = filepath.Join(dir, "small")
+			var lastDone, lastTotal int64
+			opts.Progress = func(done, total int64) { lastDone, lastTotal = done, total }
 			p, err := NewPlan(context.Background(), opts)
 			if err != nil {
 				t.Fatal(err)
@@ -73,6 +75,9 @@ func TestProducerMatchesExecute(t *testing.T) {
 				for range 20 {
 					a := rng.Int64N(size)
 					ranges = append(ranges, [2]int64{a, 1 + rng.Int64N(size-a)})
+				}
+				if i == len(pr.Shards().Shards)-1 && (lastDone != lastTotal || lastTotal != pr.Shards().FileSize()) {
+					t.Errorf("pass-one progress ended at %d of %d, want %d", lastDone, lastTotal, pr.Shards().FileSize())
 				}
 				for _, r := range ranges {
 					var b bytes.Buffer

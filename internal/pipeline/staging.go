@@ -120,16 +120,10 @@ func prepareMergedNone(ctx context.Context, src *mergedSource, o prepareOptions,
 	if err != nil {
 		return nil, err
 	}
-	sp := src.producer.Shards()
-	var done int64
-	for i, s := range sp.Shards {
-		d, err := src.producer.Digest(ctx, i)
+	for i, s := range src.producer.Shards().Shards {
+		d, err := src.producer.Digest(ctx, i) // reports merge progress (o.Progress)
 		if err != nil {
 			return nil, err
-		}
-		done += s.Layout.DataSize()
-		if o.Progress != nil {
-			o.Progress(done, sp.TotalSize)
 		}
 		src.shards[s.FileName] = &producedShard{index: i, digest: d}
 		files = append(files, d.FileDigest)
