@@ -10,7 +10,6 @@ import (
 	"errors"
 	"fmt"
 	"net/url"
-	"os"
 	"strings"
 )
 
@@ -111,14 +110,8 @@ func buildCommitBody(summary, description, parent string, files []*preparedFile,
 
 // readInline reads a regular file for the commit body and checks it is the content that was hashed.
 func readInline(f *preparedFile) ([]byte, error) {
-	b, err := os.ReadFile(f.LocalPath)
-	if err != nil {
-		return nil, fmt.Errorf("reading %s: %w", f.LocalPath, err)
-	}
-	if int64(len(b)) != f.size {
-		return nil, fmt.Errorf("%s changed: %d bytes now, %d when hashed", f.LocalPath, len(b), f.size)
-	}
-	return b, nil
+	// The commit body is built without a context; a ContentFunc file is small here (maxInlineFile).
+	return f.readWhole(context.Background())
 }
 
 // commit sends the commit, re-reading the head on 412 and, after a lost answer, looking for the commit on the

@@ -9,6 +9,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strings"
+	"sync"
+	"sync/atomic"
 	"syscall"
 	"testing"
 	"time"
@@ -22,7 +24,20 @@ const (
 	helperEndpointEnv = "HUBSYNC_HUB_HELPER_ENDPOINT"
 	helperJournalEnv  = "HUBSYNC_HUB_HELPER_JOURNAL"
 	helperFileEnv     = "HUBSYNC_HUB_HELPER_FILE"
+	// helperContentEnv=1 makes the helper upload the file through a ContentFunc (as a merged shard produced on
+	// demand), not from its path.
+	helperContentEnv = "HUBSYNC_HUB_HELPER_CONTENT"
 )
+
+// fileContent is the UploadFile of path with its bytes served by a ContentFunc (read into memory first).
+func fileContent(path string) (UploadFile, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return UploadFile{}, err
+	}
+	var calls atomic.Int64
+	return contentFile(crashPath, data, &calls, nil), nil
+}
 
 // crashRepo and crashPath are where the helper uploads.
 const (
@@ -75,7 +90,14 @@ func TestHelperProcess(t *testing.T) {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(3)
 	}
-	_, err = c.Commit(context.Background(), crashRepo, []UploadFile{{PathInRepo: crashPath, LocalPath: os.Getenv(helperFileEnv)}}, CommitOptions{})
+	f := UploadFile{PathInRepo: crashPath, LocalPath: os.Getenv(helperFileEnv)}
+	if os.Getenv(helperContentEnv) == "1" {
+		if f, err = fileContent(f.LocalPath); err != nil {
+			fmt.Fprintln(os.Stderr, err)
+			os.Exit(3)
+		}
+	}
+	_, err = c.Commit(context.Background(), crashRepo, []UploadFile{f}, CommitOptions{})
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
@@ -85,11 +107,12 @@ func TestHelperProcess(t *testing.T) {
 
 // startAndKill runs the helper until the server has stored at least minParts parts of oid, then SIGKILLs it. It
 // returns the stats at that moment.
-func startAndKill(t *testing.T, s *hubtest.Server, journal, file, oid string, minParts int) hubtest.Stats {
+func startAndKill(t *testing.T, s *hubtest.Server, journal, file, oid string, minParts int, env ...string) hubtest.Stats {
 	t.Helper()
 	cmd := exec.Command(os.Args[0], "-test.run=^TestHelperProcess$", "-test.count=1")
 	cmd.Env = append(os.Environ(), helperEnv+"=upload", helperEndpointEnv+"="+s.URL(), helperJournalEnv+"="+journal,
 		helperFileEnv+"="+file)
+	cmd.Env = append(cmd.Env, env...)
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	if err := cmd.Start(); err != nil {
@@ -253,4 +276,67 @@ func TestCrashResume(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestCrashResumeContent SIGKILLs a process uploading a file given by its ContentFunc (a shard produced on
+// demand) and resumes in a new client: the journaled parts are neither produced nor sent again, only the parts
+// in flight at the kill are.
+func TestCrashResumeContent(t *testing.T) {
+	if testing.Short() {
+		t.Skip("spawns a process")
+	}
+	s := newHubServer(t, nil)
+	c := newTestClient(t, s.URL(), wTok, nil)
+	newRepo(t, c, crashRepo)
+	dir := t.TempDir()
+	data := randomBytes(78, crashParts*testChunk-1000)
+	file := filepath.Join(dir, "big.safetensors")
+	if err := os.WriteFile(file, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	oid := sha(data)
+	journalPath := filepath.Join(dir, "state", "uploads.db")
+	startAndKill(t, s, journalPath, file, oid, 6, helperContentEnv+"=1")
+	j, err := OpenBoltJournal(journalPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	rec, err := j.Get(context.Background(), c.journalKey(crashRepo, oid))
+	if err != nil || rec == nil || len(rec.ETags) == 0 {
+		t.Fatalf("no journaled part after the kill: %+v %v", rec, err)
+	}
+	var mu sync.Mutex
+	produced := map[int64]bool{}
+	var calls atomic.Int64
+	f := contentFile(crashPath, data, &calls, func(off, n int64) error {
+		mu.Lock()
+		produced[off] = true
+		mu.Unlock()
+		return nil
+	})
+	rc := newTestClient(t, s.URL(), wTok, func(o *Options) { o.Journal = j; o.ParallelParts = 2 })
+	if _, err := rc.Commit(context.Background(), crashRepo, []UploadFile{f}, CommitOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	checkRepo(t, rc, crashRepo, "main", map[string][]byte{crashPath: data})
+	after := s.Stats()
+	for n := range rec.ETags {
+		if produced[int64(n-1)*testChunk] {
+			t.Errorf("journaled part %d was produced again", n)
+		}
+		if k := fmt.Sprintf("%s/%d", oid, n); after.PartsStored[k] != 1 {
+			t.Errorf("journaled part %d stored %d times", n, after.PartsStored[k])
+		}
+	}
+	again := 0
+	for k, v := range after.PartsStored {
+		if strings.HasPrefix(k, oid+"/") && v > 1 {
+			again++
+		}
+	}
+	if again > 2 {
+		t.Errorf("%d parts stored twice; at most the 2 in flight at the kill may be", again)
+	}
+	t.Logf("journaled at kill %d of %d parts; produced on resume %d ranges", len(rec.ETags), crashParts, len(produced))
 }

@@ -199,16 +199,27 @@ func (c *Client) putBasic(ctx context.Context, f *preparedFile, p *uploadPlan, p
 	if err := checkNotExpired("upload", p.href, p.expiresAt); err != nil {
 		return err
 	}
-	fh, err := openChecked(f)
+	src, err := openSource(f)
 	if err != nil {
 		return err
 	}
-	defer fh.Close()
+	defer src.Close()
 	ac := &attemptCounter{p: prog}
+	rb := src.rangeBody(ctx, 0, f.size)
 	_, err = c.send(ctx, call{
 		method: "PUT", url: p.href, headers: c.actionHeaders(p.header), budget: budget,
-		body: func() (io.Reader, int64, error) { return ac.wrap(io.NewSectionReader(fh, 0, f.size)), f.size, nil },
+		body: func() (io.Reader, int64, error) {
+			r, n, err := rb.open()
+			if err != nil {
+				return nil, 0, err
+			}
+			return ac.wrap(r), n, nil
+		},
 	})
+	rb.close()
+	if cerr := rb.err(); cerr != nil {
+		err = cerr
+	}
 	if err != nil {
 		ac.rollback()
 		if urlRefused(err) {
@@ -249,11 +260,11 @@ func (c *Client) putMultipart(ctx context.Context, repo string, f *preparedFile,
 			}
 		}
 	}
-	fh, err := openChecked(f)
+	src, err := openSource(f)
 	if err != nil {
 		return err
 	}
-	defer fh.Close()
+	defer src.Close()
 
 	var mu sync.Mutex
 	var todo []Part
@@ -274,12 +285,21 @@ func (c *Client) putMultipart(ctx context.Context, repo string, f *preparedFile,
 				return err
 			}
 			ac := &attemptCounter{p: prog}
+			rb := src.rangeBody(gctx, part.Offset, part.Size)
 			r, err := c.send(gctx, call{
 				method: "PUT", url: p.partURLs[part.N-1], budget: budgets.get(part.N),
 				body: func() (io.Reader, int64, error) {
-					return ac.wrap(io.NewSectionReader(fh, part.Offset, part.Size)), part.Size, nil
+					r, n, err := rb.open()
+					if err != nil {
+						return nil, 0, err
+					}
+					return ac.wrap(r), n, nil
 				},
 			})
+			rb.close()
+			if cerr := rb.err(); cerr != nil {
+				err = cerr
+			}
 			if err != nil {
 				ac.rollback()
 				err = fmt.Errorf("part %d/%d: %w", part.N, len(parts), err)

@@ -1,6 +1,7 @@
 package hub
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha1"
 	"crypto/sha256"
@@ -21,12 +22,16 @@ import (
 // UploadFile is one local file to commit. When the caller already knows the file's sha256 (the merge writer
 // computes it while writing), it passes SHA256 and Size (and Sample, the first min(512, Size) bytes) and the
 // client does not read the file to hash it; otherwise the client hashes it, streaming.
+//
+// A file that is not on disk (a merged shard produced on demand) gives Content instead of LocalPath, with SHA256
+// and Size (required then); its bytes are produced again for every part sent.
 type UploadFile struct {
-	PathInRepo string // path inside the repo ("a/b.safetensors")
-	LocalPath  string // file on disk
-	SHA256     string // lowercase hex, optional
-	Size       int64  // required with SHA256
-	Sample     []byte // first min(512, Size) bytes, optional (read from the file when nil)
+	PathInRepo string      // path inside the repo ("a/b.safetensors")
+	LocalPath  string      // file on disk
+	Content    ContentFunc // the file's bytes when it is not on disk (LocalPath is then only a name for errors)
+	SHA256     string      // lowercase hex, optional
+	Size       int64       // required with SHA256
+	Sample     []byte      // first min(512, Size) bytes, optional (read from the file when nil)
 }
 
 // CommitOptions configure Commit.
@@ -129,9 +134,9 @@ func (c *Client) Commit(ctx context.Context, repo string, files []UploadFile, op
 		gitIgnore := ""
 		for _, f := range prepared {
 			if f.path == ".gitignore" && f.size <= maxInlineFile {
-				b, err := os.ReadFile(f.LocalPath)
+				b, err := f.readWhole(ctx)
 				if err != nil {
-					return nil, fmt.Errorf("reading %s: %w", f.LocalPath, err)
+					return nil, err
 				}
 				gitIgnore = string(b)
 			}
@@ -147,7 +152,7 @@ func (c *Client) Commit(ctx context.Context, repo string, files []UploadFile, op
 			res.Ignored = append(res.Ignored, f.path)
 			continue
 		}
-		same, err := f.sameAsRemote()
+		same, err := f.sameAsRemote(ctx)
 		if err != nil {
 			return nil, err
 		}
@@ -187,7 +192,7 @@ func (c *Client) Commit(ctx context.Context, repo string, files []UploadFile, op
 }
 
 // sameAsRemote reports whether the Hub already has this content at this path (preupload oid).
-func (f *preparedFile) sameAsRemote() (bool, error) {
+func (f *preparedFile) sameAsRemote(ctx context.Context) (bool, error) {
 	if f.remoteOID == "" {
 		return false, nil
 	}
@@ -196,6 +201,16 @@ func (f *preparedFile) sameAsRemote() (bool, error) {
 	}
 	if f.size > maxInlineFile {
 		return false, nil
+	}
+	if f.Content != nil {
+		b, err := f.readWhole(ctx)
+		if err != nil {
+			return false, err
+		}
+		h := sha1.New()
+		h.Write([]byte("blob " + strconv.FormatInt(f.size, 10) + "\x00"))
+		h.Write(b)
+		return strings.EqualFold(f.remoteOID, hex.EncodeToString(h.Sum(nil))), nil
 	}
 	oid, err := gitBlobSHA1(f.LocalPath, f.size)
 	if err != nil {
@@ -237,6 +252,9 @@ func (c *Client) prepareFiles(ctx context.Context, files []UploadFile, sink *pro
 			return nil, fmt.Errorf("path %q given twice (%s and %s)", p, prev, f.LocalPath)
 		}
 		seen[p] = f.LocalPath
+		if f.Content != nil && f.SHA256 == "" {
+			return nil, fmt.Errorf("%s: a file given by its content needs its sha256 and size", p)
+		}
 		if f.SHA256 != "" {
 			f.SHA256 = strings.ToLower(f.SHA256)
 			if !isHex(f.SHA256, 64) {
@@ -264,6 +282,19 @@ func (c *Client) prepareFiles(ctx context.Context, files []UploadFile, sink *pro
 
 // prepare fills sha256, size and sample.
 func (f *preparedFile) prepare(ctx context.Context, sink *progressSink) error {
+	if f.Content != nil {
+		f.sha256, f.size = f.SHA256, f.Size
+		if f.Sample != nil {
+			f.sample = f.Sample
+			return nil
+		}
+		var b bytes.Buffer
+		if err := f.Content(ctx, 0, min(f.size, sampleSize), &b); err != nil {
+			return fmt.Errorf("upload: producing %s: %w", f.path, err)
+		}
+		f.sample = b.Bytes()
+		return nil
+	}
 	st, err := os.Stat(f.LocalPath)
 	if err != nil {
 		return fmt.Errorf("upload: %w", err)
@@ -436,7 +467,7 @@ func (c *Client) uploadObjects(ctx context.Context, repo, revision string, creat
 		}
 		g.Go(func() error {
 			if err := c.uploadOne(gctx, repo, revision, createPR, f, p, rec, sink); err != nil {
-				return fmt.Errorf("uploading %s (%s): %w", pathsOf(byOID[oid]), f.LocalPath, err)
+				return fmt.Errorf("uploading %s (%s): %w", pathsOf(byOID[oid]), f.name(), err)
 			}
 			sent.Add(1)
 			return nil

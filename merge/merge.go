@@ -110,9 +110,9 @@ func (p *Plan) Execute(ctx context.Context) (*Result, error) {
 // execute16 writes the 16/32-bit merge into Options.Out.
 func (p *Plan) execute16(ctx context.Context) (*Result, error) {
 	start := time.Now()
-	sp, err := p.ShardPlan()
+	sp, err := p.planShards()
 	if err != nil {
-		return nil, fmt.Errorf("merge: %w", err)
+		return nil, err
 	}
 	auxNames, auxSrcs := p.auxFiles()
 	need := sp.FileSize() + 1<<20 // + index, config, card
@@ -155,26 +155,9 @@ func (p *Plan) execute16(ctx context.Context) (*Result, error) {
 		}
 		return nil, fmt.Errorf("merge: %w", err)
 	}
-	cfg, err := export.RewriteConfig(p.base.config, p.modelDType, p.vocabSize)
+	card, err := p.writeSmallFiles(out, sp, auxNames, auxSrcs)
 	if err != nil {
-		return nil, &InputError{File: filepath.Join(p.base.dir, configFile), Msg: "cannot rewrite", Err: err}
-	}
-	if p.untie {
-		if cfg, err = export.UntieConfig(cfg); err != nil {
-			return nil, &InputError{File: filepath.Join(p.base.dir, configFile), Msg: "cannot rewrite", Err: err}
-		}
-	}
-	if err := out.WriteFile(configFile, cfg); err != nil {
-		return nil, fmt.Errorf("merge: %w", err)
-	}
-	for i, n := range auxNames {
-		if err := out.CopyFile(n, auxSrcs[i]); err != nil {
-			return nil, fmt.Errorf("merge: %w", err)
-		}
-	}
-	card := p.cardInfo(sp)
-	if err := out.WriteFile("README.md", export.ModelCard(card)); err != nil {
-		return nil, fmt.Errorf("merge: %w", err)
+		return nil, err
 	}
 	if err := ctx.Err(); err != nil {
 		return nil, fmt.Errorf("merge: %w", err)
@@ -192,6 +175,42 @@ func (p *Plan) execute16(ctx context.Context) (*Result, error) {
 	p.log.Info().Str("out", dir).Int64("took_ms", res.Duration.Milliseconds()).
 		Str("rate", fmt.Sprintf("%.3f GB/s", float64(res.Bytes)/1e9/res.Duration.Seconds())).Msg("merged")
 	return res, nil
+}
+
+// planShards lays the output tensors out in shards.
+func (p *Plan) planShards() (*export.ShardPlan, error) {
+	sp, err := p.ShardPlan()
+	if err != nil {
+		return nil, fmt.Errorf("merge: %w", err)
+	}
+	return sp, nil
+}
+
+// writeSmallFiles writes config.json (dtype, vocabulary and untying rewritten), the copied auxiliary files and the
+// model card into out.
+func (p *Plan) writeSmallFiles(out *export.Output, sp *export.ShardPlan, auxNames, auxSrcs []string) (export.CardInfo, error) {
+	cfg, err := export.RewriteConfig(p.base.config, p.modelDType, p.vocabSize)
+	if err != nil {
+		return export.CardInfo{}, &InputError{File: filepath.Join(p.base.dir, configFile), Msg: "cannot rewrite", Err: err}
+	}
+	if p.untie {
+		if cfg, err = export.UntieConfig(cfg); err != nil {
+			return export.CardInfo{}, &InputError{File: filepath.Join(p.base.dir, configFile), Msg: "cannot rewrite", Err: err}
+		}
+	}
+	if err := out.WriteFile(configFile, cfg); err != nil {
+		return export.CardInfo{}, fmt.Errorf("merge: %w", err)
+	}
+	for i, n := range auxNames {
+		if err := out.CopyFile(n, auxSrcs[i]); err != nil {
+			return export.CardInfo{}, fmt.Errorf("merge: %w", err)
+		}
+	}
+	card := p.cardInfo(sp)
+	if err := out.WriteFile("README.md", export.ModelCard(card)); err != nil {
+		return export.CardInfo{}, fmt.Errorf("merge: %w", err)
+	}
+	return card, nil
 }
 
 var checkpointStep = regexp.MustCompile(`checkpoint-(\d+)$`)

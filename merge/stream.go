@@ -36,6 +36,38 @@ type stream struct {
 	// maxNormPending bounds the column-norm tiles the producer keeps in flight, so that output tiles always find
 	// free slots.
 	maxNormPending int
+	// from is the byte offset in the first tensor of order where the consumer starts: tiles ending at or before
+	// it are not computed (a ranged stream, see Producer.ProduceRange).
+	from int64
+	// norms, when set, keeps DoRA column factors across streams, so ranges of one tensor compute them once.
+	norms *normCache
+}
+
+// normCache holds DoRA column factors by tensor name (safe for concurrent use).
+type normCache struct {
+	mu sync.Mutex
+	m  map[string][]float32
+}
+
+func (c *normCache) get(name string) []float32 {
+	if c == nil {
+		return nil
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.m[name]
+}
+
+func (c *normCache) put(name string, f []float32) {
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.m == nil {
+		c.m = map[string][]float32{}
+	}
+	c.m[name] = f
 }
 
 // tileBufferBudget bounds the memory of the tile buffers in flight.
@@ -94,13 +126,18 @@ type job struct {
 
 // newStream starts the workers and the producer for the tensors in writer order.
 func newStream(ctx context.Context, p *Plan, order []*outTensor) *stream {
+	return newStreamFrom(ctx, p, order, 0, max(1, p.opts.Threads), tileBufferBudget, nil)
+}
+
+// newStreamFrom starts a stream whose consumer begins at byte from of order[0], with at most nw workers and
+// tile buffers bounded by budget bytes.
+func newStreamFrom(ctx context.Context, p *Plan, order []*outTensor, from int64, nw, budget int, norms *normCache) *stream {
 	ctx, cancel := context.WithCancel(ctx)
-	nw := max(1, p.opts.Threads)
 	tileElems := max(1, p.backend.TileElems())
 	// Two tiles in flight per worker keep every worker busy while the writer drains finished tiles in order; the
-	// slots' buffers (about 12 bytes per element: float32 work, input and output) are capped at tileBufferBudget,
+	// slots' buffers (about 12 bytes per element: float32 work, input and output) are capped at the budget,
 	// and with it the number of workers, so memory stays bounded on machines with very many cores.
-	nslots := max(4, min(2*nw+2, tileBufferBudget/(12*tileElems)))
+	nslots := max(4, min(2*nw+2, budget/(12*tileElems)))
 	nw = max(1, min(nw, nslots-2))
 	s := &stream{
 		p: p, ctx: ctx, cancel: cancel, backend: p.backend,
@@ -110,6 +147,8 @@ func newStream(ctx context.Context, p *Plan, order []*outTensor) *stream {
 		ordered:        make(chan *job, nslots+1),
 		byName:         map[string]*outTensor{},
 		maxNormPending: max(1, nslots/2),
+		from:           from,
+		norms:          norms,
 	}
 	for range nslots {
 		s.slots <- &slot{}
@@ -166,10 +205,14 @@ func (s *stream) produce(order []*outTensor) {
 	defer s.wg.Done()
 	defer close(s.work)
 	defer close(s.ordered)
-	for _, t := range order {
+	for i, t := range order {
 		pr, err := s.prepare(t)
 		if err == nil && pr.colMag != nil {
-			err = s.columnNorms(pr)
+			if f := s.norms.get(t.Name); f != nil {
+				pr.colFactor = f
+			} else if err = s.columnNorms(pr); err == nil {
+				s.norms.put(t.Name, pr.colFactor)
+			}
 		}
 		if err != nil {
 			j := &job{pr: &prepared{t: t}, done: make(chan struct{}), err: err}
@@ -180,7 +223,11 @@ func (s *stream) produce(order []*outTensor) {
 			}
 			return
 		}
-		if !s.emitTiles(pr, false, func(j *job) bool {
+		from := int64(0)
+		if i == 0 {
+			from = s.from
+		}
+		if !s.emitTiles(pr, false, from, func(j *job) bool {
 			select {
 			case s.ordered <- j:
 			case <-s.ctx.Done():
@@ -199,12 +246,16 @@ func (s *stream) produce(order []*outTensor) {
 }
 
 // emitTiles cuts a tensor into tiles and passes each (with a slot) to send; it stops when send returns false or
-// the stream is cancelled.
-func (s *stream) emitTiles(pr *prepared, normPass bool, send func(*job) bool) bool {
+// the stream is cancelled. Output tiles whose bytes end at or before byte from of the tensor are skipped.
+func (s *stream) emitTiles(pr *prepared, normPass bool, from int64, send func(*job) bool) bool {
 	t := pr.t
+	es := int64(t.DType.Size())
 	if t.Kind == KindCopy {
 		chunk := int64(s.tileElems) * 4
 		for off := int64(0); off < t.Bytes; off += chunk {
+			if off+chunk <= from {
+				continue
+			}
 			sl, ok := s.acquire()
 			if !ok {
 				return false
@@ -221,6 +272,9 @@ func (s *stream) emitTiles(pr *prepared, normPass bool, send func(*job) bool) bo
 		rowsPer := max(1, int64(s.tileElems)/t.cols)
 		for r0 := int64(0); r0 < t.rows; r0 += rowsPer {
 			rows := min(rowsPer, t.rows-r0)
+			if !normPass && (r0+rows)*t.cols*es <= from {
+				continue
+			}
 			sl, ok := s.acquire()
 			if !ok {
 				return false
@@ -235,6 +289,9 @@ func (s *stream) emitTiles(pr *prepared, normPass bool, send func(*job) bool) bo
 	}
 	chunk := int64(s.tileElems)
 	for off := int64(0); off < n; off += chunk {
+		if !normPass && min(off+chunk, n)*es <= from {
+			continue
+		}
 		sl, ok := s.acquire()
 		if !ok {
 			return false
@@ -350,7 +407,7 @@ func (s *stream) columnNorms(pr *prepared) error {
 		}
 		s.release(j.slot)
 	}
-	ok := s.emitTiles(pr, true, func(j *job) bool {
+	ok := s.emitTiles(pr, true, 0, func(j *job) bool {
 		for len(pending) >= s.maxNormPending {
 			reduce(pending[0])
 			pending = pending[1:]

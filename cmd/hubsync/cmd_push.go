@@ -56,10 +56,14 @@ type pushOptions struct {
 	StagingDir   string
 	KeepTied     bool
 	Quant        quantFlags
+	Staging      string
 
 	// changed reports whether a flag was given on the command line (cobra's Flags().Changed).
 	changed func(name string) bool
 }
+
+// stagingHelp documents --staging (push --merged and watch).
+const stagingHelp = "merged shards: disk (written to the staging dir, then uploaded), none (never written: merged once for the digests, again while uploading) or auto (none when the staging file system has less than twice the output size free)"
 
 // AddFlags registers the flags.
 func (o *pushOptions) AddFlags(f *pflag.FlagSet) {
@@ -88,6 +92,7 @@ func (o *pushOptions) AddFlags(f *pflag.FlagSet) {
 	f.StringVar(&o.ShardLayout, "shard-layout", "delta", "with --merged: "+shardLayoutHelp)
 	f.StringVar(&o.Device, "device", "auto", "with --merged: merge device auto, cpu or cuda")
 	f.BoolVar(&o.KeepTied, "keep-tied", false, "with --merged: "+keepTiedHelp)
+	f.StringVar(&o.Staging, "staging", config.StagingAuto, "with --merged: "+stagingHelp)
 	f.StringVar(&o.StagingDir, "staging-dir", "", "with --merged/--adapter-only: where outputs are written before the upload (default <DIR's parent>/.hubsync-staging/push-*; removed afterwards)")
 }
 
@@ -531,7 +536,7 @@ func (o *pushOptions) checkpointMode(dir string) (bool, error) {
 		return false, usagef("--raw uploads the folder as it is; it excludes --merged and --adapter-only")
 	}
 	if !o.Merged && o.changed != nil {
-		for _, name := range []string{"base", "dtype", "max-shard-size", "shard-layout", "device", "keep-tied"} {
+		for _, name := range []string{"base", "dtype", "max-shard-size", "shard-layout", "device", "keep-tied", "staging"} {
 			if o.changed(name) {
 				return false, usagef("--%s applies to --merged", name)
 			}
@@ -572,6 +577,10 @@ func runPushCheckpoint(ctx context.Context, g *globalOptions, o *pushOptions, di
 	default:
 		return usagef("--device must be auto, cpu or cuda, not %q", o.Device)
 	}
+	staging, err := pipeline.ParseStaging(o.Staging)
+	if err != nil {
+		return usagef("--staging: %v", err)
+	}
 	if st, err := os.Stat(dir); err != nil {
 		return err
 	} else if !st.IsDir() {
@@ -597,7 +606,7 @@ func runPushCheckpoint(ctx context.Context, g *globalOptions, o *pushOptions, di
 		Repo: o.Repo, Private: o.Private, Revision: o.Revision, PathInRepo: o.PathInRepo, Publish: publish,
 		Layout: config.LayoutTags, Tag: o.Tag, Message: msg, CreatePR: o.CreatePR,
 		Base: o.Base, DType: dt, MaxShardSize: shard, ShardLayout: layout, Device: o.Device, KeepTied: o.KeepTied,
-		Quant: quant,
+		Quant: quant, Staging: staging,
 	}
 
 	a := defaultAuthEnv()

@@ -157,7 +157,8 @@ func TestPushMergedCLI(t *testing.T) {
 	g := []string{"--endpoint", s.URL(), "--token", hubcliToken, "--log-format", "json"}
 
 	// The base named explicitly; then taken from adapter_config.json's base_model_name_or_path.
-	for i, extra := range [][]string{{"--base", f.base}, nil} {
+	// The second push also says --staging none: the shards are never written, the Hub gets the same bytes.
+	for i, extra := range [][]string{{"--base", f.base}, {"--staging", "none"}} {
 		repo := []string{"w/merged-a", "w/merged-b"}[i]
 		args := append(append([]string{}, g...), "push", ckpt, "--repo", repo, "--merged", "--tag", "step-500",
 			"--max-shard-size", "20kB", "--device", "cpu")
@@ -269,6 +270,8 @@ func TestPushCheckpointCLIErrors(t *testing.T) {
 		{"exclude with checkpoint", []string{"push", good, "--repo", "w/x", "--exclude", "*.pt"}, 2, "--exclude"},
 		{"bad dtype", []string{"push", good, "--repo", "w/x", "--merged", "--dtype", "int4"}, 2, "--dtype"},
 		{"bad device", []string{"push", good, "--repo", "w/x", "--merged", "--device", "tpu"}, 2, "--device"},
+		{"bad staging", []string{"push", good, "--repo", "w/x", "--merged", "--staging", "ram"}, 2, "--staging"},
+		{"staging without merged", []string{"push", good, "--repo", "w/x", "--staging", "none"}, 2, "--staging applies to --merged"},
 		{"merged plain folder", []string{"push", plain, "--repo", "w/x", "--merged"}, 1, "adapter_config.json"},
 		{"corrupt adapter", []string{"push", bad, "--repo", "w/x", "--merged", "--base", f.base}, 1, "checkpoint-2"},
 		{"missing base", []string{"push", good, "--repo", "w/x", "--merged", "--base", filepath.Join(plain, "nobase")}, 1, "nobase"},

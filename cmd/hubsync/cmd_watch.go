@@ -54,6 +54,7 @@ type watchOptions struct {
 	MaxShardSize    string
 	ShardLayout     string
 	KeepTied        bool
+	Staging         string
 	PruneKeep       int
 	CommitMessage   string
 	Quant           quantFlags
@@ -93,6 +94,7 @@ func (o *watchOptions) AddFlags(f *pflag.FlagSet) {
 	f.StringVar(&o.MaxShardSize, "max-shard-size", "5GB", "largest output shard [watch[].max_shard_size]")
 	f.StringVar(&o.ShardLayout, "shard-layout", "delta", shardLayoutHelp+" [watch[].shard_layout]")
 	f.BoolVar(&o.KeepTied, "keep-tied", false, keepTiedHelp+" [watch[].keep_tied]")
+	f.StringVar(&o.Staging, "staging", config.StagingAuto, stagingHelp+" [watch[].staging]")
 	f.IntVar(&o.PruneKeep, "prune-keep", 0, "keep only the N newest per-step tags/branches/folders on the Hub (0: never delete) [watch[].prune.keep]")
 	f.StringVar(&o.CommitMessage, "commit-message", config.DefaultCommitMessage, "commit summary ({step}, {checkpoint}) [watch[].commit_message]")
 }
@@ -233,6 +235,7 @@ func (o *watchOptions) buildConfig(flags *pflag.FlagSet, g *globalOptions, args 
 		str("dtype", &w.DType, o.DType)
 		str("shard-layout", &w.ShardLayout, o.ShardLayout)
 		str("commit-message", &w.CommitMessage, o.CommitMessage)
+		str("staging", &w.Staging, o.Staging)
 		if publishSet {
 			w.Publish = publish
 		}

@@ -29,9 +29,13 @@ func TestWatchCLI(t *testing.T) {
 	t.Setenv("HF_ENDPOINT", s.URL())
 	t.Setenv("STATE_DIRECTORY", state)
 	code, out, errb := hubcliRun(t, "--log-format", "json", "watch", f.outputs, "--repo", "w/watched", "--merged",
-		"--base", f.base, "--settle", "100ms", "--stop-after", "2", "--max-shard-size", "20kB", "--policy", "all")
+		"--base", f.base, "--settle", "100ms", "--stop-after", "2", "--max-shard-size", "20kB", "--policy", "all",
+		"--staging", "none")
 	if code != 0 {
 		t.Fatalf("watch: exit %d\nstdout %s\nstderr %s", code, out, errb)
+	}
+	if !strings.Contains(errb, `"staging":"none"`) {
+		t.Errorf("the log does not say the shards were staged none:\n%s", errb)
 	}
 	if strings.Contains(out+errb, hubcliToken) {
 		t.Error("token printed")
@@ -151,6 +155,7 @@ func TestWatchCLIErrors(t *testing.T) {
 		{"unknown key", []string{"watch", "--config", badCfg}, 2, "colour"},
 		{"bad shard size", []string{"watch", outputs, "--repo", "w/x", "--max-shard-size", "big"}, 2, "--max-shard-size"},
 		{"bad shard layout", []string{"watch", outputs, "--repo", "w/x", "--shard-layout", "flat"}, 2, "shard_layout"},
+		{"bad staging", []string{"watch", outputs, "--repo", "w/x", "--staging", "ram"}, 2, "staging"},
 		{"no token", []string{"watch", t.TempDir(), "--repo", "w/x"}, 1, "no Hub token"},
 	}
 	for _, tc := range tests {

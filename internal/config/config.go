@@ -76,6 +76,11 @@ const (
 	// DefaultShardLayout groups unchanged tensors in their own shards (export.ShardLayoutDelta).
 	DefaultShardLayout   = "delta"
 	DefaultCommitMessage = "Upload {checkpoint} (step {step})"
+
+	// Staging modes of merged outputs (watch[].staging).
+	StagingDisk = "disk"
+	StagingNone = "none"
+	StagingAuto = "auto"
 	// StagingDirName is the staging directory created inside each watched directory when staging_dir is unset
 	// (same filesystem as the checkpoints, so pinning uses hard links).
 	StagingDirName = ".hubsync-staging"
@@ -196,6 +201,10 @@ type Watch struct {
 	// KeepTied (keep_tied, default false) keeps a tied base's embeddings tied when the adapter has a LoRA on
 	// embed_tokens (PEFT's merge_and_unload behaviour; lm_head changes too). By default they are untied.
 	KeepTied bool `yaml:"keep_tied"`
+	// Staging (staging, default auto) says whether the merged shards are written to the staging directory
+	// before the upload (disk), never written (none: merged twice, once for the digests, once while sending),
+	// or none when the staging file system has less than twice the output's size free (auto).
+	Staging string `yaml:"staging"`
 	// Prune keeps the Hub tidy.
 	Prune Prune `yaml:"prune"`
 	// CommitMessage (commit_message, default "Upload {checkpoint} (step {step})") is each commit's summary.
@@ -267,6 +276,7 @@ func fillWatchDefaults(w *Watch) {
 		w.Quant.Blocksize = 64
 	}
 	def(&w.ShardLayout, DefaultShardLayout)
+	def(&w.Staging, StagingAuto)
 	if w.MaxShardSize == 0 {
 		w.MaxShardSize = DefaultMaxShardSize
 	}

@@ -119,6 +119,7 @@ func TestParseErrors(t *testing.T) {
 		{"bad quant storage", w + "    dtype: fp4\n    quant: {storage: int8}\n", []string{`watch[0].quant.storage: must be one of , uint8, bf16, not "int8"`}},
 		{"bad quant key", w + "    dtype: nf4\n    quant: {block_size: 64}\n", []string{`unknown key "block_size"`}},
 		{"bad shard_layout", w + "    shard_layout: flat\n", []string{`watch[0].shard_layout: must be one of delta, hf, not "flat"`}},
+		{"bad staging", w + "    staging: ram\n", []string{`line 4: watch[0].staging: must be one of disk, none, auto, not "ram"`}},
 		{"adapter repo equals repo", w + "    publish: both\n    adapter_repo: me/m\n", []string{"adapter_repo: must differ"}},
 		{"negative prune", w + "    prune: {keep: -1}\n", []string{"watch[0].prune.keep: must not be negative"}},
 		{"metrics not loopback", "metrics_addr: 0.0.0.0:9109\n", []string{"line 1: metrics_addr", "not a loopback address"}},

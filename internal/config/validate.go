@@ -144,6 +144,7 @@ func (c *Config) problems(requireWatch bool) []string {
 			oneOf(k("quant.compute_dtype"), w.Quant.ComputeDType, "", "bf16", "fp16", "fp32")
 			oneOf(k("quant.storage"), w.Quant.Storage, "", "uint8", "bf16")
 		}
+		oneOf(k("staging"), w.Staging, StagingDisk, StagingNone, StagingAuto)
 		if w.MaxShardSize <= 0 {
 			add(k("max_shard_size"), "must be positive")
 		}

@@ -135,6 +135,10 @@ type Output struct {
 	SHA256 string `json:"sha256,omitempty"` // lower-case hex
 	// Sample is the file's first bytes (up to 512) for the Hub's preupload call (base64 in JSON).
 	Sample []byte `json:"sample,omitempty"`
+	// Produced marks a merged shard that is not on disk (staging none); Blocks are then the SHA-256 of each of
+	// its merge.VerifyBlockSize blocks, concatenated, that the bytes produced for the upload are checked against.
+	Produced bool   `json:"produced,omitempty"`
+	Blocks   []byte `json:"blocks,omitempty"`
 }
 
 // Progress is the upload progress of a job.

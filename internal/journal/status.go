@@ -287,7 +287,7 @@ func listed(all []*Job, keep int) ([]*Job, int) {
 	return out, omitted
 }
 
-// compact is the part of a record the status snapshot shows: no digests' samples, and for finished jobs no
+// compact is the part of a record the status snapshot shows: no digests' samples or block digests, and for finished jobs no
 // outputs, staging directory or stage times.
 func compact(job *Job) *Job {
 	c := *job
@@ -298,7 +298,7 @@ func compact(job *Job) *Job {
 	}
 	c.Outputs = make([]Output, len(job.Outputs))
 	for i, o := range job.Outputs {
-		o.Sample = nil
+		o.Sample, o.Blocks = nil, nil
 		c.Outputs[i] = o
 	}
 	c.StageAt = make(map[Stage]time.Time, len(job.StageAt))

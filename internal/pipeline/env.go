@@ -40,6 +40,9 @@ type Env struct {
 	Backends []merge.BackendProvider
 	// MergeThreads is the number of merge tile workers (0: GOMAXPROCS).
 	MergeThreads int
+	// AvailableBytes reports the free space of the file system holding a directory, for staging auto (nil:
+	// fsutil.AvailableBytes).
+	AvailableBytes func(dir string) (int64, error)
 
 	// closers are run by Close (OpenEnv's resources).
 	closers []func() error

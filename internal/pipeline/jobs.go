@@ -16,6 +16,7 @@ import (
 	"github.com/hubsync/hubsync/internal/config"
 	"github.com/hubsync/hubsync/internal/journal"
 	"github.com/hubsync/hubsync/internal/metrics"
+	"github.com/hubsync/hubsync/merge"
 )
 
 // errOutputsGone reports that a merged job's staged outputs are missing; the job is merged again.
@@ -333,6 +334,8 @@ func (d *Daemon) mergeJob(ctx context.Context, t *task, job *journal.Job) error 
 	if err != nil {
 		return err
 	}
+	// The upload stage re-opens what it needs from the journal (a produced shard's plan included).
+	closeSets(sets)
 	if m := d.env.Metrics; m != nil {
 		m.MergeDuration.Observe(since(d.env.now, start))
 	}
@@ -372,7 +375,16 @@ func (d *Daemon) repin(ctx context.Context, t *task, why string) error {
 func (d *Daemon) uploadJob(ctx context.Context, t *task, job *journal.Job) error {
 	log := d.log.With().Str("job", t.id).Int64("step", t.step).Logger()
 	tg := &t.watch.target
-	sets, err := setsFromJournal(job, tg.kinds())
+	sets, produced, err := setsFromJournal(job, tg.kinds())
+	for i := range sets {
+		if err != nil || produced[sets[i].Kind] == nil {
+			continue
+		}
+		// Staging none: pass one's digests are journaled; only the plan is opened again (no merge math).
+		err = attachProducer(ctx, &d.env, prepareOptions{Src: t.pinDir(), Name: filepath.Base(job.Dir), Step: t.step,
+			Staging: job.StagingDir, Target: tg, Log: log}, &sets[i], produced[sets[i].Kind])
+	}
+	defer closeSets(sets)
 	if err != nil {
 		log.Warn().Err(err).Msg("the merged outputs are not in the staging directory")
 		if _, uerr := d.env.Journal.Update(ctx, t.id, func(j *journal.Job) error {
@@ -416,6 +428,18 @@ func (d *Daemon) uploadJob(ctx context.Context, t *task, job *journal.Job) error
 			Landed:   func(string) { d.hookPoint(PointCommitLanded, job, nil) },
 			Log:      log,
 		})
+		if errors.Is(err, merge.ErrOutputChanged) {
+			// The merge no longer produces the bytes pass one digested (a base file changed): nothing was
+			// committed; digest again.
+			if _, uerr := d.env.Journal.Update(ctx, t.id, func(j *journal.Job) error {
+				j.SetStage(journal.Pinned, d.env.now())
+				j.Outputs = nil
+				return nil
+			}); uerr != nil {
+				return uerr
+			}
+			return fmt.Errorf("%w: %v", errOutputsGone, err)
+		}
 		if err != nil {
 			return err
 		}

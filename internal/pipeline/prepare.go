@@ -46,6 +46,15 @@ type outputSet struct {
 	Kind  string
 	Dir   string
 	Files []export.FileDigest
+	// src produces the merged shards that are not in Dir (staging none); nil when every file is in Dir.
+	src *mergedSource
+}
+
+// closeSets releases the merge plans of staged-none sets.
+func closeSets(sets []outputSet) {
+	for _, s := range sets {
+		s.src.close()
+	}
 }
 
 // bytes is the sum of the files' sizes.
@@ -73,9 +82,14 @@ type prepareOptions struct {
 }
 
 // prepare writes every output set the target publishes. An existing complete set of a kind is replaced. On
-// error nothing of the failed set is left behind.
-func prepare(ctx context.Context, env *Env, o prepareOptions) ([]outputSet, error) {
+// error nothing of the failed set is left behind. The caller closes the sets (closeSets).
+func prepare(ctx context.Context, env *Env, o prepareOptions) (_ []outputSet, err error) {
 	var sets []outputSet
+	defer func() {
+		if err != nil {
+			closeSets(sets)
+		}
+	}()
 	for _, k := range o.Target.kinds() {
 		var set *outputSet
 		var err error
@@ -114,25 +128,40 @@ func baseFor(src string, t *Target) (string, error) {
 	return ac.BaseModelNameOrPath, nil
 }
 
-// prepareMerged merges the adapter in o.Src into its base, into o.Staging/merged. The merge checks the free
-// space of the staging file system against its plan before writing, streams, and computes every file's digest
-// while writing.
+// prepareMerged merges the adapter in o.Src into its base, into o.Staging/merged. With staging disk the merge
+// checks the free space of the staging file system against its plan before writing, streams, and computes every
+// file's digest while writing; with staging none only the small files are written and the shards are digested
+// by a first pass (see prepareMergedNone); auto picks none when the staging file system has less than twice the
+// output's size free.
 func prepareMerged(ctx context.Context, env *Env, o prepareOptions) (*outputSet, error) {
 	out := filepath.Join(o.Staging, KindMerged)
 	if err := os.RemoveAll(out); err != nil {
 		return nil, fmt.Errorf("clearing %s: %w", out, err)
 	}
-	base, err := baseFor(o.Src, o.Target)
+	src, err := openProducer(ctx, env, o, out)
 	if err != nil {
 		return nil, err
 	}
-	res, err := merge.Run(ctx, merge.Options{
-		Base: base, Adapter: o.Src, Out: out, DType: o.Target.DType, MaxShardSize: o.Target.MaxShardSize,
-		ShardLayout: o.Target.ShardLayout, Device: o.Target.Device, Backends: env.Backends, Threads: env.MergeThreads, Logger: o.Log,
-		FetchBase: env.fetchBase(o.Log), Progress: o.Progress, AdapterName: o.Name, KeepTied: o.Target.KeepTied,
-		CardRepoID: o.Target.Repo,
-		Quant:      o.Target.Quant,
-	})
+	mode, why := env.chooseStaging(o.Target.Staging, o.Staging, src.producer.Shards().FileSize())
+	if o.Target.Quant != nil && mode == StagingNone {
+		// A 4-bit output is re-quantized from its 16-bit merge on disk (merge.Options.Quant): it cannot be produced
+		// range by range, so it always stages on disk.
+		if o.Target.Staging == StagingNone {
+			o.Log.Warn().Msg("--staging none applies to 16/32-bit outputs; a 4-bit output stages on disk")
+		}
+		mode, why = StagingDisk, "a 4-bit output is re-quantized from its 16-bit merge on disk"
+	}
+	o.Log.Info().Str("staging", mode).Str("why", why).Msg("staging of the merged shards")
+	if mode == StagingNone {
+		set, err := prepareMergedNone(ctx, src, o, out)
+		if err != nil {
+			src.close()
+			return nil, err
+		}
+		return set, nil
+	}
+	defer src.close()
+	res, err := src.plan.Execute(ctx)
 	if err != nil {
 		return nil, err
 	}
@@ -294,16 +323,26 @@ func journalOutputs(sets []outputSet) []journal.Output {
 	var out []journal.Output
 	for _, s := range sets {
 		for _, f := range s.Files {
-			out = append(out, journal.Output{Path: s.Kind + "/" + f.Path, Size: f.Size,
-				SHA256: hex.EncodeToString(f.SHA256[:]), Sample: f.Sample})
+			o := journal.Output{Path: s.Kind + "/" + f.Path, Size: f.Size,
+				SHA256: hex.EncodeToString(f.SHA256[:]), Sample: f.Sample}
+			if p := s.src.shard(f.Path); p != nil {
+				o.Produced = true
+				o.Blocks = make([]byte, 0, 32*len(p.digest.Blocks))
+				for _, b := range p.digest.Blocks {
+					o.Blocks = append(o.Blocks, b[:]...)
+				}
+			}
+			out = append(out, o)
 		}
 	}
 	return out
 }
 
 // setsFromJournal rebuilds the output sets of a merged job from its journal record, checking that every file is
-// still in the staging directory with its recorded size.
-func setsFromJournal(job *journal.Job, kinds []string) ([]outputSet, error) {
+// still in the staging directory with its recorded size. Produced shards (staging none) are not on disk: their
+// pass-one block digests are returned by set kind and path, for attachProducer.
+func setsFromJournal(job *journal.Job, kinds []string) ([]outputSet, map[string]map[string][][32]byte, error) {
+	produced := map[string]map[string][][32]byte{}
 	byKind := map[string]*outputSet{}
 	for _, k := range kinds {
 		byKind[k] = &outputSet{Kind: k, Dir: filepath.Join(job.StagingDir, k)}
@@ -312,21 +351,31 @@ func setsFromJournal(job *journal.Job, kinds []string) ([]outputSet, error) {
 		k, rel, ok := strings.Cut(o.Path, "/")
 		s := byKind[k]
 		if !ok || s == nil {
-			return nil, fmt.Errorf("journal output %q is not under %s", o.Path, strings.Join(kinds, " or "))
+			return nil, nil, fmt.Errorf("journal output %q is not under %s", o.Path, strings.Join(kinds, " or "))
 		}
 		local := filepath.Join(s.Dir, filepath.FromSlash(rel))
-		st, err := os.Stat(local)
-		if err != nil {
-			return nil, fmt.Errorf("merged output missing: %w", err)
-		}
-		if st.Size() != o.Size {
-			return nil, fmt.Errorf("merged output %s is %d bytes, the journal recorded %d", local, st.Size(), o.Size)
+		if o.Produced {
+			if len(o.Blocks)%32 != 0 || int64(len(o.Blocks)/32) != (o.Size+merge.VerifyBlockSize-1)/merge.VerifyBlockSize {
+				return nil, nil, fmt.Errorf("journal output %q has %d bytes of block digests for %d bytes", o.Path, len(o.Blocks), o.Size)
+			}
+			bl := make([][32]byte, len(o.Blocks)/32)
+			for i := range bl {
+				copy(bl[i][:], o.Blocks[32*i:])
+			}
+			if produced[k] == nil {
+				produced[k] = map[string][][32]byte{}
+			}
+			produced[k][rel] = bl
+		} else if st, err := os.Stat(local); err != nil {
+			return nil, nil, fmt.Errorf("merged output missing: %w", err)
+		} else if st.Size() != o.Size {
+			return nil, nil, fmt.Errorf("merged output %s is %d bytes, the journal recorded %d", local, st.Size(), o.Size)
 		}
 		var d export.FileDigest
 		d.Path, d.Size, d.Sample = rel, o.Size, o.Sample
 		b, err := hex.DecodeString(o.SHA256)
 		if err != nil || len(b) != 32 {
-			return nil, fmt.Errorf("journal output %q has a bad sha256 %q", o.Path, o.SHA256)
+			return nil, nil, fmt.Errorf("journal output %q has a bad sha256 %q", o.Path, o.SHA256)
 		}
 		copy(d.SHA256[:], b)
 		s.Files = append(s.Files, d)
@@ -334,11 +383,11 @@ func setsFromJournal(job *journal.Job, kinds []string) ([]outputSet, error) {
 	var out []outputSet
 	for _, k := range kinds {
 		if len(byKind[k].Files) == 0 {
-			return nil, fmt.Errorf("the journal records no %s outputs", k)
+			return nil, nil, fmt.Errorf("the journal records no %s outputs", k)
 		}
 		out = append(out, *byKind[k])
 	}
-	return out, nil
+	return out, produced, nil
 }
 
 // pin pins the checkpoint src into dst (replacing an interrupted earlier pin). files, when known, are the

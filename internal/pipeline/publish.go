@@ -105,6 +105,7 @@ func PublishCheckpoint(ctx context.Context, env *Env, t Target, dir string, o Pu
 	if err != nil {
 		return nil, err
 	}
+	defer closeSets(sets)
 	res := &Published{Staging: staging}
 	dests := t.dests(step, name)
 	for i, d := range dests {
@@ -139,10 +140,14 @@ type publishSetOptions struct {
 func publishSet(ctx context.Context, env *Env, t *Target, d dest, set outputSet, o publishSetOptions) (*PublishedCommit, error) {
 	files := make([]hub.UploadFile, 0, len(set.Files))
 	for _, f := range set.Files {
-		files = append(files, hub.UploadFile{
+		uf := hub.UploadFile{
 			PathInRepo: d.repoPath(f.Path), LocalPath: filepath.Join(set.Dir, filepath.FromSlash(f.Path)),
 			SHA256: hex.EncodeToString(f.SHA256[:]), Size: f.Size, Sample: f.Sample,
-		})
+		}
+		if p := set.src.shard(f.Path); p != nil {
+			uf.LocalPath, uf.Content = "", set.src.content(p)
+		}
+		files = append(files, uf)
 	}
 	o.Log = o.Log.With().Str("kind", d.Kind).Logger()
 	var stale func(context.Context) ([]string, error)

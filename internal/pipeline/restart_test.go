@@ -44,11 +44,12 @@ func (c *cancelAfterParts) RoundTrip(req *http.Request) (*http.Response, error) 
 func TestDaemonRestartResumes(t *testing.T) {
 	t.Parallel()
 	points := []string{"detected", "pinned", "merged", "uploading", "mid-upload", PointCommitLanded, "committed",
-		"both/" + PointCommitLanded}
+		"both/" + PointCommitLanded, "none/merged", "none/mid-upload", "none/" + PointCommitLanded}
 	for _, name := range points {
 		t.Run(name, func(t *testing.T) {
 			t.Parallel()
 			point, both := strings.CutPrefix(name, "both/")
+			point, none := strings.CutPrefix(point, "none/") // staging none: shards produced again while uploading
 			s := newTestHub(t)
 			outputs := filepath.Join(t.TempDir(), "outputs")
 			ckpts := map[int]string{}
@@ -58,6 +59,9 @@ func TestDaemonRestartResumes(t *testing.T) {
 			cfg := testConfig(t, s.URL(), func(c *config.Config) {
 				if both {
 					c.Watch[0].Publish = config.PublishBoth
+				}
+				if none {
+					c.Watch[0].Staging = config.StagingNone
 				}
 			}, outputs)
 
@@ -141,11 +145,25 @@ func TestDaemonRestartResumes(t *testing.T) {
 			// Second run on the same state: everything finishes, nothing twice.
 			env2 := openTestEnv(t, cfg, testToken)
 			defer env2.Close()
-			r := startDaemon(t, cfg, env2, testOptions(nil))
+			var remerged atomic.Int64
+			r := startDaemon(t, cfg, env2, testOptions(func(o *Options) {
+				o.Hook = func(ev StageEvent) {
+					if ev.Job.Step == 20 && ev.Point == "merged" {
+						remerged.Add(1)
+					}
+				}
+			}))
 			waitFor(t, "every job committed", func() bool {
 				return stages(jobsOf(t, env2.Journal)) == "10:committed 20:committed"
 			})
 			r.stop(t)
+			if job20.Stage == journal.Merged || job20.Stage == journal.Uploading {
+				// The outputs' digests are journaled: the second run uploads without merging (or, staged none,
+				// without pass one) again.
+				if n := remerged.Load(); n != 0 {
+					t.Errorf("job 20 was merged again after a restart at %s", point)
+				}
+			}
 
 			c := testClient(t, s)
 			repo := cfg.Watch[0].Repo

@@ -68,6 +68,9 @@ type Target struct {
 	KeepTied bool
 	// Quant makes the merged output a bitsandbytes 4-bit model (merge.Options.Quant; DType is its compute dtype).
 	Quant *merge.QuantOutput
+	// Staging is StagingDisk, StagingNone or StagingAuto ("" = auto): whether the merged shards are written to
+	// the staging directory or produced again while uploading.
+	Staging string
 }
 
 // TargetFromWatch turns a (resolved and validated) watch entry into a Target, with the daemon's device.
@@ -91,7 +94,7 @@ func TargetFromWatch(w config.Watch, device string) (Target, error) {
 		Layout: w.Layout, TagFormat: w.TagFormat, BranchFormat: w.BranchFormat, SubfolderFormat: w.SubfolderFormat,
 		Message: w.CommitMessage, PruneKeep: w.Prune.Keep, Base: w.Base, DType: dt,
 		MaxShardSize: int64(w.MaxShardSize), ShardLayout: export.ShardLayout(w.ShardLayout), Device: device,
-		KeepTied: w.KeepTied,
+		KeepTied: w.KeepTied, Staging: w.Staging,
 	}, nil
 }
 
