@@ -188,8 +188,13 @@ type Watch struct {
 	// Hub repo id.
 	Base string `yaml:"base"`
 	// DType (dtype, default "": the base model's dtype) is the merged output's dtype: bf16, fp16 or fp32, or
-	// nf4 or fp4 for a merged bitsandbytes 4-bit model (configured by Quant).
+	// nf4 or fp4 for a merged bitsandbytes 4-bit model (configured by Quant). A pair of a float and a 4-bit
+	// dtype ("bf16,nf4") publishes both outputs of each checkpoint: the 16/32-bit one to Repo, the 4-bit one to
+	// QuantRepo (see SplitDType).
 	DType string `yaml:"dtype"`
+	// QuantRepo (quant_repo, default "": <repo>-bnb-4bit) receives the 4-bit output when DType names two
+	// outputs ("bf16,nf4"); same layout, revision and formats as Repo.
+	QuantRepo string `yaml:"quant_repo"`
 	// Quant (quant) configures a 4-bit output (dtype nf4 or fp4); ignored for the other dtypes.
 	Quant Quant4Bit `yaml:"quant"`
 	// MaxShardSize (max_shard_size, default 5GB) caps each output shard.
@@ -318,6 +323,42 @@ func (w Watch) BranchName(step int64) string { return Expand(w.BranchFormat, ste
 
 // Subfolder is the repo folder of step (layout subfolders).
 func (w Watch) Subfolder(step int64) string { return Expand(w.SubfolderFormat, step) }
+
+// SplitDType splits a dtype value into its float dtype ("" = the base's, or none) and its 4-bit dtype (nf4, fp4
+// or ""): "bf16" -> ("bf16", ""), "nf4" -> ("", "nf4"), "bf16,nf4" or "nf4,bf16" -> ("bf16", "nf4"). both is
+// true when the value names two outputs; a pair must name one float and one 4-bit dtype. Single values are not
+// checked here (Validate does).
+func SplitDType(s string) (float, quant string, both bool, err error) {
+	if !strings.Contains(s, ",") {
+		s = strings.TrimSpace(s)
+		if s == "nf4" || s == "fp4" {
+			return "", s, false, nil
+		}
+		return s, "", false, nil
+	}
+	parts := strings.Split(s, ",")
+	if len(parts) != 2 {
+		return "", "", false, fmt.Errorf("names %d outputs; at most two: a float dtype and a 4-bit one (bf16,nf4)", len(parts))
+	}
+	for _, p := range parts {
+		p = strings.TrimSpace(p)
+		switch p {
+		case "nf4", "fp4":
+			if quant != "" {
+				return "", "", false, fmt.Errorf("names two 4-bit dtypes; pair a float dtype with one (bf16,nf4)")
+			}
+			quant = p
+		case "bf16", "fp16", "fp32":
+			if float != "" {
+				return "", "", false, fmt.Errorf("names two float dtypes; pair one with a 4-bit dtype (bf16,nf4)")
+			}
+			float = p
+		default:
+			return "", "", false, fmt.Errorf("%q is not one of bf16, fp16, fp32, nf4, fp4", p)
+		}
+	}
+	return float, quant, true, nil
+}
 
 // Message is the commit summary of step.
 func (w Watch) Message(step int64) string { return Expand(w.CommitMessage, step) }

@@ -118,6 +118,16 @@ func TestParseErrors(t *testing.T) {
 		{"bad quant blocksize", w + "    dtype: nf4\n    quant: {blocksize: 100}\n", []string{"watch[0].quant.blocksize: must be a power of two"}},
 		{"bad quant storage", w + "    dtype: fp4\n    quant: {storage: int8}\n", []string{`watch[0].quant.storage: must be one of , uint8, bf16, not "int8"`}},
 		{"bad quant key", w + "    dtype: nf4\n    quant: {block_size: 64}\n", []string{`unknown key "block_size"`}},
+		{"three dtypes", w + "    dtype: bf16,nf4,fp4\n", []string{"watch[0].dtype: names 3 outputs"}},
+		{"two 4-bit dtypes", w + "    dtype: nf4,fp4\n", []string{"watch[0].dtype: names two 4-bit dtypes"}},
+		{"two float dtypes", w + "    dtype: bf16,fp16\n", []string{"watch[0].dtype: names two float dtypes"}},
+		{"bad dtype in pair", w + "    dtype: bf16,int4\n", []string{`watch[0].dtype: "int4" is not one of`}},
+		{"pair bad blocksize", w + "    dtype: bf16,nf4\n    quant: {blocksize: 100}\n", []string{"watch[0].quant.blocksize: must be a power of two"}},
+		{"pair with adapter only", w + "    dtype: bf16,nf4\n    publish: adapter\n", []string{"watch[0].dtype: bf16,nf4 names two merged outputs, but publish is adapter"}},
+		{"quant repo equals repo", w + "    dtype: bf16,nf4\n    quant_repo: me/m\n", []string{"watch[0].quant_repo: must differ from repo"}},
+		{"quant repo equals adapter repo", w + "    dtype: bf16,nf4\n    publish: both\n    adapter_repo: me/a\n    quant_repo: me/a\n", []string{"watch[0].quant_repo: must differ from adapter_repo"}},
+		{"quant repo single dtype", w + "    dtype: nf4\n    quant_repo: me/q\n", []string{"watch[0].quant_repo: is only used with two outputs"}},
+		{"bad quant repo", w + "    dtype: bf16,nf4\n    quant_repo: q\n", []string{"watch[0].quant_repo: invalid repo id"}},
 		{"bad shard_layout", w + "    shard_layout: flat\n", []string{`watch[0].shard_layout: must be one of delta, hf, not "flat"`}},
 		{"bad staging", w + "    staging: ram\n", []string{`line 4: watch[0].staging: must be one of disk, none, auto, not "ram"`}},
 		{"adapter repo equals repo", w + "    publish: both\n    adapter_repo: me/m\n", []string{"adapter_repo: must differ"}},
@@ -374,4 +384,53 @@ func FuzzConfig(f *testing.F) {
 			t.Fatalf("round trip differs:\n%s", c.String())
 		}
 	})
+}
+
+// TestSplitDType: a dtype value is one float or 4-bit dtype, or a pair of one of each in either order.
+func TestSplitDType(t *testing.T) {
+	for _, tc := range []struct {
+		in, float, quant string
+		both, bad        bool
+	}{
+		{"", "", "", false, false},
+		{"bf16", "bf16", "", false, false},
+		{"nf4", "", "nf4", false, false},
+		{"bf16,nf4", "bf16", "nf4", true, false},
+		{"fp4, fp16", "fp16", "fp4", true, false},
+		{"nf4,fp4", "", "", false, true},
+		{"bf16,", "", "", false, true},
+		{"bf16,nf4,fp32", "", "", false, true},
+	} {
+		f, q, both, err := SplitDType(tc.in)
+		if (err != nil) != tc.bad || (!tc.bad && (f != tc.float || q != tc.quant || both != tc.both)) {
+			t.Errorf("SplitDType(%q) = %q, %q, %v, %v", tc.in, f, q, both, err)
+		}
+	}
+}
+
+// TestQuantRepoDefault: a dtype pair sends the 4-bit output to <repo>-bnb-4bit unless quant_repo names one.
+func TestQuantRepoDefault(t *testing.T) {
+	for _, tc := range []struct{ yaml, want string }{
+		{"    dtype: bf16,nf4\n", "me/m-bnb-4bit"},
+		{"    dtype: bf16,nf4\n    quant_repo: me/small\n", "me/small"},
+		{"    dtype: nf4\n", ""},
+	} {
+		p := filepath.Join(t.TempDir(), "c.yaml")
+		if err := os.WriteFile(p, []byte("watch:\n  - dir: /o\n    repo: me/m\n"+tc.yaml), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		c, err := Load(p)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Resolve(func(string) string { return "" }); err != nil {
+			t.Fatal(err)
+		}
+		if err := c.Validate(); err != nil {
+			t.Fatalf("%q: %v", tc.yaml, err)
+		}
+		if got := c.Watch[0].QuantRepo; got != tc.want {
+			t.Errorf("%q: quant_repo %q, want %q", tc.yaml, got, tc.want)
+		}
+	}
 }

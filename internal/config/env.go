@@ -95,6 +95,9 @@ func (c *Config) Resolve(getenv func(string) string) error {
 		if w.Publish == PublishBoth && w.AdapterRepo == "" && w.Repo != "" {
 			w.AdapterRepo = w.Repo + "-adapter"
 		}
+		if _, _, both, _ := SplitDType(w.DType); both && w.QuantRepo == "" && w.Repo != "" {
+			w.QuantRepo = w.Repo + "-bnb-4bit"
+		}
 	}
 	// Entries added by flags after Load start from DefaultWatch, but fill anything left empty.
 	for i := range c.Watch {

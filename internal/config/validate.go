@@ -136,8 +136,28 @@ func (c *Config) problems(requireWatch bool) []string {
 		} else if err := checkPlaceholders(w.CommitMessage); err != nil {
 			add(k("commit_message"), "%v", err)
 		}
-		oneOf(k("dtype"), w.DType, "", "bf16", "fp16", "fp32", "nf4", "fp4")
-		if w.DType == "nf4" || w.DType == "fp4" {
+		_, quant, both, derr := SplitDType(w.DType)
+		if derr != nil {
+			add(k("dtype"), "%v", derr)
+		} else if !both {
+			oneOf(k("dtype"), w.DType, "", "bf16", "fp16", "fp32", "nf4", "fp4")
+		}
+		if both && w.Publish == PublishAdapter {
+			add(k("dtype"), "%s names two merged outputs, but publish is adapter", w.DType)
+		}
+		if w.QuantRepo != "" {
+			switch err := checkRepoID(w.QuantRepo); {
+			case !both:
+				add(k("quant_repo"), "is only used with two outputs (dtype bf16,nf4)")
+			case err != nil:
+				add(k("quant_repo"), "%v", err)
+			case w.QuantRepo == w.Repo:
+				add(k("quant_repo"), "must differ from repo (the 4-bit output would replace the 16-bit one)")
+			case w.Publish == PublishBoth && w.QuantRepo == w.AdapterRepo:
+				add(k("quant_repo"), "must differ from adapter_repo")
+			}
+		}
+		if quant != "" {
 			if bs := w.Quant.Blocksize; bs != 0 && (bs < 32 || bs > 4096 || bs&(bs-1) != 0) {
 				add(k("quant.blocksize"), "must be a power of two between 32 and 4096, not %d", bs)
 			}
