@@ -51,6 +51,7 @@ type watchOptions struct {
 	SubfolderFormat string
 	Base            string
 	DType           string
+	QuantRepo       string
 	MaxShardSize    string
 	ShardLayout     string
 	KeepTied        bool
@@ -89,7 +90,9 @@ func (o *watchOptions) AddFlags(f *pflag.FlagSet) {
 	f.StringVar(&o.BranchFormat, "branch-format", config.DefaultBranchFormat, "branch of each step [watch[].branch_format]")
 	f.StringVar(&o.SubfolderFormat, "subfolder-format", config.DefaultSubfolderFormat, "folder of each step [watch[].subfolder_format]")
 	f.StringVar(&o.Base, "base", "", "base model: local dir or Hub repo id (default: the adapter's base_model_name_or_path) [watch[].base]")
-	f.StringVar(&o.DType, "dtype", "", "merged dtype: bf16, fp16 or fp32 (default: the base's), or nf4|fp4 for a merged bitsandbytes 4-bit model [watch[].dtype; 4-bit flags: watch[].quant.*]")
+	f.StringVar(&o.DType, "dtype", "", "merged dtype: bf16, fp16 or fp32 (default: the base's), or nf4|fp4 for a merged bitsandbytes 4-bit model, "+
+		"or a pair such as bf16,nf4 to publish both outputs of each checkpoint (the 4-bit one to --quant-repo) [watch[].dtype; 4-bit flags: watch[].quant.*]")
+	f.StringVar(&o.QuantRepo, "quant-repo", "", "repo for the 4-bit output with a dtype pair such as --dtype bf16,nf4 (default <repo>-bnb-4bit) [watch[].quant_repo]")
 	o.Quant.addFlags(f)
 	f.StringVar(&o.MaxShardSize, "max-shard-size", "5GB", "largest output shard [watch[].max_shard_size]")
 	f.StringVar(&o.ShardLayout, "shard-layout", "delta", shardLayoutHelp+" [watch[].shard_layout]")
@@ -233,6 +236,7 @@ func (o *watchOptions) buildConfig(flags *pflag.FlagSet, g *globalOptions, args 
 		str("subfolder-format", &w.SubfolderFormat, o.SubfolderFormat)
 		str("base", &w.Base, o.Base)
 		str("dtype", &w.DType, o.DType)
+		str("quant-repo", &w.QuantRepo, o.QuantRepo)
 		str("shard-layout", &w.ShardLayout, o.ShardLayout)
 		str("commit-message", &w.CommitMessage, o.CommitMessage)
 		str("staging", &w.Staging, o.Staging)

@@ -95,7 +95,11 @@ func prepare(ctx context.Context, env *Env, o prepareOptions) (_ []outputSet, er
 		var err error
 		switch k {
 		case KindMerged:
-			set, err = prepareMerged(ctx, env, o)
+			set, err = prepareMerged(ctx, env, o, KindMerged)
+		case KindMerged4Bit:
+			qo := o
+			qo.Target = o.Target.quantTarget()
+			set, err = prepareMerged(ctx, env, qo, KindMerged4Bit)
 		case KindAdapter:
 			set, err = prepareAdapter(ctx, o)
 		}
@@ -128,13 +132,14 @@ func baseFor(src string, t *Target) (string, error) {
 	return ac.BaseModelNameOrPath, nil
 }
 
-// prepareMerged merges the adapter in o.Src into its base, into o.Staging/merged. With staging disk the merge
+// prepareMerged merges the adapter in o.Src into its base, into o.Staging/kind (merged, or merged-4bit for the
+// second output of a dtype pair, whose o.Target is quantTarget's). With staging disk the merge
 // checks the free space of the staging file system against its plan before writing, streams, and computes every
 // file's digest while writing; with staging none only the small files are written and the shards are digested
 // by a first pass (see prepareMergedNone); auto picks none when the staging file system has less than twice the
 // output's size free.
-func prepareMerged(ctx context.Context, env *Env, o prepareOptions) (*outputSet, error) {
-	out := filepath.Join(o.Staging, KindMerged)
+func prepareMerged(ctx context.Context, env *Env, o prepareOptions, kind string) (*outputSet, error) {
+	out := filepath.Join(o.Staging, kind)
 	if err := os.RemoveAll(out); err != nil {
 		return nil, fmt.Errorf("clearing %s: %w", out, err)
 	}
@@ -165,7 +170,7 @@ func prepareMerged(ctx context.Context, env *Env, o prepareOptions) (*outputSet,
 	if err != nil {
 		return nil, err
 	}
-	return &outputSet{Kind: KindMerged, Dir: res.Dir, Files: res.Files}, nil
+	return &outputSet{Kind: kind, Dir: res.Dir, Files: res.Files}, nil
 }
 
 // prepareAdapter builds o.Staging/adapter: adapter_config.json, the adapter weights, the tokenizer files (hard

@@ -20,6 +20,9 @@ import (
 const (
 	KindMerged  = "merged"
 	KindAdapter = "adapter"
+	// KindMerged4Bit is the second merged output of a target with two dtypes (bf16,nf4): the bitsandbytes 4-bit
+	// model, published to QuantRepo.
+	KindMerged4Bit = "merged-4bit"
 )
 
 // Target says what to publish from a checkpoint and where: one watch entry of the configuration, or the flags of
@@ -68,6 +71,12 @@ type Target struct {
 	KeepTied bool
 	// Quant makes the merged output a bitsandbytes 4-bit model (merge.Options.Quant; DType is its compute dtype).
 	Quant *merge.QuantOutput
+	// Also4Bit, when set, adds a second merged output to every checkpoint (watch[].dtype bf16,nf4): the
+	// bitsandbytes 4-bit model, with compute dtype Also4BitDType, committed to QuantRepo with the same layout,
+	// formats and tags as the first.
+	Also4Bit      *merge.QuantOutput
+	Also4BitDType tensor.DType
+	QuantRepo     string
 	// Staging is StagingDisk, StagingNone or StagingAuto ("" = auto): whether the merged shards are written to
 	// the staging directory or produced again while uploading.
 	Staging string
@@ -75,21 +84,42 @@ type Target struct {
 
 // TargetFromWatch turns a (resolved and validated) watch entry into a Target, with the daemon's device.
 func TargetFromWatch(w config.Watch, device string) (Target, error) {
-	var quant *merge.QuantOutput
-	dtype := w.DType
-	if qt := merge.ParseQuantType(w.DType); qt != "" {
-		quant = &merge.QuantOutput{Type: qt, Blocksize: w.Quant.Blocksize, DoubleQuant: w.Quant.DoubleQuant == nil || *w.Quant.DoubleQuant,
+	float, q, both, err := config.SplitDType(w.DType)
+	if err != nil {
+		return Target{}, fmt.Errorf("watch %s: dtype: %w", w.Dir, err)
+	}
+	var quant, also *merge.QuantOutput
+	var alsoDT tensor.DType
+	dtype := float
+	if qt := merge.ParseQuantType(q); qt != "" {
+		qo := &merge.QuantOutput{Type: qt, Blocksize: w.Quant.Blocksize, DoubleQuant: w.Quant.DoubleQuant == nil || *w.Quant.DoubleQuant,
 			Storage: tensor.U8, SkipModules: w.Quant.SkipModules}
 		if w.Quant.Storage == "bf16" {
-			quant.Storage = tensor.BF16
+			qo.Storage = tensor.BF16
 		}
-		dtype = w.Quant.ComputeDType
+		compute := w.Quant.ComputeDType
+		if both {
+			// The pair's float dtype is the 4-bit model's compute dtype unless quant.compute_dtype says otherwise.
+			also = qo
+			if compute == "" {
+				compute = float
+			}
+			if alsoDT, err = ParseDType(compute); err != nil {
+				return Target{}, fmt.Errorf("watch %s: quant.compute_dtype: %w", w.Dir, err)
+			}
+		} else {
+			quant, dtype = qo, compute
+		}
 	}
 	dt, err := ParseDType(dtype)
 	if err != nil {
 		return Target{}, fmt.Errorf("watch %s: %w", w.Dir, err)
 	}
-	return Target{Quant: quant,
+	quantRepo := w.QuantRepo
+	if also != nil && quantRepo == "" {
+		quantRepo = w.Repo + "-bnb-4bit"
+	}
+	return Target{Quant: quant, Also4Bit: also, Also4BitDType: alsoDT, QuantRepo: quantRepo,
 		Repo: w.Repo, Private: w.Private, Revision: w.Revision, Publish: w.Publish, AdapterRepo: w.AdapterRepo,
 		Layout: w.Layout, TagFormat: w.TagFormat, BranchFormat: w.BranchFormat, SubfolderFormat: w.SubfolderFormat,
 		Message: w.CommitMessage, PruneKeep: w.Prune.Keep, Base: w.Base, DType: dt,
@@ -137,9 +167,25 @@ func (t *Target) kinds() []string {
 	case config.PublishAdapter:
 		return []string{KindAdapter}
 	case config.PublishBoth:
+		if t.Also4Bit != nil {
+			return []string{KindMerged, KindMerged4Bit, KindAdapter}
+		}
 		return []string{KindMerged, KindAdapter}
 	}
+	if t.Also4Bit != nil {
+		return []string{KindMerged, KindMerged4Bit}
+	}
 	return []string{KindMerged}
+}
+
+// quantTarget is the target of the second, 4-bit output (Also4Bit): the same target with the 4-bit merge options
+// and QuantRepo, so that the merge, its card and its commit are those a single-dtype nf4|fp4 target makes.
+func (t *Target) quantTarget() *Target {
+	q := *t
+	q.Quant, q.DType, q.Repo = t.Also4Bit, t.Also4BitDType, t.QuantRepo
+	q.Also4Bit, q.Also4BitDType, q.QuantRepo = nil, tensor.Invalid, ""
+	q.Publish = config.PublishMerged
+	return &q
 }
 
 // journalTarget is the target as the journal records it.
@@ -169,6 +215,9 @@ func (t *Target) dests(step int64, name string) []dest {
 		if k == KindAdapter && t.publish() == config.PublishBoth {
 			d.Repo = t.AdapterRepo
 		}
+		if k == KindMerged4Bit {
+			d.Repo = t.QuantRepo
+		}
 		switch t.layout() {
 		case config.LayoutBranches:
 			d.Branch = config.Expand(t.BranchFormat, step)
@@ -189,8 +238,11 @@ func (t *Target) dests(step int64, name string) []dest {
 		}
 		d.Summary = expandName(msg, step, name)
 		what := "the merged model"
-		if k == KindAdapter {
+		switch k {
+		case KindAdapter:
 			what = "the LoRA adapter"
+		case KindMerged4Bit:
+			what = "the merged " + t.Also4Bit.Type + " 4-bit model"
 		}
 		d.Description = fmt.Sprintf("%s of %s (training step %d), published by hubsync.", capitalize(what), name, step)
 		out = append(out, d)
