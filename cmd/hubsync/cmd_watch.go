@@ -111,7 +111,9 @@ func newWatchCommand(g *globalOptions) *cobra.Command {
 when one is complete (a .hubsync-complete marker, else trainer_state.json with global_step N, valid safetensors
 headers and nothing changed for --settle), pins it (hard links into the staging directory) so rotation cannot
 take it away, merges the adapter into its base (or takes the adapter), uploads and commits it as one commit,
-tags it, and prunes old steps (--prune-keep). tmp-checkpoint-* is ignored.
+tags it, and prunes old steps (--prune-keep). tmp-checkpoint-* is ignored. --dtype bf16,nf4 publishes two merges
+of each checkpoint: bf16 to --repo and the bitsandbytes 4-bit model to --quant-repo (default <repo>-bnb-4bit),
+each committed and tagged (docs/merged-4bit.md).
 
 Every stage is recorded in a journal ($STATE_DIRECTORY/journal.db, else $XDG_STATE_HOME/hubsync/journal.db):
 after a crash or restart, unfinished jobs resume where they stopped (finished upload parts are not sent again,
