@@ -209,3 +209,35 @@ func TestDaemonQuantPairRestart(t *testing.T) {
 		})
 	}
 }
+
+// TestQuantPairDests: with every layout the 4-bit commit goes to the quant repo at the place the float one goes to
+// in its repo (same tag, branch or folder), with its own commit id.
+func TestQuantPairDests(t *testing.T) {
+	for _, tc := range []struct {
+		layout, branch, prefix, tag string
+	}{
+		{config.LayoutTags, "main", "", "step-20"},
+		{config.LayoutBranches, "step-20", "", ""},
+		{config.LayoutSubfolders, "main", "checkpoint-20", ""},
+	} {
+		w := config.DefaultWatch()
+		w.Dir, w.Repo, w.DType, w.Layout, w.Publish, w.AdapterRepo = "/o", "me/m", "fp16,fp4", tc.layout, config.PublishBoth, "me/a"
+		tg, err := TargetFromWatch(w, "cpu")
+		if err != nil {
+			t.Fatal(err)
+		}
+		ds := tg.dests(20, "checkpoint-20")
+		if len(ds) != 3 {
+			t.Fatalf("%s: %d dests", tc.layout, len(ds))
+		}
+		for i, want := range []struct{ kind, repo string }{{KindMerged, "me/m"}, {KindMerged4Bit, "me/m-bnb-4bit"}, {KindAdapter, "me/a"}} {
+			d := ds[i]
+			if d.Kind != want.kind || d.Repo != want.repo || d.Branch != tc.branch || d.Prefix != tc.prefix || d.Tag != tc.tag {
+				t.Errorf("%s: dest %d %+v", tc.layout, i, d)
+			}
+		}
+		if tg.Also4BitDType != tensor.F16 || tg.Also4Bit.Type != "fp4" {
+			t.Errorf("%s: 4-bit %+v in %s", tc.layout, tg.Also4Bit, tg.Also4BitDType)
+		}
+	}
+}
