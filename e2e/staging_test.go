@@ -58,12 +58,7 @@ func stagingNoneTrial(t *testing.T, attempt int) bool {
 	w2 := s.startWatch("watch-2", "--staging", "none")
 	s.waitFinished(w2, 120*time.Second, 10, 20)
 	s.verifyPublished(ctx, 10, 20)
-	rep := s.snapshot()
-	for _, st := range []int{10, 20} {
-		if stageOf(rep, st) != journal.Committed {
-			t.Errorf("step %d is %s after the restart", st, stageOf(rep, st))
-		}
-	}
+	s.checkCommitted(10, 20)
 	after := lh.srv.Stats()
 	if resent := resentParts(before, after); resent != 0 {
 		t.Errorf("%d of the %d parts stored before the kill were sent again", resent, len(before.PartsStored))

@@ -79,15 +79,7 @@ func WriteModel(ctx context.Context, final string, plan *ShardPlan, fill safeten
 	if err := out.WriteFile(cardFileName, m.Card); err != nil {
 		return "", nil, err
 	}
-	if err := ctx.Err(); err != nil {
-		return "", nil, err
-	}
-	digests := out.Files()
-	dir, err := out.Commit()
-	if err != nil {
-		return "", nil, err
-	}
-	return dir, digests, nil
+	return out.commitWithFiles(ctx)
 }
 
 // AdapterDir describes an adapter-only output directory.
@@ -118,8 +110,17 @@ func WriteAdapter(ctx context.Context, final string, d AdapterDir) (string, []Fi
 	if err := out.WriteFile(cardFileName, d.Card); err != nil {
 		return "", nil, err
 	}
-	digests := out.Files()
-	dir, err := out.Commit()
+	return out.commitWithFiles(ctx)
+}
+
+// commitWithFiles commits the output unless ctx is done and returns the final directory and every file's
+// digest.
+func (o *Output) commitWithFiles(ctx context.Context) (string, []FileDigest, error) {
+	if err := ctx.Err(); err != nil {
+		return "", nil, err
+	}
+	digests := o.Files()
+	dir, err := o.Commit()
 	if err != nil {
 		return "", nil, err
 	}
