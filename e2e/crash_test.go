@@ -169,12 +169,7 @@ func crashTrial(t *testing.T, kp killPoint, rng *rand.Rand) string {
 	w2 := s.startWatch("watch-2")
 	s.waitFinished(w2, 120*time.Second, 10, 20)
 	s.verifyPublished(ctx, 10, 20)
-	rep := s.snapshot()
-	for _, st := range []int{10, 20} {
-		if stageOf(rep, st) != journal.Committed {
-			t.Errorf("step %d is %s after the restart", st, stageOf(rep, st))
-		}
-	}
+	s.checkCommitted(10, 20)
 	// The part journal: only parts in flight at the kill (at most 8 per file, 4 files) are sent again.
 	if resent := resentParts(before, lh.srv.Stats()); resent > 0 {
 		what += fmt.Sprintf("; %d parts sent again (%d journaled uploads resumed)", resent,
@@ -262,4 +257,15 @@ func resentParts(before, after hubtest.Stats) int {
 		}
 	}
 	return n
+}
+
+// checkCommitted checks that the daemon's snapshot has every step committed after a restart.
+func (s *scenario) checkCommitted(steps ...int) {
+	s.t.Helper()
+	rep := s.snapshot()
+	for _, st := range steps {
+		if stageOf(rep, st) != journal.Committed {
+			s.t.Errorf("step %d is %s after the restart", st, stageOf(rep, st))
+		}
+	}
 }

@@ -354,3 +354,68 @@ func (o *Output) Abort() {
 	o.aborted = true
 	os.RemoveAll(o.tmp)
 }
+
+// LinkFile puts the file src into the output as name: a hard link where the file systems allow it (no copy of a
+// large adapter), else a copy (CopyFile). Either way the file is synced and its digest is computed from the
+// bytes in the output.
+func (o *Output) LinkFile(ctx context.Context, name, src string) error {
+	clean, err := cleanName(name)
+	if err != nil {
+		return err
+	}
+	if st, err := os.Stat(src); err != nil {
+		return fmt.Errorf("output %s: %w", clean, err)
+	} else if !st.Mode().IsRegular() {
+		return fmt.Errorf("output %s: source %s is not a regular file", clean, src)
+	}
+	p, err := o.begin(clean)
+	if err != nil {
+		return err
+	}
+	if err := os.Link(src, p); err != nil {
+		return o.CopyFile(clean, src)
+	}
+	d, err := digestSynced(ctx, p)
+	if err != nil {
+		os.Remove(p)
+		return fmt.Errorf("output %s: %w", clean, err)
+	}
+	o.record(clean, d)
+	return nil
+}
+
+// digestSynced fsyncs the file p and hashes it (size, SHA-256, leading sample).
+func digestSynced(ctx context.Context, p string) (safetensors.Digest, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return safetensors.Digest{}, err
+	}
+	defer f.Close()
+	if err := f.Sync(); err != nil {
+		return safetensors.Digest{}, err
+	}
+	h := sha256.New()
+	var d safetensors.Digest
+	buf := make([]byte, 1<<20)
+	for {
+		if err := ctx.Err(); err != nil {
+			return safetensors.Digest{}, err
+		}
+		n, rerr := f.Read(buf)
+		if n > 0 {
+			if len(d.Sample) < safetensors.SampleSize {
+				d.Sample = append(d.Sample, buf[:min(n, safetensors.SampleSize-len(d.Sample))]...)
+			}
+			h.Write(buf[:n])
+			d.Size += int64(n)
+		}
+		if rerr == io.EOF {
+			break
+		}
+		if rerr != nil {
+			return safetensors.Digest{}, rerr
+		}
+	}
+	copy(d.SHA256[:], h.Sum(nil))
+	return d, nil
+}

@@ -79,17 +79,16 @@ func (p *Plan) specs() []export.TensorSpec {
 
 // auxFiles lists the small files copied into the output: generation_config.json from the base and the
 // tokenizer files from the adapter directory, else from the base.
-func (p *Plan) auxFiles() (names, srcs []string) {
+func (p *Plan) auxFiles() []export.AuxFile {
+	var aux []export.AuxFile
 	if st, err := os.Stat(filepath.Join(p.base.dir, genConfigFile)); err == nil && st.Mode().IsRegular() {
-		names = append(names, genConfigFile)
-		srcs = append(srcs, filepath.Join(p.base.dir, genConfigFile))
+		aux = append(aux, export.AuxFile{Name: genConfigFile, Src: filepath.Join(p.base.dir, genConfigFile)})
 	}
 	dir, toks := export.TokenizerFiles(p.ad.dir, p.base.dir)
 	for _, n := range toks {
-		names = append(names, n)
-		srcs = append(srcs, filepath.Join(dir, n))
+		aux = append(aux, export.AuxFile{Name: n, Src: filepath.Join(dir, n)})
 	}
-	return names, srcs
+	return aux
 }
 
 // Execute writes the merged model into a temporary directory beside Options.Out and renames it into place. On
@@ -114,10 +113,10 @@ func (p *Plan) execute16(ctx context.Context) (*Result, error) {
 	if err != nil {
 		return nil, err
 	}
-	auxNames, auxSrcs := p.auxFiles()
+	aux := p.auxFiles()
 	need := sp.FileSize() + 1<<20 // + index, config, card
-	for _, s := range auxSrcs {
-		if st, err := os.Stat(s); err == nil {
+	for _, a := range aux {
+		if st, err := os.Stat(a.Src); err == nil {
 			need += st.Size()
 		}
 	}
@@ -126,12 +125,11 @@ func (p *Plan) execute16(ctx context.Context) (*Result, error) {
 			return nil, err
 		}
 	}
-	out, err := export.CreateOutput(p.opts.Out)
+	outDir, err := filepath.Abs(p.opts.Out)
 	if err != nil {
-		return nil, fmt.Errorf("merge: %w", err)
+		return nil, fmt.Errorf("merge: output directory %s: %w", p.opts.Out, err)
 	}
-	defer out.Abort()
-	p.log.Info().Str("base", p.base.dir).Str("adapter", p.ad.dir).Str("out", out.FinalDir()).
+	p.log.Info().Str("base", p.base.dir).Str("adapter", p.ad.dir).Str("out", outDir).
 		Int("tensors", len(p.tensors)).Int("merged", p.merged).Int("shards", len(sp.Shards)).
 		Int64("bytes", sp.TotalSize).Str("dtype", p.modelDType.TorchName()).Str("backend", p.backend.Name()).
 		Int("threads", p.opts.Threads).Msg("merging")
@@ -147,25 +145,19 @@ func (p *Plan) execute16(ctx context.Context) (*Result, error) {
 		}
 	}
 	st := newStream(ctx, p, order)
-	err = out.WriteShards(ctx, sp, st.fill)
+	var card export.CardInfo
+	var filesErr error
+	dir, files, err := export.WriteModel(ctx, p.opts.Out, sp, st.fill, func() (export.ModelFiles, error) {
+		var m export.ModelFiles
+		m, card, filesErr = p.modelFiles(sp, aux)
+		return m, filesErr
+	})
 	st.stop()
 	if err != nil {
-		if ctx.Err() != nil && !IsBadInput(err) {
-			return nil, fmt.Errorf("merge: %w", ctx.Err())
+		if err == filesErr {
+			return nil, err
 		}
-		return nil, fmt.Errorf("merge: %w", err)
-	}
-	card, err := p.writeSmallFiles(out, sp, auxNames, auxSrcs)
-	if err != nil {
-		return nil, err
-	}
-	if err := ctx.Err(); err != nil {
-		return nil, fmt.Errorf("merge: %w", err)
-	}
-	files := out.Files()
-	dir, err := out.Commit()
-	if err != nil {
-		return nil, fmt.Errorf("merge: %w", err)
+		return nil, p.outputErr(ctx, err)
 	}
 	res := &Result{
 		Dir: dir, Files: files, Tensors: len(p.tensors), Merged: p.merged, Bytes: sp.TotalSize,
@@ -186,31 +178,23 @@ func (p *Plan) planShards() (*export.ShardPlan, error) {
 	return sp, nil
 }
 
-// writeSmallFiles writes config.json (dtype, vocabulary and untying rewritten), the copied auxiliary files and the
-// model card into out.
-func (p *Plan) writeSmallFiles(out *export.Output, sp *export.ShardPlan, auxNames, auxSrcs []string) (export.CardInfo, error) {
-	cfg, err := export.RewriteConfig(p.base.config, p.modelDType, p.vocabSize)
+// modelFiles is the merged directory's config.json (dtype, vocabulary and untying rewritten), copied auxiliary
+// files and model card, and what the card was rendered from.
+func (p *Plan) modelFiles(sp *export.ShardPlan, aux []export.AuxFile) (export.ModelFiles, export.CardInfo, error) {
+	cfg, err := export.MergedConfig(p.base.config, p.modelDType, p.vocabSize, p.untie)
 	if err != nil {
-		return export.CardInfo{}, &InputError{File: filepath.Join(p.base.dir, configFile), Msg: "cannot rewrite", Err: err}
-	}
-	if p.untie {
-		if cfg, err = export.UntieConfig(cfg); err != nil {
-			return export.CardInfo{}, &InputError{File: filepath.Join(p.base.dir, configFile), Msg: "cannot rewrite", Err: err}
-		}
-	}
-	if err := out.WriteFile(configFile, cfg); err != nil {
-		return export.CardInfo{}, fmt.Errorf("merge: %w", err)
-	}
-	for i, n := range auxNames {
-		if err := out.CopyFile(n, auxSrcs[i]); err != nil {
-			return export.CardInfo{}, fmt.Errorf("merge: %w", err)
-		}
+		return export.ModelFiles{}, export.CardInfo{}, &InputError{File: filepath.Join(p.base.dir, configFile), Msg: "cannot rewrite", Err: err}
 	}
 	card := p.cardInfo(sp)
-	if err := out.WriteFile("README.md", export.ModelCard(card)); err != nil {
-		return export.CardInfo{}, fmt.Errorf("merge: %w", err)
+	return export.ModelFiles{Config: cfg, Aux: aux, Card: export.ModelCard(card)}, card, nil
+}
+
+// outputErr wraps an error of writing the output directory (a cancelled merge reports the context's error).
+func (p *Plan) outputErr(ctx context.Context, err error) error {
+	if ctx.Err() != nil && !IsBadInput(err) {
+		return fmt.Errorf("merge: %w", ctx.Err())
 	}
-	return card, nil
+	return fmt.Errorf("merge: %w", err)
 }
 
 var checkpointStep = regexp.MustCompile(`checkpoint-(\d+)$`)

@@ -318,30 +318,17 @@ func (v *verifyWriter) Write(p []byte) (int, error) {
 // card. It returns their digests and the card information.
 func (pr *Producer) WriteSmallFiles(ctx context.Context) ([]export.FileDigest, export.CardInfo, error) {
 	p := pr.p
-	out, err := export.CreateOutput(p.opts.Out)
+	var card export.CardInfo
+	var filesErr error
+	_, files, err := export.WriteModel(ctx, p.opts.Out, pr.sp, nil, func() (export.ModelFiles, error) {
+		var m export.ModelFiles
+		m, card, filesErr = p.modelFiles(pr.sp, p.auxFiles())
+		return m, filesErr
+	})
 	if err != nil {
-		return nil, export.CardInfo{}, fmt.Errorf("merge: %w", err)
-	}
-	defer out.Abort()
-	idx, err := pr.sp.IndexJSON()
-	if err != nil {
-		return nil, export.CardInfo{}, fmt.Errorf("merge: %w", err)
-	}
-	if idx != nil {
-		if err := out.WriteFile(export.IndexFileName, idx); err != nil {
-			return nil, export.CardInfo{}, fmt.Errorf("merge: %w", err)
+		if err == filesErr {
+			return nil, export.CardInfo{}, err
 		}
-	}
-	names, srcs := p.auxFiles()
-	card, err := p.writeSmallFiles(out, pr.sp, names, srcs)
-	if err != nil {
-		return nil, export.CardInfo{}, err
-	}
-	if err := ctx.Err(); err != nil {
-		return nil, export.CardInfo{}, fmt.Errorf("merge: %w", err)
-	}
-	files := out.Files()
-	if _, err := out.Commit(); err != nil {
 		return nil, export.CardInfo{}, fmt.Errorf("merge: %w", err)
 	}
 	return files, card, nil

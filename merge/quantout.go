@@ -478,38 +478,23 @@ func (p *Plan) executeQuant(ctx context.Context) (*Result, error) {
 			return nil, err
 		}
 	}
-	out, err := export.CreateOutput(final)
-	if err != nil {
-		return nil, fmt.Errorf("merge: %w", err)
-	}
-	defer out.Abort()
-	if err := out.WriteShards(ctx, sp, qo.fill); err != nil {
-		return nil, fmt.Errorf("merge: %w", err)
-	}
-	qo.finish(qres)
-	cfg, err := os.ReadFile(filepath.Join(res16.Dir, configFile))
-	if err != nil {
-		return nil, fmt.Errorf("merge: %w", err)
-	}
-	if cfg, err = export.SetQuantizationConfig(cfg, qres.Report.Config); err != nil {
-		return nil, fmt.Errorf("merge: %w", err)
-	}
-	if err := out.WriteFile(configFile, cfg); err != nil {
-		return nil, fmt.Errorf("merge: %w", err)
-	}
-	auxNames, _ := p.auxFiles()
-	for _, n := range auxNames {
-		if err := out.CopyFile(n, filepath.Join(res16.Dir, n)); err != nil {
-			return nil, fmt.Errorf("merge: %w", err)
+	dir, files, err := export.WriteModel(ctx, final, sp, qo.fill, func() (export.ModelFiles, error) {
+		qo.finish(qres)
+		cfg, err := os.ReadFile(filepath.Join(res16.Dir, configFile))
+		if err != nil {
+			return export.ModelFiles{}, err
 		}
-	}
-	ci := p.cardInfo(sp)
-	ci.Quant = &qres.Report
-	if err := out.WriteFile("README.md", export.ModelCard(ci)); err != nil {
-		return nil, fmt.Errorf("merge: %w", err)
-	}
-	files := out.Files()
-	dir, err := out.Commit()
+		if cfg, err = export.SetQuantizationConfig(cfg, qres.Report.Config); err != nil {
+			return export.ModelFiles{}, err
+		}
+		var aux []export.AuxFile
+		for _, a := range p.auxFiles() {
+			aux = append(aux, export.AuxFile{Name: a.Name, Src: filepath.Join(res16.Dir, a.Name)})
+		}
+		ci := p.cardInfo(sp)
+		ci.Quant = &qres.Report
+		return export.ModelFiles{Config: cfg, Aux: aux, Card: export.ModelCard(ci)}, nil
+	})
 	if err != nil {
 		return nil, fmt.Errorf("merge: %w", err)
 	}

@@ -2,23 +2,19 @@ package pipeline
 
 import (
 	"context"
-	"crypto/sha256"
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"io"
 	"io/fs"
 	"os"
 	"path/filepath"
 	"slices"
-	"sort"
 	"strings"
 	"time"
 
 	"github.com/rs/zerolog"
 
 	"github.com/hubsync/hubsync/export"
-	"github.com/hubsync/hubsync/internal/fsutil"
 	"github.com/hubsync/hubsync/internal/journal"
 	"github.com/hubsync/hubsync/merge"
 	"github.com/hubsync/hubsync/watcher"
@@ -174,7 +170,8 @@ func prepareMerged(ctx context.Context, env *Env, o prepareOptions, kind string)
 }
 
 // prepareAdapter builds o.Staging/adapter: adapter_config.json, the adapter weights, the tokenizer files (hard
-// links, copies across file systems) and a README.md model card (export.AdapterCard). Optimizer, scheduler, RNG
+// links, copies across file systems; written, synced and committed by export.WriteAdapter) and a README.md model
+// card (export.AdapterCard). Optimizer, scheduler, RNG
 // state, training_args.bin (a pickle: loading it runs code) and trainer_state.json are not published.
 func prepareAdapter(ctx context.Context, o prepareOptions) (*outputSet, error) {
 	final := filepath.Join(o.Staging, KindAdapter)
@@ -208,23 +205,6 @@ func prepareAdapter(ctx context.Context, o prepareOptions) (*outputSet, error) {
 	if dir, toks := export.TokenizerFiles(o.Src); dir != "" {
 		names = append(names, toks...)
 	}
-	if err := os.MkdirAll(tmp, 0o755); err != nil {
-		return nil, err
-	}
-	ok := false
-	defer func() {
-		if !ok {
-			os.RemoveAll(tmp)
-		}
-	}()
-	for _, n := range names {
-		if err := ctx.Err(); err != nil {
-			return nil, err
-		}
-		if err := linkOrCopy(filepath.Join(o.Src, n), filepath.Join(tmp, n)); err != nil {
-			return nil, err
-		}
-	}
 	repo := o.Target.Repo
 	if o.Target.publish() == "both" {
 		repo = o.Target.AdapterRepo
@@ -233,93 +213,11 @@ func prepareAdapter(ctx context.Context, o prepareOptions) (*outputSet, error) {
 		BaseModel: export.BaseRepoID("", "", nil, ac.BaseModelNameOrPath), AdapterName: o.Name, Step: int(o.Step), Rank: ac.R, Alpha: ac.LoraAlpha,
 		UseRSLoRA: ac.UseRSLoRA, UseDoRA: ac.UseDoRA, TargetModules: ac.TargetModules, RepoID: repo,
 	})
-	if err := os.WriteFile(filepath.Join(tmp, "README.md"), card, 0o644); err != nil {
+	if _, files, err := export.WriteAdapter(ctx, final, export.AdapterDir{Src: o.Src, Files: names, Card: card}); err != nil {
 		return nil, err
+	} else {
+		return &outputSet{Kind: KindAdapter, Dir: final, Files: files}, nil
 	}
-	names = append(names, "README.md")
-	sort.Strings(names)
-	files := make([]export.FileDigest, 0, len(names))
-	for _, n := range names {
-		d, err := digestFile(ctx, filepath.Join(tmp, n))
-		if err != nil {
-			return nil, err
-		}
-		d.Path = n
-		files = append(files, d)
-	}
-	if err := fsutil.SyncDir(tmp); err != nil {
-		return nil, err
-	}
-	if err := os.Rename(tmp, final); err != nil {
-		return nil, err
-	}
-	ok = true
-	return &outputSet{Kind: KindAdapter, Dir: final, Files: files}, nil
-}
-
-// digestFile hashes a file: size, sha256 and the first 512 bytes.
-func digestFile(ctx context.Context, p string) (export.FileDigest, error) {
-	f, err := os.Open(p)
-	if err != nil {
-		return export.FileDigest{}, err
-	}
-	defer f.Close()
-	h := sha256.New()
-	var sample []byte
-	buf := make([]byte, 1<<20)
-	var n int64
-	for {
-		if err := ctx.Err(); err != nil {
-			return export.FileDigest{}, err
-		}
-		k, err := f.Read(buf)
-		if k > 0 {
-			if len(sample) < 512 {
-				sample = append(sample, buf[:min(k, 512-len(sample))]...)
-			}
-			h.Write(buf[:k])
-			n += int64(k)
-		}
-		if err == io.EOF {
-			break
-		}
-		if err != nil {
-			return export.FileDigest{}, fmt.Errorf("reading %s: %w", p, err)
-		}
-	}
-	var d export.FileDigest
-	d.Size = n
-	copy(d.SHA256[:], h.Sum(nil))
-	d.Sample = sample
-	return d, nil
-}
-
-// linkOrCopy hard-links src to dst, copying when a link is impossible (another file system, no link support).
-func linkOrCopy(src, dst string) error {
-	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
-		return err
-	}
-	if err := os.Link(src, dst); err == nil {
-		return nil
-	}
-	in, err := os.Open(src)
-	if err != nil {
-		return err
-	}
-	defer in.Close()
-	out, err := os.OpenFile(dst, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
-	if err != nil {
-		return err
-	}
-	if _, err := io.Copy(out, in); err != nil {
-		out.Close()
-		return fmt.Errorf("copying %s: %w", src, err)
-	}
-	if err := out.Sync(); err != nil {
-		out.Close()
-		return err
-	}
-	return out.Close()
 }
 
 // journalOutputs records output sets in the journal: Path is relative to the job's staging directory
