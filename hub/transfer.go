@@ -194,20 +194,15 @@ func (c *Client) actionHeaders(h map[string]string) map[string]string {
 	return out
 }
 
-// putBasic streams the whole file in one PUT with its Content-Length.
-func (c *Client) putBasic(ctx context.Context, f *preparedFile, p *uploadPlan, prog *fileProgress, budget *attemptBudget) error {
-	if err := checkNotExpired("upload", p.href, p.expiresAt); err != nil {
-		return err
-	}
-	src, err := openSource(f)
-	if err != nil {
-		return err
-	}
-	defer src.Close()
+// putRange PUTs bytes [off, off+n) of src to url with an exact Content-Length, one fresh body per attempt.
+// Progress counts the bytes sent; the caller rolls the returned counter back when the PUT failed. An error of the
+// content itself (a produced range that no longer matches its digest) wins over the transfer's error.
+func (c *Client) putRange(ctx context.Context, src *source, off, n int64, url string, headers map[string]string,
+	budget *attemptBudget, prog *fileProgress) (*reply, *attemptCounter, error) {
 	ac := &attemptCounter{p: prog}
-	rb := src.rangeBody(ctx, 0, f.size)
-	_, err = c.send(ctx, call{
-		method: "PUT", url: p.href, headers: c.actionHeaders(p.header), budget: budget,
+	rb := src.rangeBody(ctx, off, n)
+	r, err := c.send(ctx, call{
+		method: "PUT", url: url, headers: headers, budget: budget,
 		body: func() (io.Reader, int64, error) {
 			r, n, err := rb.open()
 			if err != nil {
@@ -220,6 +215,20 @@ func (c *Client) putBasic(ctx context.Context, f *preparedFile, p *uploadPlan, p
 	if cerr := rb.err(); cerr != nil {
 		err = cerr
 	}
+	return r, ac, err
+}
+
+// putBasic streams the whole file in one PUT with its Content-Length.
+func (c *Client) putBasic(ctx context.Context, f *preparedFile, p *uploadPlan, prog *fileProgress, budget *attemptBudget) error {
+	if err := checkNotExpired("upload", p.href, p.expiresAt); err != nil {
+		return err
+	}
+	src, err := openSource(f)
+	if err != nil {
+		return err
+	}
+	defer src.Close()
+	_, ac, err := c.putRange(ctx, src, 0, f.size, p.href, c.actionHeaders(p.header), budget, prog)
 	if err != nil {
 		ac.rollback()
 		if urlRefused(err) {
@@ -284,22 +293,7 @@ func (c *Client) putMultipart(ctx context.Context, repo string, f *preparedFile,
 			if err := checkNotExpired(fmt.Sprintf("part %d/%d", part.N, len(parts)), p.partURLs[part.N-1], p.expiresAt); err != nil {
 				return err
 			}
-			ac := &attemptCounter{p: prog}
-			rb := src.rangeBody(gctx, part.Offset, part.Size)
-			r, err := c.send(gctx, call{
-				method: "PUT", url: p.partURLs[part.N-1], budget: budgets.get(part.N),
-				body: func() (io.Reader, int64, error) {
-					r, n, err := rb.open()
-					if err != nil {
-						return nil, 0, err
-					}
-					return ac.wrap(r), n, nil
-				},
-			})
-			rb.close()
-			if cerr := rb.err(); cerr != nil {
-				err = cerr
-			}
+			r, ac, err := c.putRange(gctx, src, part.Offset, part.Size, p.partURLs[part.N-1], nil, budgets.get(part.N), prog)
 			if err != nil {
 				ac.rollback()
 				err = fmt.Errorf("part %d/%d: %w", part.N, len(parts), err)
