@@ -125,6 +125,13 @@ func runBenchPublish(ctx context.Context, g *globalOptions, o *benchPublishOptio
 	if o.Parts < 1 {
 		return usagef("--parts must be at least 1")
 	}
+	layouts := map[string]bool{}
+	for _, l := range strings.Split(o.Layouts, ",") {
+		if l != "delta" && l != "hf" {
+			return usagef("--layouts takes delta and hf, not %q", l)
+		}
+		layouts[l] = true
+	}
 	spec.FastRandomCodes = true
 	dir := o.Dir
 	if dir == "" {
@@ -211,13 +218,6 @@ func runBenchPublish(ctx context.Context, g *globalOptions, o *benchPublishOptio
 	printLayout := func(layout string, r1, r2 publishRun) {
 		fmt.Fprintf(w, "layout %-5s: checkpoint-500 Hub received %s in %d object(s) (%.1fs); checkpoint-1000 Hub received %s in %d object(s) (%.1fs, peak RSS %d MiB)\n",
 			layout, mergeHumanSize(r1.received), r1.objects, r1.wall.Seconds(), mergeHumanSize(r2.received), r2.objects, r2.wall.Seconds(), max(r2.rss1, r2.rss2)>>20)
-	}
-	layouts := map[string]bool{}
-	for _, l := range strings.Split(o.Layouts, ",") {
-		if l != "delta" && l != "hf" {
-			return usagef("--layouts takes delta and hf, not %q", l)
-		}
-		layouts[l] = true
 	}
 	if o.Only != "layout" {
 		for _, staging := range []string{"disk", "none"} {
