@@ -30,10 +30,10 @@ func newBenchCommand(g *globalOptions) *cobra.Command {
 		Hidden: true,
 		Args:   cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
-			return usagef("bench needs a subcommand: merge")
+			return usagef("bench needs a subcommand: merge or publish")
 		},
 	}
-	cmd.AddCommand(newBenchMergeCommand(g))
+	cmd.AddCommand(newBenchMergeCommand(g), newBenchPublishCommand(g))
 	return cmd
 }
 

@@ -19,19 +19,6 @@ import (
 	"github.com/hubsync/hubsync/merge"
 )
 
-// receivedSince lists the LFS oids that received storage bytes after the snapshot before, and how many bytes
-// storage received in all.
-func receivedSince(before, after hubtest.Stats) ([]string, int64) {
-	var oids []string
-	for oid, n := range after.Objects {
-		if n > before.Objects[oid] {
-			oids = append(oids, oid)
-		}
-	}
-	sort.Strings(oids)
-	return oids, after.BytesReceived - before.BytesReceived
-}
-
 // TestPushMergedShardLayout publishes two checkpoints of one run (LoRA on q_proj and v_proj) with push --merged
 // under each layout: with delta the Hub receives, for the second checkpoint, exactly the shards whose bytes
 // changed (the others are already stored and skipped), fewer bytes than with hf; both layouts publish the same

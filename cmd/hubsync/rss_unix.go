@@ -19,3 +19,11 @@ func childMaxRSS(ps *os.ProcessState) int64 {
 	}
 	return int64(ru.Maxrss) * 1024 // KiB on Linux and the BSDs
 }
+
+// allocatedBytes is the disk space allocated to a file (its blocks), or its size where the blocks are unknown.
+func allocatedBytes(fi os.FileInfo) int64 {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return int64(st.Blocks) * 512
+	}
+	return fi.Size()
+}
