@@ -1,6 +1,6 @@
 // Package hubtest is a local Hugging Face Hub-compatible HTTP server for tests, CI and offline use
-// (`hubsync devhub`; clients point HF_ENDPOINT at it). It is an independent implementation of the protocol in
-// shared/hub-protocol.md and imports nothing of the hub client.
+// (`hubsync devhub`; clients point HF_ENDPOINT at it). It is an independent implementation of the Hub
+// protocol (docs/devhub.md lists the routes) and imports nothing of the hub client.
 //
 // What it serves (see Server and docs/devhub.md): whoami-v2; repo create/delete/move and settings (private,
 // gated) (models, datasets, spaces); listings with search, author, filter, sort and Link pagination; branches,

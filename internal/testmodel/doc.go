@@ -8,6 +8,6 @@
 // Everything is deterministic for a given seed. Weights are random (normal, with a few outliers, never zeros) and
 // are generated tile by tile from per-tensor random streams, so memory stays bounded for any model size.
 //
-// The formats follow shared/model-formats.md (§3 bitsandbytes serialization, §4.5/4.6 quantization, §5 PEFT,
-// §7 tensor naming).
+// The formats follow the reference notes summarised in docs/formats.md (model-formats.md §3 bitsandbytes
+// serialization, §4.5/4.6 quantization, §5 PEFT, §7 tensor naming).
 package testmodel
