@@ -88,19 +88,27 @@ func benchPreset(name string) (testmodel.BaseSpec, error) {
 	return testmodel.BaseSpec{}, usagef("--preset must be tinyllama or llama3-8b, not %q", name)
 }
 
+// benchDir is a bench's working directory: dir (created when missing), or a new temporary one named by pattern.
+func benchDir(dir, pattern string) (string, error) {
+	if dir == "" {
+		return os.MkdirTemp("", pattern)
+	}
+	return dir, os.MkdirAll(dir, 0o755)
+}
+
+// printBenchMachine prints the machine line every bench starts with.
+func printBenchMachine(w io.Writer, dir string) {
+	fmt.Fprintf(w, "machine: %d CPUs (GOMAXPROCS %d), %s/%s, dir %s\n", runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.GOOS, runtime.GOARCH, dir)
+}
+
 func runBenchMerge(ctx context.Context, g *globalOptions, o *benchMergeOptions) error {
 	spec, err := benchPreset(o.Preset)
 	if err != nil {
 		return err
 	}
 	spec.FastRandomCodes = true
-	dir := o.Dir
-	if dir == "" {
-		if dir, err = os.MkdirTemp("", "hubsync-bench-"); err != nil {
-			return err
-		}
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	dir, err := benchDir(o.Dir, "hubsync-bench-")
+	if err != nil {
 		return err
 	}
 	base, adapter := filepath.Join(dir, "base"), filepath.Join(dir, "adapter")
@@ -119,7 +127,7 @@ func runBenchMerge(ctx context.Context, g *globalOptions, o *benchMergeOptions) 
 	w := g.stdout
 	fmt.Fprintf(w, "bench merge: preset %s, %d layers, hidden %d, intermediate %d, vocab %d, nf4 double-quant, r=%d on all projections\n",
 		o.Preset, spec.Layers, spec.Hidden, spec.Intermediate, spec.Vocab, o.Rank)
-	fmt.Fprintf(w, "machine: %d CPUs (GOMAXPROCS %d), %s/%s, dir %s\n", runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.GOOS, runtime.GOARCH, dir)
+	printBenchMachine(w, dir)
 
 	t0 := time.Now()
 	bi, reused, err := benchBase(ctx, base, spec)

@@ -10,7 +10,6 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
-	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -133,13 +132,8 @@ func runBenchPublish(ctx context.Context, g *globalOptions, o *benchPublishOptio
 		layouts[l] = true
 	}
 	spec.FastRandomCodes = true
-	dir := o.Dir
-	if dir == "" {
-		if dir, err = os.MkdirTemp("", "hubsync-bench-publish-"); err != nil {
-			return err
-		}
-	}
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	dir, err := benchDir(o.Dir, "hubsync-bench-publish-")
+	if err != nil {
 		return err
 	}
 	base, outputs := filepath.Join(dir, "base"), filepath.Join(dir, "outputs")
@@ -158,7 +152,7 @@ func runBenchPublish(ctx context.Context, g *globalOptions, o *benchPublishOptio
 	w := g.stdout
 	fmt.Fprintf(w, "bench publish: preset %s, %d layers, hidden %d, intermediate %d, vocab %d; nf4 double-quant base, r=16 on q_proj,v_proj, bf16 output; %d parts in flight\n",
 		o.Preset, spec.Layers, spec.Hidden, spec.Intermediate, spec.Vocab, o.Parts)
-	fmt.Fprintf(w, "machine: %d CPUs (GOMAXPROCS %d), %s/%s, dir %s\n", runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.GOOS, runtime.GOARCH, dir)
+	printBenchMachine(w, dir)
 
 	t0 := time.Now()
 	bi, reused, err := benchBase(ctx, base, spec)
