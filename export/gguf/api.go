@@ -92,7 +92,9 @@ func (f *File) Tensors() []TensorInfo { return nil }
 func (f *File) Write(ctx context.Context, w io.Writer) error { return errNotImplemented }
 
 // ProduceRange writes bytes [off, off+n) of the file to w (the same bytes Write writes there).
-func (f *File) ProduceRange(ctx context.Context, off, n int64, w io.Writer) error { return errNotImplemented }
+func (f *File) ProduceRange(ctx context.Context, off, n int64, w io.Writer) error {
+	return errNotImplemented
+}
 
 // WriteFile writes the file to path atomically (a temporary file in the same directory, fsynced, then
 // renamed): on any error no file is left at path.

@@ -40,4 +40,6 @@ type Vocab struct {
 
 // Load reads the tokenizer in dir for a model whose config.json says vocab_size (0: the tokenizer's own size).
 // Errors name the file and the problem (no tokenizer at all, an unknown pre-tokenizer, a malformed file).
-func Load(dir string, vocabSize int) (*Vocab, error) { return nil, errors.New("vocab: not implemented yet") }
+func Load(dir string, vocabSize int) (*Vocab, error) {
+	return nil, errors.New("vocab: not implemented yet")
+}
