@@ -80,6 +80,7 @@ type Client struct {
 	stallTimeout  time.Duration
 	maxResponse   int64
 	listLimits    listLimits
+	adapters      map[string]transferAdapter // upload transfer adapters by name (registerAdapters)
 }
 
 // New returns a client for opts.Endpoint.
@@ -143,6 +144,7 @@ func New(opts Options) (*Client, error) {
 	rc.SetHeader("User-Agent", c.ua)
 	rc.SetPreRequestHook(c.preRequest)
 	c.rc = rc
+	c.adapters = c.registerAdapters()
 	return c, nil
 }
 
@@ -188,6 +190,15 @@ func canonicalHost(u *url.URL) string {
 // sameOrigin reports whether u has exactly the endpoint's scheme, host and port.
 func (c *Client) sameOrigin(u *url.URL) bool {
 	return u != nil && strings.EqualFold(u.Scheme, c.origin.Scheme) && canonicalHost(u) == c.origin.Host
+}
+
+// originOf says whether raw is on the endpoint's origin (the Hub) or on another host (storage, CAS).
+func (c *Client) originOf(raw string) Origin {
+	u, err := url.Parse(raw)
+	if err == nil && c.sameOrigin(u) {
+		return OriginHub
+	}
+	return OriginStorage
 }
 
 // ctxKey keys per-request values the pre-request hook reads.
@@ -476,7 +487,9 @@ func (c *Client) sendFollowing(ctx context.Context, cl call, reqID string, attem
 			_ = r.raw.Close()
 		}
 		if loc == "" {
-			return nil, newHTTPError(cl.method, target, r.status, r.header, nil, reqID)
+			he := newHTTPError(cl.method, target, r.status, r.header, nil, reqID)
+			he.Origin = c.originOf(target)
+			return nil, he
 		}
 		if hop >= maxRedirects {
 			return nil, fmt.Errorf("%s %s: stopped after %d redirects", cl.method, redactURL(cl.url), maxRedirects)
@@ -515,6 +528,7 @@ func (c *Client) checkStatus(cl call, target string, r *reply, reqID string) (*r
 		_ = r.raw.Close()
 	}
 	he := newHTTPError(cl.method, target, r.status, r.header, body, reqID)
+	he.Origin = c.originOf(target)
 	wait, has := serverWait(r.status, r.header, time.Now())
 	return nil, &statusError{httpErr: he, wait: wait, hasWait: has, transient: transientStorageError(he)}
 }
