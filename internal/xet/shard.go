@@ -315,7 +315,9 @@ func ParseShard(b []byte) (*Shard, error) {
 			return nil, fmt.Errorf("xet: shard: file %d (%s): verification entries on some files only", fi, h.hash)
 		}
 		verification = v
-		f.Terms = make([]Term, n)
+		if n > 0 {
+			f.Terms = make([]Term, n)
+		}
 		for i := range f.Terms {
 			e, _ := next("term")
 			if isBookendHash(e.hash) {
