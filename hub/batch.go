@@ -343,6 +343,15 @@ func (c *Client) batchUpload(ctx context.Context, repo, revision string, createP
 		if err != nil {
 			return nil, fmt.Errorf("LFS batch answer: %w", err)
 		}
+		if br.Transfer == TransferXet && p.kind != transferNone && p.objectErr == "" {
+			// The upload action is the CAS token (X-Xet-* headers) and its refresh route (href).
+			p.kind = transferXet
+			p.header = o.Actions.Upload.Header
+			p.partURLs, p.chunkSize = nil, 0
+		}
+		if c.xetMode == XetOn && br.Transfer != TransferXet && p.kind != transferNone && p.objectErr == "" {
+			return nil, fmt.Errorf("%w (it answered %q) and --xet on requires it", ErrXetNotOffered, truncate(br.Transfer, 40))
+		}
 		plans[o.OID] = p
 	}
 	var missing []string

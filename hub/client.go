@@ -63,6 +63,11 @@ type Options struct {
 	// MaxResponseBytes caps the decoded size of a non-streamed API answer (after decompression). Default
 	// DefaultMaxResponseBytes; listing pages and commit answers may be up to MaxListingPageBytes.
 	MaxResponseBytes int64
+	// Xet says whether uploads offer (and use) the Xet transfer: XetOff (the zero value), XetAuto or XetOn.
+	Xet XetMode
+	// XetCacheDir is the Xet cache directory (XetCacheDir(getenv): $HF_XET_CACHE, else $HF_HOME/xet); the shards
+	// of finished Xet uploads are kept under it so that the next upload dedupes against them. "" = no cache.
+	XetCacheDir string
 }
 
 // Client talks to one Hub endpoint with one token. It is safe for concurrent use.
@@ -81,6 +86,8 @@ type Client struct {
 	maxResponse   int64
 	listLimits    listLimits
 	adapters      map[string]transferAdapter // upload transfer adapters by name (registerAdapters)
+	xetMode       XetMode
+	xetCacheDir   string
 }
 
 // New returns a client for opts.Endpoint.
@@ -144,6 +151,13 @@ func New(opts Options) (*Client, error) {
 	rc.SetHeader("User-Agent", c.ua)
 	rc.SetPreRequestHook(c.preRequest)
 	c.rc = rc
+	switch opts.Xet {
+	case XetOff, XetAuto, XetOn:
+		c.xetMode = opts.Xet
+	default:
+		return nil, fmt.Errorf("hub: invalid Xet mode %q", string(opts.Xet))
+	}
+	c.xetCacheDir = opts.XetCacheDir
 	c.adapters = c.registerAdapters()
 	return c, nil
 }
@@ -207,7 +221,8 @@ type ctxKey int
 const (
 	ctxWantAuth ctxKey = iota // bool: this request may carry the token (only honoured for the endpoint's origin)
 	ctxRequestID
-	ctxBody // *requestBody
+	ctxBody   // *requestBody
+	ctxBearer // string: a non-Hub bearer token (a Xet CAS token) for this request, never the Hub token
 )
 
 // requestBody is a request body handed to the pre-request hook through the context. Bodies bypass resty on
@@ -231,7 +246,11 @@ func (c *Client) preRequest(_ *resty.Client, req *http.Request) error {
 		}
 	}
 	want, _ := req.Context().Value(ctxWantAuth).(bool)
-	if want && c.token != "" && c.sameOrigin(req.URL) {
+	bearer, _ := req.Context().Value(ctxBearer).(string)
+	if bearer != "" {
+		// A CAS token goes wherever its CAS is; the Hub token never rides along.
+		req.Header.Set("Authorization", "Bearer "+bearer)
+	} else if want && c.token != "" && c.sameOrigin(req.URL) {
 		req.Header.Set("Authorization", "Bearer "+c.token)
 	} else {
 		req.Header.Del("Authorization")
@@ -275,9 +294,12 @@ func newRequestID() string {
 
 // call describes one logical request; send retries it.
 type call struct {
-	method  string
-	url     string // absolute
-	auth    bool   // send the token (only if url is on the endpoint's origin)
+	method string
+	url    string // absolute
+	auth   bool   // send the token (only if url is on the endpoint's origin)
+	// bearer, when set, is sent as "Authorization: Bearer" instead of the Hub token, to any host (a Xet CAS
+	// token, which only its CAS accepts). auth is ignored then.
+	bearer  func() (string, error)
 	headers map[string]string
 	query   url.Values
 	// body, when set, returns a fresh reader for every attempt (rewind) and its exact length.
@@ -541,6 +563,18 @@ func (c *Client) once(ctx context.Context, cl call, target, reqID string, attemp
 	wd := newWatchdog(c.stallTimeout, cancel)
 	finish := func() { wd.stop(); cancel(nil) }
 	actx = context.WithValue(actx, ctxWantAuth, cl.auth)
+	if cl.bearer != nil {
+		tok, err := cl.bearer()
+		if err != nil {
+			finish()
+			return nil, err
+		}
+		if tok == "" || c.token != "" && tok == c.token {
+			finish()
+			return nil, errors.New("refusing to send a request with an empty CAS token or the Hub token as CAS token")
+		}
+		actx = context.WithValue(actx, ctxBearer, tok)
+	}
 	if cl.body != nil {
 		body, n, err := cl.body()
 		if err != nil {

@@ -35,13 +35,15 @@ type transferAdapter interface {
 
 // objectTransfer is one object's upload as the queue hands it to an adapter.
 type objectTransfer struct {
-	repo    string
-	f       *preparedFile
-	plan    *uploadPlan
-	prog    *fileProgress
-	budgets *partBudgets   // one attempt budget per part (0: a single PUT), kept across batch answers
-	etags   map[int]string // multipart: the parts already stored (from the journal or an earlier answer)
-	journal *objectJournal
+	repo     string
+	revision string
+	f        *preparedFile
+	plan     *uploadPlan
+	prog     *fileProgress
+	budgets  *partBudgets   // one attempt budget per part (0: a single PUT), kept across batch answers
+	etags    map[int]string // multipart: the parts already stored (from the journal or an earlier answer)
+	journal  *objectJournal
+	xet      *xetSession // the queue's Xet state (nil when the xet adapter is not registered)
 }
 
 // objectJournal is the queue's journal of one object's upload, handed to adapters that journal progress. It is
@@ -83,6 +85,36 @@ func (oj *objectJournal) part(ctx context.Context, n int, etag string) error {
 	return oj.j.PutPart(context.WithoutCancel(ctx), oj.key, n, etag)
 }
 
+// xet returns the journal of the object's Xet upload: its own record, whose "parts" are the acknowledged xorbs
+// (sequence number → xorb hash), apart from the multipart record of the same object.
+func (oj *objectJournal) xet() *objectJournal { return &objectJournal{j: oj.j, key: oj.key + " xet"} }
+
+// startXet returns the xorbs a previous run journaled as acknowledged for this object, and records the upload.
+func (oj *objectJournal) startXet(ctx context.Context, t *objectTransfer) (map[string]bool, error) {
+	acked := map[string]bool{}
+	if oj.j == nil {
+		return acked, nil
+	}
+	rec, err := oj.j.Get(ctx, oj.key)
+	if err != nil {
+		return nil, err
+	}
+	if rec != nil && rec.OID == t.f.sha256 && rec.Size == t.f.size {
+		for _, h := range rec.ETags {
+			acked[h] = true
+		}
+		oj.journaled = true
+		return acked, nil
+	}
+	err = oj.j.Put(ctx, &UploadRecord{Key: oj.key, Repo: t.repo, OID: t.f.sha256, Size: t.f.size,
+		CompletionURL: TransferXet, ObtainedAt: time.Now().UTC()})
+	if err != nil {
+		return nil, err
+	}
+	oj.journaled = true
+	return acked, nil
+}
+
 // drop forgets the object's record (the upload is done, or no longer resumable with what was recorded).
 func (oj *objectJournal) drop(ctx context.Context) error {
 	oj.journaled = false
@@ -95,7 +127,11 @@ func (oj *objectJournal) drop(ctx context.Context) error {
 // adapters returns the client's adapter registry, by transfer name.
 func (c *Client) registerAdapters() map[string]transferAdapter {
 	m := map[string]transferAdapter{}
-	for _, a := range []transferAdapter{basicAdapter{c}, multipartAdapter{c}} {
+	list := []transferAdapter{basicAdapter{c}, multipartAdapter{c}}
+	if c.xetMode != XetOff {
+		list = append(list, xetAdapter{c})
+	}
+	for _, a := range list {
 		m[a.name()] = a
 	}
 	return m
@@ -129,10 +165,15 @@ type transferQueue struct {
 	revision string
 	createPR bool
 	sink     *progressSink
+	xet      *xetSession
 }
 
 func (c *Client) newTransferQueue(repo, revision string, createPR bool, sink *progressSink) *transferQueue {
-	return &transferQueue{c: c, repo: repo, revision: revision, createPR: createPR, sink: sink}
+	q := &transferQueue{c: c, repo: repo, revision: revision, createPR: createPR, sink: sink}
+	if _, ok := c.adapters[TransferXet]; ok {
+		q.xet = newXetSession(c)
+	}
+	return q
 }
 
 // uploadObjects sends the bytes of the LFS files the Hub does not have yet and returns how many objects it sent.
@@ -238,7 +279,7 @@ func (q *transferQueue) run(ctx context.Context, files []*preparedFile) (int, er
 func (q *transferQueue) transfer(ctx context.Context, f *preparedFile, p *uploadPlan, rec *UploadRecord) error {
 	c := q.c
 	t := &objectTransfer{
-		repo: q.repo, f: f, plan: p,
+		repo: q.repo, revision: q.revision, f: f, plan: p, xet: q.xet,
 		prog: q.sink.file(PhaseUploading, f.path, f.size),
 		// One retry budget per part (and for a basic PUT) across every batch answer of this upload.
 		budgets: &partBudgets{m: map[int]*attemptBudget{}},
