@@ -341,6 +341,11 @@ func (a xetAdapter) send(ctx context.Context, t *objectTransfer) error {
 			own[ref.Hash] = l
 		}
 		addTerm(l, ref)
+		if builder.Size() >= c.xetXorbLimit {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
 		done += int64(ref.Len)
 		t.prog.add(int64(ref.Len))
 		return nil

@@ -25,6 +25,8 @@ import (
 
 	"github.com/go-resty/resty/v2"
 	"github.com/rs/zerolog"
+
+	"github.com/hubsync/hubsync/internal/xet"
 )
 
 // DefaultEndpoint is the public Hub.
@@ -88,6 +90,7 @@ type Client struct {
 	adapters      map[string]transferAdapter // upload transfer adapters by name (registerAdapters)
 	xetMode       XetMode
 	xetCacheDir   string
+	xetXorbLimit  int // serialized bytes at which a xorb is closed (xet.MaxXorbBytes; smaller in tests)
 }
 
 // New returns a client for opts.Endpoint.
@@ -158,6 +161,7 @@ func New(opts Options) (*Client, error) {
 		return nil, fmt.Errorf("hub: invalid Xet mode %q", string(opts.Xet))
 	}
 	c.xetCacheDir = opts.XetCacheDir
+	c.xetXorbLimit = xet.MaxXorbBytes
 	c.adapters = c.registerAdapters()
 	return c, nil
 }

@@ -46,6 +46,8 @@ type fakeXet struct {
 	fail        []func(w http.ResponseWriter, r *http.Request) bool // CAS faults, first that answers wins
 	expired     map[string]bool                                     // CAS tokens the CAS refuses
 	onXorb      func(n int)                                         // called after each stored xorb
+	xorbLimit   int                                                 // the client's xorb size (0: default)
+	down        bool                                                // the CAS answers 403 to everything
 }
 
 func newFakeXet(t *testing.T) *fakeXet {
@@ -126,6 +128,11 @@ func (s *fakeXet) serveCAS(w http.ResponseWriter, r *http.Request) {
 	if !strings.HasPrefix(r.URL.Path, "/lfs/") && (!strings.HasPrefix(tok, "cas-token-") || s.expired[tok]) {
 		s.mu.Unlock()
 		http.Error(w, "token expired", http.StatusUnauthorized)
+		return
+	}
+	if s.down {
+		s.mu.Unlock()
+		http.Error(w, "gone", http.StatusForbidden)
 		return
 	}
 	for i, f := range s.fail {
@@ -247,6 +254,9 @@ func (s *fakeXet) uploadFile(f *preparedFile, content []byte, mod func(*Options)
 			mod(o)
 		}
 	})
+	if s.xorbLimit > 0 {
+		c.xetXorbLimit = s.xorbLimit
+	}
 	ctx := context.Background()
 	plans, err := c.batchUpload(ctx, "o/r", "main", false, []batchItem{{OID: f.sha256, Size: f.size}})
 	if err != nil {
@@ -505,3 +515,54 @@ func TestXetShardCacheDedup(t *testing.T) {
 		t.Errorf("global dedup saved nothing: %d xorb bytes", s2.xorbBytes-first2)
 	}
 }
+
+// TestXetRestartResendsNoAcknowledgedXorb: an upload that dies after some xorbs were acknowledged resumes in a
+// new client with the same journal and sends none of them again; the file ends complete.
+func TestXetRestartResendsNoAcknowledgedXorb(t *testing.T) {
+	t.Parallel()
+	content := xetRandom(9, 3<<20)
+	s := newFakeXet(t)
+	s.xorbLimit = 256 << 10 // about 12 xorbs
+	j, err := OpenBoltJournal(filepath.Join(t.TempDir(), "uploads.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer j.Close()
+	withJournal := func(o *Options) { o.Journal = j; o.ParallelParts = 1 }
+	// After 4 xorbs the CAS refuses everything (a non-retryable answer: the process "dies" here).
+	s.onXorb = func(n int) {
+		if n == 4 {
+			s.mu.Lock()
+			s.down = true
+			s.mu.Unlock()
+		}
+	}
+	if err := s.upload(content, withJournal); err == nil {
+		t.Fatal("the first run succeeded despite the CAS failing")
+	}
+	s.mu.Lock()
+	s.down, s.onXorb = false, nil
+	atKill := len(s.xorbs)
+	s.mu.Unlock()
+	if atKill < 4 {
+		t.Fatalf("%d xorbs stored before the failure", atKill)
+	}
+	if err := s.upload(content, withJournal); err != nil {
+		t.Fatal(err)
+	}
+	s.check(content)
+	for h, n := range s.xorbPosts {
+		if n != 1 {
+			t.Errorf("xorb %s sent %d times", h, n)
+		}
+	}
+	if len(s.xorbs) <= atKill {
+		t.Errorf("%d xorbs in all, %d at the failure", len(s.xorbs), atKill)
+	}
+	rec, err := j.Get(context.Background(), newTestClient(t, s.hub.URL, "", nil).journalKey("o/r", hex.EncodeToString(sha256Of(content)))+" xet")
+	if err != nil || rec != nil {
+		t.Errorf("journal record left after completion: %+v %v", rec, err)
+	}
+}
+
+func sha256Of(b []byte) []byte { s := sha256.Sum256(b); return s[:] }
