@@ -11,7 +11,8 @@ import (
 const (
 	// TargetChunkSize is the mean chunk size the gearhash mask aims for.
 	TargetChunkSize = 64 << 10
-	// MinChunkSize is the smallest chunk the chunker cuts, except for the last chunk of a file.
+	// MinChunkSize is the nominal smallest chunk. As in xet-core, the skip-ahead resumes hashing 65 bytes before
+	// it, so a chunk other than the last is at least MinChunkSize-64 bytes.
 	MinChunkSize = TargetChunkSize / 8
 	// MaxChunkSize is where the chunker forces a cut.
 	MaxChunkSize = TargetChunkSize * 2
