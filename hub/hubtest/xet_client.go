@@ -64,7 +64,7 @@ func XetUpload(ctx context.Context, hc *http.Client, casURL, casToken string, da
 		sh.CAS = append(sh.CAS, b.CASInfo())
 	}
 	sum := sha256.Sum256(data)
-	fi := xet.FileInfo{Hash: xet.FileHash(refs), SHA256: sum, HasSHA256: true}
+	fi := xet.FileInfo{Hash: xet.FileHash(refs), SHA256: sum, HasSHA256: true, HasVerification: true}
 	// Terms: runs of consecutive chunks of one xorb.
 	for i := 0; i < len(refs); {
 		j := i + 1

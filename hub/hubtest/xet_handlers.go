@@ -180,6 +180,9 @@ func (c *casCall) checkFile(fi *xet.FileInfo) (*xetFile, string, string) {
 	if !fi.HasSHA256 {
 		return nil, "missing-sha256", fmt.Sprintf("file %s has no sha256 metadata extension (required: the commit refers to the file by sha256)", fi.Hash)
 	}
+	if !fi.HasVerification && len(fi.Terms) > 0 {
+		return nil, "missing-verification", fmt.Sprintf("file %s has no verification entries (required on upload)", fi.Hash)
+	}
 	f := &xetFile{Hash: fi.Hash, SHA256: hex.EncodeToString(fi.SHA256[:])}
 	var refs []xet.ChunkRef
 	for i, t := range fi.Terms {
