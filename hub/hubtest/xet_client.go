@@ -64,7 +64,7 @@ func XetUpload(ctx context.Context, hc *http.Client, casURL, casToken string, da
 		sh.CAS = append(sh.CAS, b.CASInfo())
 	}
 	sum := sha256.Sum256(data)
-	fi := xet.FileInfo{Hash: xet.FileHash(refs), SHA256: sum, HasSHA256: true, HasVerification: true}
+	fi := xet.FileInfo{Hash: xet.FileHash(refs), SHA256: shaField(sum), HasSHA256: true, HasVerification: true}
 	// Terms: runs of consecutive chunks of one xorb.
 	for i := 0; i < len(refs); {
 		j := i + 1
@@ -108,4 +108,10 @@ func casPost(ctx context.Context, hc *http.Client, u, token string, body []byte)
 		return fmt.Errorf("POST %s: %d %s", u, res.StatusCode, e.Error)
 	}
 	return nil
+}
+
+// shaField is a sha256 digest as a shard's metadata extension carries it (see shardSHA256).
+func shaField(sum [32]byte) [32]byte {
+	h, _ := xet.ParseHash(hex.EncodeToString(sum[:]))
+	return h
 }

@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/url"
 	"os"
+	"sort"
 	"strconv"
 	"strings"
 	"time"
@@ -175,6 +176,11 @@ func checkCASInfo(xi *xorbIndex, ci *xet.CASInfo) (string, string) {
 	return "", ""
 }
 
+// shardSHA256 is the sha256 hex of a shard's metadata extension. The official clients write it as they write
+// every hash, through the Xet hex form (each 8-byte group reversed): huggingface.js 2.17.5 parses the sha256
+// hex with its Xet hash parser, so the shard's raw bytes are the digest with each 8-byte group reversed.
+func shardSHA256(fi *xet.FileInfo) string { return xet.Hash(fi.SHA256).String() }
+
 // checkFile validates one file reconstruction of a shard against the stored xorbs.
 func (c *casCall) checkFile(fi *xet.FileInfo) (*xetFile, string, string) {
 	if !fi.HasSHA256 {
@@ -183,7 +189,7 @@ func (c *casCall) checkFile(fi *xet.FileInfo) (*xetFile, string, string) {
 	if !fi.HasVerification && len(fi.Terms) > 0 {
 		return nil, "missing-verification", fmt.Sprintf("file %s has no verification entries (required on upload)", fi.Hash)
 	}
-	f := &xetFile{Hash: fi.Hash, SHA256: hex.EncodeToString(fi.SHA256[:])}
+	f := &xetFile{Hash: fi.Hash, SHA256: shardSHA256(fi)}
 	var refs []xet.ChunkRef
 	for i, t := range fi.Terms {
 		xi := c.s.xet.xorb(t.Xorb)
@@ -344,7 +350,6 @@ func (c *casCall) reconstruction() {
 	type fetch struct {
 		xorb   string
 		chunks chunkSpan
-		bytes  byteSpan
 	}
 	var fetches []fetch
 	offsetInFirst := int64(0)
@@ -378,16 +383,29 @@ func (c *casCall) reconstruction() {
 			offsetInFirst = first - begin
 		}
 		terms = append(terms, reconTerm{Hash: t.Xorb.String(), UnpackedLength: n, Range: chunkSpan{start, e}})
-		fetches = append(fetches, fetch{xorb: t.Xorb.String(), chunks: chunkSpan{start, e}, bytes: byteSpan{xi.Offsets[start], xi.Offsets[e] - 1}})
+		fetches = append(fetches, fetch{xorb: t.Xorb.String(), chunks: chunkSpan{start, e}})
 		if pos > last {
 			break
 		}
 	}
 	c.s.stats.update(func(st *Stats) { st.Xet.Reconstructions++ })
-	urls := map[string]string{}
+	// One fetch entry per merged chunk interval of a xorb, each with its own signed URL (clients key their
+	// fetch plans by URL), each a single byte range.
+	byXorb := map[string][]chunkSpan{}
 	for _, ft := range fetches {
-		if urls[ft.xorb] == "" {
-			urls[ft.xorb] = c.s.xorbURL(ft.xorb)
+		byXorb[ft.xorb] = append(byXorb[ft.xorb], ft.chunks)
+	}
+	type entry struct {
+		chunks chunkSpan
+		bytes  byteSpan
+		url    string
+	}
+	entries := map[string][]entry{}
+	for xh, spans := range byXorb {
+		xhash, _ := xet.ParseHash(xh)
+		xi := c.s.xet.xorb(xhash)
+		for _, sp := range mergeSpans(spans) {
+			entries[xh] = append(entries[xh], entry{sp, byteSpan{xi.Offsets[sp.Start], xi.Offsets[sp.End] - 1}, c.s.xorbURL(xh)})
 		}
 	}
 	if ver == "v2" {
@@ -400,8 +418,10 @@ func (c *casCall) reconstruction() {
 			Ranges []v2Range `json:"ranges"`
 		}
 		xorbs := map[string][]v2Entry{}
-		for _, ft := range fetches {
-			xorbs[ft.xorb] = append(xorbs[ft.xorb], v2Entry{URL: urls[ft.xorb], Ranges: []v2Range{{ft.chunks, ft.bytes}}})
+		for xh, es := range entries {
+			for _, en := range es {
+				xorbs[xh] = append(xorbs[xh], v2Entry{URL: en.url, Ranges: []v2Range{{en.chunks, en.bytes}}})
+			}
 		}
 		c.okJSON(map[string]any{"offset_into_first_range": offsetInFirst, "terms": terms, "xorbs": xorbs})
 		return
@@ -412,10 +432,27 @@ func (c *casCall) reconstruction() {
 		URLRange byteSpan  `json:"url_range"`
 	}
 	info := map[string][]v1Fetch{}
-	for _, ft := range fetches {
-		info[ft.xorb] = append(info[ft.xorb], v1Fetch{Range: ft.chunks, URL: urls[ft.xorb], URLRange: ft.bytes})
+	for xh, es := range entries {
+		for _, en := range es {
+			info[xh] = append(info[xh], v1Fetch{Range: en.chunks, URL: en.url, URLRange: en.bytes})
+		}
 	}
 	c.okJSON(map[string]any{"offset_into_first_range": offsetInFirst, "terms": terms, "fetch_info": info})
+}
+
+// mergeSpans sorts chunk intervals and merges overlapping or adjacent ones.
+func mergeSpans(spans []chunkSpan) []chunkSpan {
+	sorted := append([]chunkSpan(nil), spans...)
+	sort.Slice(sorted, func(i, j int) bool { return sorted[i].Start < sorted[j].Start })
+	var out []chunkSpan
+	for _, sp := range sorted {
+		if n := len(out); n > 0 && sp.Start <= out[n-1].End {
+			out[n-1].End = max(out[n-1].End, sp.End)
+			continue
+		}
+		out = append(out, sp)
+	}
+	return out
 }
 
 // repoHas reports whether the token's repository (still the one the token was issued for) has the object.

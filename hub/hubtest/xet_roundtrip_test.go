@@ -33,7 +33,7 @@ func newXetFixture(t testing.TB, data []byte) *xetFixture {
 		off += int(r.Len)
 		hashes[i] = r.Hash
 	}
-	fi := xet.FileInfo{Hash: xet.FileHash(f.refs), SHA256: sha256.Sum256(data), HasSHA256: true, HasVerification: true,
+	fi := xet.FileInfo{Hash: xet.FileHash(f.refs), SHA256: shaField(sha256.Sum256(data)), HasSHA256: true, HasVerification: true,
 		Terms: []xet.Term{{Xorb: f.xorb.Hash(), Bytes: uint32(len(data)), ChunkStart: 0, ChunkEnd: uint32(len(f.refs)), Verification: xet.VerificationHash(hashes)}}}
 	f.shard = &xet.Shard{Files: []xet.FileInfo{fi}, CAS: []xet.CASInfo{f.xorb.CASInfo()}}
 	return f
@@ -346,7 +346,7 @@ func TestXetDedupAndPersistence(t *testing.T) {
 	v1, n1 := vh(refs[:common])
 	v2, n2 := vh(refs[common:])
 	sh := &xet.Shard{CAS: []xet.CASInfo{tail.CASInfo()}, Files: []xet.FileInfo{{
-		Hash: xet.FileHash(refs), SHA256: sha256.Sum256(second), HasSHA256: true, HasVerification: true,
+		Hash: xet.FileHash(refs), SHA256: shaField(sha256.Sum256(second)), HasSHA256: true, HasVerification: true,
 		Terms: []xet.Term{
 			{Xorb: oldFx.xorb.Hash(), Bytes: n1, ChunkStart: 0, ChunkEnd: uint32(common), Verification: v1},
 			{Xorb: tail.Hash(), Bytes: n2, ChunkStart: 0, ChunkEnd: uint32(len(refs) - common), Verification: v2},
