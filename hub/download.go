@@ -38,6 +38,9 @@ type DownloadOptions struct {
 	// Include and Exclude are glob patterns (MatchGlob) on the repo path: a file is downloaded when it matches
 	// some Include pattern (or there are none) and no Exclude pattern.
 	Include, Exclude []string
+	// DisableXet downloads Xet-stored files over the plain /resolve/ redirect too (HF_HUB_DISABLE_XET=1, see
+	// XetDisabledFromEnv). By default a file whose /resolve/ answer offers Xet is reconstructed from the CAS.
+	DisableXet bool
 }
 
 // SplitRepoRevision splits "owner/name@REV" (a base or repo given with a revision, like huggingface_hub's
@@ -156,17 +159,17 @@ func (c *Client) Download(ctx context.Context, repo, revision string, opts Downl
 	}
 	sink := newProgressSink(opts.Progress)
 	if opts.LocalDir != "" {
-		return opts.LocalDir, c.downloadToLocalDir(ctx, repo, commit, files, opts.LocalDir, sink)
+		return opts.LocalDir, c.downloadToLocalDir(ctx, repo, commit, files, opts.LocalDir, !opts.DisableXet, sink)
 	}
 	cacheDir := opts.CacheDir
 	if cacheDir == "" {
 		cacheDir = HubCacheDir(nil)
 	}
-	return c.downloadToCache(ctx, repo, revision, commit, files, cacheDir, sink)
+	return c.downloadToCache(ctx, repo, revision, commit, files, cacheDir, !opts.DisableXet, sink)
 }
 
 func (c *Client) downloadToCache(ctx context.Context, repo, revision, commit string, files []TreeEntry, cacheDir string,
-	sink *progressSink) (string, error) {
+	xetOK bool, sink *progressSink) (string, error) {
 	repoDir := RepoCacheDir(cacheDir, repo)
 	blobs := filepath.Join(repoDir, "blobs")
 	snap := filepath.Join(repoDir, "snapshots", commit)
@@ -193,7 +196,7 @@ func (c *Client) downloadToCache(ctx context.Context, repo, revision, commit str
 		g.Go(func() error {
 			blob := filepath.Join(blobs, et)
 			if _, err := os.Stat(blob); errors.Is(err, fs.ErrNotExist) {
-				if err := c.fetchVerified(gctx, repo, commit, &group[0], blob, blob+".incomplete", sink); err != nil {
+				if err := c.fetchVerified(gctx, repo, commit, &group[0], blob, blob+".incomplete", xetOK, sink); err != nil {
 					return err
 				}
 			} else if err != nil {
@@ -315,7 +318,7 @@ func localMetaPath(localDir, repoPath string) string {
 	return filepath.Join(localDir, ".cache", "huggingface", "download", filepath.FromSlash(repoPath)+".metadata")
 }
 
-func (c *Client) downloadToLocalDir(ctx context.Context, repo, commit string, files []TreeEntry, localDir string, sink *progressSink) error {
+func (c *Client) downloadToLocalDir(ctx context.Context, repo, commit string, files []TreeEntry, localDir string, xetOK bool, sink *progressSink) error {
 	meta := filepath.Join(localDir, ".cache", "huggingface")
 	if err := os.MkdirAll(meta, 0o755); err != nil {
 		return fmt.Errorf("download: %w", err)
@@ -342,7 +345,7 @@ func (c *Client) downloadToLocalDir(ctx context.Context, repo, commit string, fi
 				return fmt.Errorf("download: %w", err)
 			}
 			incomplete := strings.TrimSuffix(mp, ".metadata") + ".incomplete"
-			if err := c.fetchVerified(gctx, repo, commit, e, dst, incomplete, sink); err != nil {
+			if err := c.fetchVerified(gctx, repo, commit, e, dst, incomplete, xetOK, sink); err != nil {
 				return err
 			}
 			return writeFileAtomic(mp, []byte(commit+"\n"+e.ETag()+"\n"+strconv.FormatInt(time.Now().Unix(), 10)+"\n"), 0o644)
@@ -369,8 +372,9 @@ func newEntryHash(e *TreeEntry) (hash.Hash, string) {
 }
 
 // fetchVerified downloads one file into incomplete (resuming what is there), checks size and hash, and moves it
-// to dst.
-func (c *Client) fetchVerified(ctx context.Context, repo, commit string, e *TreeEntry, dst, incomplete string, sink *progressSink) error {
+// to dst. With xetOK, an LFS file that the Hub offers through Xet is reconstructed from the CAS first (fetchXet);
+// the plain path takes over after a Xet failure.
+func (c *Client) fetchVerified(ctx context.Context, repo, commit string, e *TreeEntry, dst, incomplete string, xetOK bool, sink *progressSink) error {
 	size := entrySize(e)
 	if err := os.MkdirAll(filepath.Dir(dst), 0o755); err != nil {
 		return fmt.Errorf("download: %w", err)
@@ -402,6 +406,23 @@ func (c *Client) fetchVerified(ctx context.Context, repo, commit string, e *Tree
 	// Every request for the file counts against one bounded total, restarts from zero included; failures in a
 	// row without progress have their own, smaller bound; a server that ignores (or refuses) Range gets one
 	// restart from zero.
+	if xetOK && e.IsLFS() && have < size {
+		n, used, err := c.fetchXet(ctx, u, have, size, f, h, prog)
+		switch {
+		case used && err == nil:
+			have += n
+		case used || err != nil:
+			if ctx.Err() != nil {
+				return fmt.Errorf("download %s: %w", e.Path, ctx.Err())
+			}
+			c.log.Info().Str("file", e.Path).Err(err).Msg("Xet download failed; continuing over plain HTTP")
+			// Drop what the Xet attempt wrote: the plain path resumes from where the file was before it.
+			prog.add(-n)
+			if h, err = rewindTo(f, have, e); err != nil {
+				return fmt.Errorf("download: %w", err)
+			}
+		}
+	}
 	requests, failures, restarts := 0, 0, 0
 	maxRequests := maxFileRequests(c.retry.MaxAttempts)
 	for have < size {
@@ -464,6 +485,21 @@ func (c *Client) fetchVerified(ctx context.Context, repo, commit string, e *Tree
 		return fmt.Errorf("download: %w", err)
 	}
 	return nil
+}
+
+// rewindTo truncates f to n bytes and returns a fresh content hash over them, with f positioned at n.
+func rewindTo(f *os.File, n int64, e *TreeEntry) (hash.Hash, error) {
+	if err := f.Truncate(n); err != nil {
+		return nil, err
+	}
+	if _, err := f.Seek(0, io.SeekStart); err != nil {
+		return nil, err
+	}
+	h, _ := newEntryHash(e)
+	if _, err := io.CopyN(h, f, n); err != nil {
+		return nil, err
+	}
+	return h, nil
 }
 
 // maxFileRequests bounds the requests for one file: a few times the per-request attempts, so a flaky but moving

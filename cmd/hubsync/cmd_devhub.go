@@ -31,6 +31,7 @@ type devhubOptions struct {
 	PageSize           int
 	RateLimit          int
 	VerifyAction       bool
+	Xet                bool
 }
 
 func newDevhubCommand(g *globalOptions) *cobra.Command {
@@ -58,6 +59,7 @@ commit-lost=0.1,batch-error=0.02,complete-5xx=0.05,seed=1".
 On start it prints, one per line:
   devhub: listening on <API URL>
   devhub: storage on <storage URL>
+  devhub: xet cas on <CAS URL>     (with --xet)
   devhub: data in <dir>
 and serves until interrupted (SIGINT/SIGTERM), then exits 0.`,
 		Args: cobra.NoArgs,
@@ -76,6 +78,7 @@ and serves until interrupted (SIGINT/SIGTERM), then exits 0.`,
 	f.IntVar(&o.PageSize, "page-size", hubtest.DefaultPageSize, "entries per page of tree and commit listings")
 	f.IntVar(&o.RateLimit, "rate-limit", hubtest.DefaultRateLimitQuota, "requests per token and bucket per 5-minute window")
 	f.BoolVar(&o.VerifyAction, "verify-action", false, "add a git-lfs verify action to upload answers")
+	f.BoolVar(&o.Xet, "xet", false, "serve Xet storage: CAS token routes, batch transfer \"xet\" and a CAS on its own listener")
 	return cmd
 }
 
@@ -83,7 +86,7 @@ and serves until interrupted (SIGINT/SIGTERM), then exits 0.`,
 func (o *devhubOptions) options() (hubtest.Options, []string, error) {
 	opts := hubtest.Options{
 		DataDir: o.DataDir, StorageAddr: o.StorageAddr, URLTTL: o.URLTTL, PageSize: o.PageSize,
-		RateLimitQuota: o.RateLimit, VerifyAction: o.VerifyAction,
+		RateLimitQuota: o.RateLimit, VerifyAction: o.VerifyAction, Xet: o.Xet,
 	}
 	if o.URLTTL <= 0 {
 		return opts, nil, usagef("--url-ttl must be positive")
@@ -206,6 +209,9 @@ func runDevhub(cmd *cobra.Command, g *globalOptions, o *devhubOptions) error {
 	}
 	fmt.Fprintf(g.stdout, "devhub: listening on %s\n", srv.URL())
 	fmt.Fprintf(g.stdout, "devhub: storage on %s\n", srv.StorageURL())
+	if o.Xet {
+		fmt.Fprintf(g.stdout, "devhub: xet cas on %s\n", srv.CASURL())
+	}
 	fmt.Fprintf(g.stdout, "devhub: data in %s\n", srv.DataDir())
 	for _, n := range notes {
 		fmt.Fprintln(g.stdout, n)

@@ -13,33 +13,39 @@ type Op string
 
 // The operations.
 const (
-	OpWhoami       Op = "whoami"
-	OpCreateRepo   Op = "repo_create"
-	OpDeleteRepo   Op = "repo_delete"
-	OpBranch       Op = "branch"
-	OpTag          Op = "tag"
-	OpRefs         Op = "refs"
-	OpPreupload    Op = "preupload"
-	OpBatch        Op = "lfs_batch"
-	OpVerify       Op = "lfs_verify"
-	OpBasicPut     Op = "storage_put"
-	OpPartPut      Op = "storage_part"
-	OpStorageGet   Op = "storage_get"
-	OpComplete     Op = "complete_multipart"
-	OpCommit       Op = "commit"
-	OpResolve      Op = "resolve"
-	OpTree         Op = "tree"
-	OpPathsInfo    Op = "paths_info"
-	OpRepoInfo     Op = "repo_info"
-	OpCommits      Op = "commits"
-	OpStats        Op = "stats"
-	OpValidateYAML Op = "validate_yaml"
-	OpList         Op = "list"
-	OpSettings     Op = "settings"
-	OpMoveRepo     Op = "repo_move"
-	OpSuperSquash  Op = "super_squash"
-	OpDiscussion   Op = "discussion"
-	OpUnknown      Op = "unknown"
+	OpWhoami         Op = "whoami"
+	OpCreateRepo     Op = "repo_create"
+	OpDeleteRepo     Op = "repo_delete"
+	OpBranch         Op = "branch"
+	OpTag            Op = "tag"
+	OpRefs           Op = "refs"
+	OpPreupload      Op = "preupload"
+	OpBatch          Op = "lfs_batch"
+	OpVerify         Op = "lfs_verify"
+	OpBasicPut       Op = "storage_put"
+	OpPartPut        Op = "storage_part"
+	OpStorageGet     Op = "storage_get"
+	OpComplete       Op = "complete_multipart"
+	OpCommit         Op = "commit"
+	OpResolve        Op = "resolve"
+	OpTree           Op = "tree"
+	OpPathsInfo      Op = "paths_info"
+	OpRepoInfo       Op = "repo_info"
+	OpCommits        Op = "commits"
+	OpStats          Op = "stats"
+	OpValidateYAML   Op = "validate_yaml"
+	OpList           Op = "list"
+	OpSettings       Op = "settings"
+	OpMoveRepo       Op = "repo_move"
+	OpSuperSquash    Op = "super_squash"
+	OpDiscussion     Op = "discussion"
+	OpXetToken       Op = "xet_token"
+	OpXorbPut        Op = "xet_xorb"
+	OpShardPut       Op = "xet_shard"
+	OpXetChunk       Op = "xet_chunk"
+	OpXetReconstruct Op = "xet_reconstruction"
+	OpXetGet         Op = "xet_get"
+	OpUnknown        Op = "unknown"
 )
 
 // FaultKind says what an injected fault does.
@@ -58,7 +64,7 @@ const (
 	// FaultBatchError makes the LFS batch answer carry a per-object error (code Status, default 422)
 	// for OID (or every object when OID is empty).
 	FaultBatchError
-	// FaultExpireURLs expires every signed URL issued so far; InjectFault applies it at once.
+	// FaultExpireURLs expires every signed URL and CAS token issued so far; InjectFault applies it at once.
 	FaultExpireURLs
 )
 
@@ -110,6 +116,8 @@ type Faults struct {
 	CommitLost    float64 // commit-lost: a commit is applied, then answered 504 or its connection is cut
 	BatchError    float64 // batch-error: an object in an upload batch answer gets a per-object error
 	CompleteError float64 // complete-5xx: a completion answers 500 without completing
+	XetError      float64 // xet-5xx: a xorb or shard upload answers 500 or 503 without storing
+	XorbReset     float64 // xorb-reset: a xorb upload reads some of the body, then cuts the connection
 	Seed          uint64  // seed of the fault RNG (seed=N in the spec)
 }
 
@@ -122,11 +130,13 @@ var faultNames = map[string]func(*Faults) *float64{
 	"commit-lost":  func(f *Faults) *float64 { return &f.CommitLost },
 	"batch-error":  func(f *Faults) *float64 { return &f.BatchError },
 	"complete-5xx": func(f *Faults) *float64 { return &f.CompleteError },
+	"xet-5xx":      func(f *Faults) *float64 { return &f.XetError },
+	"xorb-reset":   func(f *Faults) *float64 { return &f.XorbReset },
 }
 
 // ParseFaults parses a comma-separated spec such as "part-5xx=0.1,part-reset=0.05,rate-limit=0.05,
 // commit-lost=0.1,seed=7". Names: part-5xx, part-reset, put-5xx, rate-limit, commit-lost, batch-error,
-// complete-5xx, seed. An empty spec means no faults.
+// complete-5xx, xet-5xx, xorb-reset, seed. An empty spec means no faults.
 func ParseFaults(s string) (Faults, error) {
 	var f Faults
 	for _, item := range strings.Split(s, ",") {
@@ -150,7 +160,7 @@ func ParseFaults(s string) (Faults, error) {
 		}
 		field, ok := faultNames[name]
 		if !ok {
-			return Faults{}, fmt.Errorf("faults %q: unknown fault %q (known: part-5xx, part-reset, put-5xx, rate-limit, commit-lost, batch-error, complete-5xx, seed)", s, name)
+			return Faults{}, fmt.Errorf("faults %q: unknown fault %q (known: part-5xx, part-reset, put-5xx, rate-limit, commit-lost, batch-error, complete-5xx, xet-5xx, xorb-reset, seed)", s, name)
 		}
 		p, err := strconv.ParseFloat(val, 64)
 		if err != nil || !(p >= 0 && p <= 1) {
@@ -164,7 +174,7 @@ func ParseFaults(s string) (Faults, error) {
 // String formats the faults in ParseFaults' syntax.
 func (f Faults) String() string {
 	var parts []string
-	for _, name := range []string{"part-5xx", "part-reset", "put-5xx", "rate-limit", "commit-lost", "batch-error", "complete-5xx"} {
+	for _, name := range []string{"part-5xx", "part-reset", "put-5xx", "rate-limit", "commit-lost", "batch-error", "complete-5xx", "xet-5xx", "xorb-reset"} {
 		if p := *faultNames[name](&f); p > 0 {
 			parts = append(parts, name+"="+strconv.FormatFloat(p, 'g', -1, 64))
 		}

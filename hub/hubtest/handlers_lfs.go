@@ -113,11 +113,16 @@ func (c *call) batch() {
 	}
 	rid := h.st.ID
 	unlock()
-	multipartOK := false
+	multipartOK, xetOK := false, false
 	for _, t := range req.Transfers {
 		multipartOK = multipartOK || t == "multipart"
+		xetOK = xetOK || t == "xet"
 	}
 	transfer := "basic"
+	var xetAction *lfsAction
+	if xetOK && c.s.opts.Xet && req.Operation == "upload" {
+		transfer, xetAction = "xet", c.xetUploadAction(rid, req.Ref)
+	}
 	answers := make([]batchObjectAnswer, 0, len(req.Objects))
 	for _, o := range req.Objects {
 		a := batchObjectAnswer{OID: o.OID, Size: o.Size}
@@ -128,6 +133,8 @@ func (c *call) batch() {
 			a.Error = &lfsObjectError{Code: http.StatusUnprocessableEntity, Message: "Invalid size: must be ≥ 0"}
 		case req.Operation == "download":
 			c.downloadAnswer(h, &a)
+		case xetAction != nil:
+			c.xetUploadAnswer(h, &a, xetAction)
 		default:
 			if c.uploadAnswer(h, rid, &a, threshold, multipartOK) {
 				transfer = "multipart"
@@ -138,6 +145,44 @@ func (c *call) batch() {
 	c.writeJSON(http.StatusOK, lfsMediaType+"; charset=utf-8", map[string]any{
 		"transfer": transfer, "objects": answers, "hash_algo": "sha256",
 	})
+}
+
+// xetUploadAction is the upload action of a batch answered with transfer "xet": the href is the write-token
+// route (the client refreshes its CAS token there), the header carries a fresh CAS token.
+func (c *call) xetUploadAction(rid string, ref *batchRef) *lfsAction {
+	rev := "main"
+	if ref != nil && ref.Name != "" {
+		rev = ref.Name
+	}
+	tok, exp := c.s.issueCASToken(c.rt.key, rid, rev, true)
+	c.s.stats.update(func(st *Stats) { st.Xet.TokensIssued++ })
+	header := c.s.xetTokenHeaders(tok, exp)
+	header[XetSessionHeader] = randomHex(16)
+	return &lfsAction{Href: c.s.xetTokenURL(c.rt.key, xetWriteScope, rev), Header: header, ExpiresAt: exp.UTC().Format(time.RFC3339)}
+}
+
+// xetUploadAnswer fills the answer of one object of a batch answered with transfer "xet": no action when the
+// repository has the object already, the Xet upload action otherwise. The batch-error faults apply as for LFS.
+func (c *call) xetUploadAnswer(h *repoHandle, a *batchObjectAnswer, act *lfsAction) {
+	s := c.s
+	if rule, ok := s.faults.take(OpBatch, a.OID, 0, FaultBatchError); ok {
+		s.stats.fault("rule:" + string(OpBatch) + ":" + rule.Kind.String())
+		a.Error = &lfsObjectError{Code: orDefault(rule.Status, http.StatusUnprocessableEntity), Message: orText(rule.Message, "Object rejected (injected fault)")}
+		return
+	}
+	if s.faults.roll("batch-error") {
+		s.stats.fault("batch-error")
+		a.Error = &lfsObjectError{Code: http.StatusUnprocessableEntity, Message: "Object rejected (injected batch-error fault)"}
+		return
+	}
+	if size, ok := h.hasObject(a.OID); ok {
+		if size != a.Size {
+			a.Error = &lfsObjectError{Code: http.StatusUnprocessableEntity, Message: fmt.Sprintf("Object %s is stored with size %d, not %d", a.OID, size, a.Size)}
+		}
+		return
+	}
+	a.Authenticated = true
+	a.Actions = map[string]lfsAction{"upload": *act}
 }
 
 // downloadAnswer fills the answer of a download request for one object.

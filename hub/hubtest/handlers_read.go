@@ -61,6 +61,9 @@ func (c *call) resolve() {
 		hd.Set("ETag", `"`+e.OID+`"`) // the pointer file's blob id; the content's is X-Linked-Etag
 		hd.Set("X-Linked-Etag", `"`+e.LFS.OID+`"`)
 		hd.Set("X-Linked-Size", strconv.FormatInt(e.LFS.Size, 10))
+		if c.xetResolve(e.LFS.OID, e.LFS.Size) {
+			return
+		}
 		loc := c.s.storageGetURL(e.LFS.OID, path.Base(c.rt.path))
 		hd.Set("Location", loc)
 		body := "Found. Redirecting to " + loc

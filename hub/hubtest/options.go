@@ -66,6 +66,13 @@ type Options struct {
 	// StorageAddr is the storage listener's address (default 127.0.0.1:0). Fix it to keep signed
 	// URLs valid across a restart on the same DataDir.
 	StorageAddr string
+	// Xet serves the Xet protocol: CAS token routes, batch answers with transfer "xet" when the client
+	// offers it, and a CAS on its own listener (CASAddr). Files uploaded through Xet become LFS objects.
+	Xet bool
+	// CASAddr is the Xet CAS listener's address (default 127.0.0.1:0); used only with Xet.
+	CASAddr string
+	// XetTokenTTL is the validity of CAS tokens (default DefaultXetTokenTTL).
+	XetTokenTTL time.Duration
 	// Faults are probabilistic faults; see also Server.InjectFault.
 	Faults Faults
 	// Logger receives one debug line per request; the zero value logs nothing.
@@ -157,6 +164,12 @@ func (o Options) withDefaults() Options {
 	}
 	if o.StorageAddr == "" {
 		o.StorageAddr = "127.0.0.1:0"
+	}
+	if o.CASAddr == "" {
+		o.CASAddr = "127.0.0.1:0"
+	}
+	if o.XetTokenTTL <= 0 {
+		o.XetTokenTTL = DefaultXetTokenTTL
 	}
 	if o.Now == nil {
 		o.Now = time.Now

@@ -139,6 +139,12 @@ func (s *Server) routeRepoAPI(seg []string, method func(route, ...string) route)
 		}
 	case "discussions":
 		return s.routeDiscussions(rt, rest[1:], method)
+	case "xet-read-token", "xet-write-token":
+		if len(rest) >= 2 {
+			rt.op, rt.h, rt.rev = OpXetToken, (*call).xetToken, tail(1)
+			rt.path = strings.TrimSuffix(strings.TrimPrefix(rest[0], "xet-"), "-token")
+			return method(rt, http.MethodGet)
+		}
 	case "preupload":
 		if len(rest) >= 2 {
 			rt.op, rt.h, rt.rev = OpPreupload, (*call).preupload, tail(1)

@@ -37,8 +37,11 @@ type Server struct {
 
 	mu         sync.Mutex
 	api, stor  *http.Server
+	cas        *http.Server
 	apiURL     string
 	storageURL string
+	casURL     string
+	xet        *xetStore
 	closed     bool
 }
 
@@ -86,6 +89,12 @@ func NewServer(opts Options) (*Server, error) {
 	}
 	s.store = st
 	s.sign = &signer{key: key, now: opts.Now}
+	if opts.Xet {
+		if s.xet, err = openXetStore(dir); err != nil {
+			s.removeOwnDir()
+			return nil, fmt.Errorf("hubtest: %w", err)
+		}
+	}
 	s.sweepUploads()
 	return s, nil
 }
@@ -127,6 +136,17 @@ func (s *Server) Start(addr string) error {
 	if err != nil {
 		apiLn.Close()
 		return fmt.Errorf("hubtest: storage listener: %w", err)
+	}
+	if s.opts.Xet {
+		casLn, err := net.Listen("tcp", s.opts.CASAddr)
+		if err != nil {
+			apiLn.Close()
+			stLn.Close()
+			return fmt.Errorf("hubtest: CAS listener: %w", err)
+		}
+		s.casURL = "http://" + dialable(casLn.Addr())
+		s.cas = &http.Server{Handler: http.HandlerFunc(s.serveCAS), ReadHeaderTimeout: 30 * time.Second}
+		go s.cas.Serve(casLn)
 	}
 	s.apiURL = "http://" + dialable(apiLn.Addr())
 	s.storageURL = "http://" + dialable(stLn.Addr())
@@ -179,10 +199,10 @@ func (s *Server) Close() error {
 		return nil
 	}
 	s.closed = true
-	api, stor := s.api, s.stor
+	api, stor, cas := s.api, s.stor, s.cas
 	s.mu.Unlock()
 	var errs []error
-	for _, srv := range []*http.Server{api, stor} {
+	for _, srv := range []*http.Server{api, stor, cas} {
 		if srv == nil {
 			continue
 		}

@@ -31,8 +31,39 @@ type Stats struct {
 	ObjectsStored int64 `json:"objects_stored"`
 	// TokenLeaks counts requests to storage or completion URLs that carried an Authorization header.
 	TokenLeaks int64 `json:"token_leaks"`
+	// Xet counts the Xet CAS's work (Options.Xet).
+	Xet XetStats `json:"xet"`
 	// Faults counts injected faults by name ("part-5xx", "rule:storage_part:status", ...).
 	Faults map[string]int64 `json:"faults"`
+}
+
+// XetStats are the Xet CAS's counters.
+type XetStats struct {
+	// TokensIssued counts CAS tokens handed out (token routes and batch answers).
+	TokensIssued int64 `json:"tokens_issued"`
+	// BytesReceived is the total of xorb and shard request body bytes, including refused and cut attempts.
+	BytesReceived int64 `json:"bytes_received"`
+	// XorbsReceived counts xorb uploads that were valid (stored or already present).
+	XorbsReceived int64 `json:"xorbs_received"`
+	// XorbsStored counts xorbs newly stored (was_inserted true).
+	XorbsStored int64 `json:"xorbs_stored"`
+	// ChunksStored is the number of chunks in the stored xorbs.
+	ChunksStored int64 `json:"chunks_stored"`
+	// ShardsStored counts accepted shards.
+	ShardsStored int64 `json:"shards_stored"`
+	// FilesStored counts files registered by shards (each becomes an LFS object).
+	FilesStored int64 `json:"files_stored"`
+	// ChunksDeduplicated counts the chunks of registered files that live in xorbs stored before the shard's
+	// own xorbs (deduplicated across uploads); BytesDeduplicated is their unpacked size.
+	ChunksDeduplicated int64 `json:"chunks_deduplicated"`
+	BytesDeduplicated  int64 `json:"bytes_deduplicated"`
+	// DedupQueries counts global-dedup chunk queries; DedupHits those answered with a shard.
+	DedupQueries int64 `json:"dedup_queries"`
+	DedupHits    int64 `json:"dedup_hits"`
+	// Reconstructions counts reconstruction answers.
+	Reconstructions int64 `json:"reconstructions"`
+	// Rejected counts refused uploads (malformed, hash mismatch, missing xorb) by reason.
+	Rejected map[string]int64 `json:"rejected"`
 }
 
 // counters is the mutable, locked form of Stats.
@@ -49,6 +80,7 @@ func newCounters() *counters {
 		Requests:    map[Op]int64{},
 		Statuses:    map[string]int64{},
 		Faults:      map[string]int64{},
+		Xet:         XetStats{Rejected: map[string]int64{}},
 	}}
 }
 
@@ -89,5 +121,6 @@ func (c *counters) snapshot() Stats {
 	s.Requests = maps.Clone(c.s.Requests)
 	s.Statuses = maps.Clone(c.s.Statuses)
 	s.Faults = maps.Clone(c.s.Faults)
+	s.Xet.Rejected = maps.Clone(c.s.Xet.Rejected)
 	return s
 }

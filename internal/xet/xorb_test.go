@@ -24,11 +24,11 @@ func floatChunk(n int) []byte {
 // testChunks is a mix that exercises every compression scheme.
 func testChunks() [][]byte {
 	return [][]byte{
-		randBytes(10, 70000),                                // incompressible: None
+		randBytes(10, 70000), // incompressible: None
 		bytes.Repeat([]byte("the quick brown fox "), 3000), // text: LZ4
-		floatChunk(65536 + 3),                               // floats, odd length: BG4
-		make([]byte, MaxChunkSize),                          // zeros
-		{7},                                                 // one byte
+		floatChunk(65536 + 3),                              // floats, odd length: BG4
+		make([]byte, MaxChunkSize),                         // zeros
+		{7},                                                // one byte
 	}
 }
 

@@ -277,3 +277,140 @@ func TestJSClientInterop(t *testing.T) {
 		t.Errorf("pull requests listed: %+v", page)
 	}
 }
+
+type xetDriveResult struct {
+	Steps []struct {
+		Name  string `json:"name"`
+		OK    bool   `json:"ok"`
+		Error string `json:"error"`
+	} `json:"steps"`
+	JSDownloads map[string]xetDownload `json:"jsDownloads"`
+	GoFiles     map[string]xetDownload `json:"goFiles"`
+}
+
+type xetDownload struct {
+	SHA256 string `json:"sha256"`
+	Xet    bool   `json:"xet"`
+}
+
+// The official JavaScript client against devhub --xet: it uploads through Xet (xorbs and shards reach the CAS,
+// no LFS PUT), then hubsync downloads its files through Xet byte for byte; and files stored in devhub's CAS by
+// Go (hubtest.XetUpload, committed by hubsync) are downloaded by the JavaScript client through Xet and verified.
+func TestJSClientXetInterop(t *testing.T) {
+	node := nodeOrSkip(t)
+	srv := hubtest.NewTestServer(t, hubtest.Options{
+		Tokens: []hubtest.Token{{Name: "alice", Value: aliceTok, Write: true}},
+		Xet:    true,
+	})
+	ctx, cancel := context.WithTimeout(context.Background(), 4*time.Minute)
+	defer cancel()
+	c, err := hub.New(hub.Options{Endpoint: srv.URL(), Token: aliceTok, Retry: hub.TestFastRetries()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.CloseIdleConnections)
+
+	// Go side: files stored in the CAS, then committed by hubsync (their objects exist, so no bytes move).
+	goFiles := map[string][]byte{
+		"model.safetensors": append(randomBytes(11, 2<<20), make([]byte, 1<<20)...),
+		"adapter.bin":       randomBytes(12, 300<<10),
+	}
+	if _, _, err := c.CreateRepo(ctx, "alice/go", hub.CreateRepoOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	req, _ := http.NewRequestWithContext(ctx, "GET", srv.URL()+"/api/models/alice/go/xet-write-token/main", nil)
+	req.Header.Set("Authorization", "Bearer "+aliceTok)
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var tok struct{ AccessToken, CasUrl string }
+	json.NewDecoder(resp.Body).Decode(&tok)
+	resp.Body.Close()
+	goDir := t.TempDir()
+	writeFiles(t, goDir, goFiles)
+	for _, b := range goFiles {
+		if _, _, err := hubtest.XetUpload(ctx, nil, tok.CasUrl, tok.AccessToken, b); err != nil {
+			t.Fatal(err)
+		}
+	}
+	files, err := hub.ListFolder(goDir, hub.FolderOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Commit(ctx, "alice/go", files, hub.CommitOptions{Summary: "xet files"}); err != nil {
+		t.Fatal(err)
+	}
+
+	jsFiles := map[string][]byte{
+		"config.json":        []byte(`{"from":"js","xet":true}`),
+		"weights/big.bin":    append(randomBytes(13, 3<<20), make([]byte, 1<<20)...),
+		"weights/second.bin": append(randomBytes(13, 3<<20)[:1<<20], randomBytes(14, 200<<10)...), // shares chunks
+	}
+	jsDir := t.TempDir()
+	writeFiles(t, jsDir, jsFiles)
+	before := srv.Stats()
+	cmd := exec.CommandContext(ctx, node, "drive_xet.mjs")
+	cmd.Env = append(os.Environ(), "HF_ENDPOINT="+srv.URL(), "HF_TOKEN="+aliceTok, "JS_REPO=alice/js",
+		"GO_REPO=alice/go", "FILES_DIR="+jsDir)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("node drive_xet.mjs: %v\nstdout: %s\nstderr: %s", err, stdout.String(), stderr.String())
+	}
+	lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
+	var res xetDriveResult
+	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &res); err != nil {
+		t.Fatalf("drive_xet.mjs output: %v\n%s\nstderr: %s", err, stdout.String(), stderr.String())
+	}
+	for _, s := range res.Steps {
+		if !s.OK {
+			t.Errorf("JS step %q failed: %s", s.Name, s.Error)
+		}
+	}
+	after := srv.Stats()
+	if after.Xet.XorbsStored == before.Xet.XorbsStored || after.Xet.ShardsStored == before.Xet.ShardsStored {
+		t.Errorf("the JavaScript client stored no xorb or shard: %+v", after.Xet)
+	}
+	if n := after.Requests[hubtest.OpBasicPut] + after.Requests[hubtest.OpPartPut] - before.Requests[hubtest.OpBasicPut] - before.Requests[hubtest.OpPartPut]; n != 0 {
+		t.Errorf("the JavaScript client made %d LFS PUTs; want Xet only", n)
+	}
+	if after.TokenLeaks != 0 {
+		t.Errorf("token leaks: %d", after.TokenLeaks)
+	}
+	t.Logf("JS Xet upload: %d xorbs, %d chunks stored, %d chunks deduplicated, %d CAS bytes received",
+		after.Xet.XorbsStored-before.Xet.XorbsStored, after.Xet.ChunksStored-before.Xet.ChunksStored,
+		after.Xet.ChunksDeduplicated-before.Xet.ChunksDeduplicated, after.Xet.BytesReceived-before.Xet.BytesReceived)
+	check := func(what string, got map[string]xetDownload, want map[string][]byte) {
+		t.Helper()
+		for p, b := range want {
+			d := got[p]
+			if d.SHA256 != sha(b) {
+				t.Errorf("%s: %s sha256 %s, want %s", what, p, d.SHA256, sha(b))
+			}
+			if lfs := strings.HasSuffix(p, ".bin") || strings.HasSuffix(p, ".safetensors"); lfs && !d.Xet {
+				t.Errorf("%s: %s was not offered through Xet", what, p)
+			}
+		}
+	}
+	check("JS download of its own Xet upload", res.JSDownloads, jsFiles)
+	check("JS download of the Go-stored Xet files", res.GoFiles, goFiles)
+
+	// hubsync downloads the JavaScript client's Xet upload through Xet.
+	mid := srv.Stats()
+	snap, err := c.Download(ctx, "alice/js", "main", hub.DownloadOptions{CacheDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for p, b := range jsFiles {
+		got, err := os.ReadFile(filepath.Join(snap, filepath.FromSlash(p)))
+		if err != nil || !bytes.Equal(got, b) {
+			t.Errorf("hubsync download of %s: %v, %d bytes (want %d, equal)", p, err, len(got), len(b))
+		}
+	}
+	end := srv.Stats()
+	if end.Xet.Reconstructions-mid.Xet.Reconstructions != 2 || end.Requests[hubtest.OpStorageGet] != mid.Requests[hubtest.OpStorageGet] {
+		t.Errorf("hubsync download: %d reconstructions (want 2), %d plain storage GETs (want 0)",
+			end.Xet.Reconstructions-mid.Xet.Reconstructions, end.Requests[hubtest.OpStorageGet]-mid.Requests[hubtest.OpStorageGet])
+	}
+}
