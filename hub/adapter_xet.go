@@ -369,7 +369,7 @@ func (a xetAdapter) send(ctx context.Context, t *objectTransfer) error {
 		return fmt.Errorf("%s: %w (sha256 %x, hashed as %s)", f.name(), ErrContentChanged, digest, f.sha256)
 	}
 
-	fi := xet.FileInfo{Hash: xet.FileHash(fileChunks), HasVerification: true, SHA256: digest, HasSHA256: true}
+	fi := xet.FileInfo{Hash: xet.FileHash(fileChunks), HasVerification: true, SHA256: xetSHA256Field(digest), HasSHA256: true}
 	for _, tm := range terms {
 		fi.Terms = append(fi.Terms, xet.Term{Xorb: tm.xorb.hash, Bytes: tm.bytes, ChunkStart: tm.start, ChunkEnd: tm.end,
 			Verification: xet.VerificationHash(tm.hashes)})
@@ -451,4 +451,11 @@ func (s *source) reader(ctx context.Context, n int64) (io.Reader, func()) {
 		pw.CloseWithError(s.f.Content(ctx, 0, n, pw)) // nil closes with EOF
 	}()
 	return pr, func() { pr.CloseWithError(errAttemptOver); <-done }
+}
+
+// xetSHA256Field is a sha256 digest as a shard's metadata extension carries it: the official clients write it
+// like every Xet hash, through the Xet hex form (each 8-byte group reversed); devhub reads it so too.
+func xetSHA256Field(sum [32]byte) [32]byte {
+	h, _ := xet.ParseHash(hex.EncodeToString(sum[:])) // 64 hex digits: cannot fail
+	return h
 }
