@@ -48,6 +48,7 @@ type fakeXet struct {
 	onXorb      func(n int)                                         // called after each stored xorb
 	xorbLimit   int                                                 // the client's xorb size (0: default)
 	down        bool                                                // the CAS answers 403 to everything
+	light       bool                                                // count bytes only: no parsing, no checks
 }
 
 func newFakeXet(t *testing.T) *fakeXet {
@@ -149,6 +150,16 @@ func (s *fakeXet) serveCAS(w http.ResponseWriter, r *http.Request) {
 		s.mu.Lock()
 		s.files[hex.EncodeToString(sum[:])] = body
 		s.mu.Unlock()
+	case s.light && r.Method == "POST" && strings.HasPrefix(r.URL.Path, "/v1/xorbs/default/"):
+		s.mu.Lock()
+		s.xorbBytes += int64(len(body))
+		s.mu.Unlock()
+		w.Write([]byte(`{"was_inserted":true}`))
+	case s.light && r.Method == "POST" && r.URL.Path == "/v1/shards":
+		s.mu.Lock()
+		s.shards = append(s.shards, body)
+		s.mu.Unlock()
+		w.Write([]byte(`{"result":1}`))
 	case r.Method == "POST" && strings.HasPrefix(r.URL.Path, "/v1/xorbs/default/"):
 		h, err := xet.ParseHash(strings.TrimPrefix(r.URL.Path, "/v1/xorbs/default/"))
 		if err != nil {
