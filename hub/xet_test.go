@@ -583,3 +583,26 @@ func TestXetRestartResendsNoAcknowledgedXorb(t *testing.T) {
 }
 
 func sha256Of(b []byte) []byte { s := sha256.Sum256(b); return s[:] }
+
+// FuzzXetTokenAnswer: the token answer and the batch action's X-Xet-* headers never panic, and what is accepted
+// has a token without line breaks and an absolute http(s) CAS URL.
+func FuzzXetTokenAnswer(f *testing.F) {
+	f.Add([]byte(`{"accessToken":"t","exp":1900000000,"casUrl":"https://cas.example/"}`), "https://cas.example", "t", "1900000000")
+	f.Add([]byte(`{"accessToken":"","exp":-1,"casUrl":"ftp://x"}`), "", "", "x")
+	f.Add([]byte(`[]`), "http://[::1]:1", "a\nb", "1e9")
+	f.Fuzz(func(t *testing.T, body []byte, cas, tok, exp string) {
+		if got, err := parseXetTokenAnswer(body); err == nil {
+			if got.token == "" || strings.ContainsAny(got.token, "\r\n") || checkHTTPURL(got.casURL) != nil {
+				t.Errorf("accepted %+v", got)
+			}
+		}
+		c, err := New(Options{Endpoint: "http://hub.test"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		x := c.newXetTokens("http://hub.test/t", map[string]string{"X-Xet-Cas-Url": cas, "x-xet-access-token": tok, "X-Xet-Token-Expiration": exp})
+		if x.cur.token != "" && (checkHTTPURL(x.cur.casURL) != nil || strings.ContainsAny(x.cur.token, "\r\n")) {
+			t.Errorf("accepted headers %+v", x.cur)
+		}
+	})
+}
