@@ -35,7 +35,7 @@ const (
 	xetXorbsInFlight = 2
 	// xetMaxTokenRefreshes bounds how often one request gets a fresh CAS token after a 401.
 	xetMaxTokenRefreshes = 2
-	// xetCacheMaxShards bounds how many cached shards a session loads (newest first).
+	// xetCacheMaxShards bounds how many cached shards a session loads (newest first); older ones are removed.
 	xetCacheMaxShards = 256
 )
 
@@ -165,7 +165,8 @@ func (s *xetSession) loadCache(casURL string) {
 		sort.Slice(fs, func(i, j int) bool { return fs[i].mod > fs[j].mod })
 		for i, e := range fs {
 			if i >= xetCacheMaxShards {
-				break
+				_ = os.Remove(filepath.Join(dir, e.name)) // the cache keeps the newest shards only
+				continue
 			}
 			b, err := os.ReadFile(filepath.Join(dir, e.name))
 			if err != nil {
@@ -257,7 +258,7 @@ func (a xetAdapter) send(ctx context.Context, t *objectTransfer) error {
 	defer stop()
 
 	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(xetXorbsInFlight + 1)
+	g.SetLimit(xetXorbsInFlight)
 	var (
 		mu       sync.Mutex
 		casInfos []xet.CASInfo

@@ -606,3 +606,39 @@ func FuzzXetTokenAnswer(f *testing.F) {
 		}
 	})
 }
+
+// TestXetShardCacheLoad: damaged cached shards are skipped, and beyond the newest xetCacheMaxShards the oldest
+// are removed.
+func TestXetShardCacheLoad(t *testing.T) {
+	t.Parallel()
+	c := newTestClient(t, "http://hub.test", "", func(o *Options) { o.XetCacheDir = t.TempDir() })
+	s := newXetSession(c)
+	dir := s.shardCacheDir("http://cas.test")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	old := time.Now().Add(-time.Hour)
+	for i := range xetCacheMaxShards + 2 {
+		p := filepath.Join(dir, fmt.Sprintf("%04d.shard", i))
+		if err := os.WriteFile(p, []byte("not a shard"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		mt := old.Add(time.Duration(i) * time.Second)
+		if err := os.Chtimes(p, mt, mt); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.loadCache("http://cas.test")
+	ents, _ := os.ReadDir(dir)
+	if len(ents) != xetCacheMaxShards {
+		t.Errorf("%d cached shards left, want %d", len(ents), xetCacheMaxShards)
+	}
+	for _, e := range ents {
+		if e.Name() == "0000.shard" || e.Name() == "0001.shard" {
+			t.Errorf("the oldest shard %s was kept", e.Name())
+		}
+	}
+	if len(s.known) != 0 {
+		t.Errorf("learned %d chunks from damaged shards", len(s.known))
+	}
+}
