@@ -69,7 +69,7 @@ func (sf *sideFiles) applySpecial(v *Vocab, fam family) error {
 				}
 			}
 			if err := st.set(typ, val); err != nil {
-				return fmt.Errorf("vocab: %s: %w", filepath.Join(sf.dir, fileModelCfg), err)
+				return fmt.Errorf("vocab: %s: %w", filepath.Join(sf.modelDir, fileModelCfg), err)
 			}
 		}
 	}

@@ -160,3 +160,20 @@ func TestLoadArchFamily(t *testing.T) {
 		})
 	}
 }
+
+func TestLoadModelDir(t *testing.T) {
+	tok := writeFiles(t, map[string]any{"tokenizer.json": bpeTokenizer(byteLevelPre(reQwen2), []string{"h e"}, nil, nil),
+		"tokenizer_config.json": map[string]any{"add_prefix_space": true}})
+	model := writeFiles(t, map[string]any{"config.json": map[string]any{"model_type": "qwen2", "eos_token_id": 7}})
+	v, err := LoadWith(tok, 0, LoadOptions{ModelDir: model})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.Special["eos"] != 7 || v.AddSpacePrefix != nil {
+		t.Fatalf("special %v add_space_prefix %v: config.json not read from ModelDir", v.Special, show(v.AddSpacePrefix))
+	}
+	bad := writeFiles(t, map[string]any{"config.json": "{"})
+	if _, err := LoadWith(tok, 0, LoadOptions{ModelDir: bad}); err == nil || !strings.Contains(err.Error(), bad) {
+		t.Fatalf("bad config.json: err = %v", err)
+	}
+}

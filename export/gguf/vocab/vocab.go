@@ -64,6 +64,9 @@ type LoadOptions struct {
 	// add_space_prefix from tokenizer_config.json), gemma/gemma2/gemma3 (add_space_prefix false for
 	// tokenizer.model; without one, the gpt2 path as Gemma3Model takes it), anything else LlamaModel (Llama, Mistral).
 	Arch string
+	// ModelDir is where config.json (special-token ids, model_type) is read from when the tokenizer comes from
+	// another directory, such as an adapter checkpoint's tokenizer with the base model's config ("" = dir).
+	ModelDir string
 }
 
 // family is the converter's set_vocab variant for a model_type.
@@ -98,7 +101,8 @@ const (
 	fileModelCfg  = "config.json"
 )
 
-// Load reads the tokenizer in dir for a model whose config.json says vocab_size (0: the tokenizer's own size).
+// Load reads the tokenizer in dir for a model whose config.json says vocab_size (0: the tokenizer's own size);
+// config.json itself is read from dir too (see LoadOptions.ModelDir).
 // Errors name the file and the problem (no tokenizer at all, an unknown pre-tokenizer, a malformed file).
 func Load(dir string, vocabSize int) (*Vocab, error) {
 	return LoadWith(dir, vocabSize, LoadOptions{})
@@ -109,7 +113,7 @@ func LoadWith(dir string, vocabSize int, opts LoadOptions) (*Vocab, error) {
 	if vocabSize < 0 || vocabSize > maxVocab {
 		return nil, fmt.Errorf("vocab: vocab_size %d out of range", vocabSize)
 	}
-	side, err := loadSideFiles(dir)
+	side, err := loadSideFiles(dir, opts.ModelDir)
 	if err != nil {
 		return nil, err
 	}
