@@ -21,8 +21,13 @@ var allTypes = []Type{F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, 
 // oracleWidths are the row widths checked; 32 and 96 only for the 32-element and float types.
 var oracleWidths = []int{32, 96, 256, 512, 4096}
 
-// oracleRows is the number of rows of a case: at least 8, about 32Ki values.
-func oracleRows(ncols int) int { return max(8, 32768/ncols) }
+// oracleRows is the number of rows of a case: at least 8, about 32Ki values (2 and 1Ki under -race).
+func oracleRows(ncols int) int {
+	if raceEnabled {
+		return max(2, 1024/ncols)
+	}
+	return max(8, 32768/ncols)
+}
 
 func f32Bytes(x []float32) []byte {
 	b := make([]byte, 4*len(x))
