@@ -8,6 +8,9 @@
 //       {xorbHash, chunks: [{len, hash, scheme}]}.
 //   node xetchunk.mjs --xorb-decode IN     → parses the footerless xorb IN with @huggingface/hub's own
 //       parseChunkHeader and decompressChunk; prints {chunks: [{len, scheme}], sha256} of the decoded bytes.
+//   node xetchunk.mjs --shard-dedup IN     → parses the shard IN as @huggingface/hub parses a global-dedup
+//       answer (its parseShardData); prints {hmacKey, xorbs: [{hash, chunks: [{hash, startOffset,
+//       unpackedLength}]}]}.
 //
 // @huggingface/hub does not export its xorb coder, so the xorb modes take those functions from its pinned
 // dist/index.js by name (and fail loudly if a later version renames them).
@@ -29,11 +32,15 @@ function hubXorbCoder() {
 		if (a < 0 || b < 0) throw new Error(`@huggingface/hub dist: function ${name} not found`);
 		return src.slice(a, b + 3);
 	};
+	const magic = section("var SHARD_MAGIC_TAG = ", "]);\n") + "]);\n";
 	const code =
 		section("// src/vendor/lz4js/util.ts", "// src/utils/RangeList.ts") +
+		section("// src/utils/shardParser.ts", "// src/utils/SplicedBlob.ts") +
+		magic +
 		["bg4_regroup_bytes", "bg4_split_bytes", "writeChunk", "parseChunkHeader", "decompressChunk"].map(fn).join("") +
 		"\nvar XORB_SIZE = 64 * 1024 * 1024, XET_CHUNK_HEADER_BYTES = 8, compressionSchemeLabels = {};" +
-		"\nreturn { writeChunk, parseChunkHeader, decompressChunk };";
+		"\nvar SHARD_HEADER_VERSION = 2n, SHARD_FOOTER_VERSION = 1n;" +
+		"\nreturn { writeChunk, parseChunkHeader, decompressChunk, parseShardData };";
 	return new Function(code)();
 }
 
@@ -67,6 +74,10 @@ if (args[0] === "--xorb-encode") {
 		off += 8 + h.compressed_length;
 	}
 	process.stdout.write(JSON.stringify({ chunks, sha256: sha.digest("hex") }));
+} else if (args[0] === "--shard-dedup") {
+	const coder = hubXorbCoder();
+	const parsed = await coder.parseShardData(new Blob([readFileSync(args[1])]));
+	process.stdout.write(JSON.stringify(parsed));
 } else {
 	const results = [];
 	for (const path of args) {

@@ -316,3 +316,66 @@ func TestXetXorbInterop(t *testing.T) {
 		}
 	})
 }
+
+// TestXetShardDedupInterop checks that @huggingface/hub reads a global-dedup answer that xet.Shard.Marshal
+// writes (as devhub's CAS answers chunk queries): the HMAC key, the xorbs and their HMAC'd chunk hashes.
+func TestXetShardDedupInterop(t *testing.T) {
+	node := xetchunkOrSkip(t)
+	data := randomBytes(30, 1<<20)
+	refs := xet.Chunks(data)
+	tests := []struct {
+		name string
+		key  xet.Hash
+	}{{"hmac", xet.Hash{0x5e, 0xc4, 0xe7}}, {"no key", xet.Hash{}}}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			s := &xet.Shard{HMACKey: tt.key, CreatedAt: 1700000000}
+			for _, part := range [][]xet.ChunkRef{refs[:4], refs[4:]} {
+				ci := xet.CASInfo{Xorb: xet.XorbHash(part), BytesOnDisk: 12345}
+				for _, r := range part {
+					h := r.Hash
+					if !tt.key.IsZero() {
+						h = xet.HMAC(tt.key, h)
+					}
+					ci.Chunks = append(ci.Chunks, xet.CASChunk{Hash: h, ByteStart: ci.Bytes, Len: r.Len})
+					ci.Bytes += r.Len
+				}
+				s.CAS = append(s.CAS, ci)
+			}
+			p := filepath.Join(t.TempDir(), "dedup.shard")
+			if err := os.WriteFile(p, s.Marshal(true), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			var got struct {
+				HMACKey string `json:"hmacKey"`
+				Xorbs   []struct {
+					Hash   string `json:"hash"`
+					Chunks []struct {
+						Hash           string `json:"hash"`
+						StartOffset    uint32 `json:"startOffset"`
+						UnpackedLength uint32 `json:"unpackedLength"`
+					} `json:"chunks"`
+				} `json:"xorbs"`
+			}
+			runXetchunk(t, node, &got, "--shard-dedup", p)
+			if got.HMACKey != tt.key.String() {
+				t.Fatalf("the JS client read HMAC key %s, we wrote %s", got.HMACKey, tt.key)
+			}
+			if len(got.Xorbs) != len(s.CAS) {
+				t.Fatalf("the JS client read %d xorbs, we wrote %d", len(got.Xorbs), len(s.CAS))
+			}
+			for i, x := range got.Xorbs {
+				c := s.CAS[i]
+				if x.Hash != c.Xorb.String() || len(x.Chunks) != len(c.Chunks) {
+					t.Fatalf("xorb %d: the JS client read %s with %d chunks, we wrote %s with %d", i, x.Hash, len(x.Chunks), c.Xorb, len(c.Chunks))
+				}
+				for j, ch := range x.Chunks {
+					w := c.Chunks[j]
+					if ch.Hash != w.Hash.String() || ch.StartOffset != w.ByteStart || ch.UnpackedLength != w.Len {
+						t.Fatalf("xorb %d chunk %d: the JS client read %+v, we wrote %+v", i, j, ch, w)
+					}
+				}
+			}
+		})
+	}
+}
