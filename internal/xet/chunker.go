@@ -45,7 +45,7 @@ func (c *Chunker) Next(data []byte) (n int, cut bool) {
 		return 0, false
 	}
 	if c.n+hashWindow < MinChunkSize {
-		// Skip ahead: no cut can fall before MinChunkSize, and h forgets all but the last 64 bytes.
+		// Skip ahead: the first skipAhead bytes of a chunk are not hashed (as in xet-core and the JS chunker).
 		n = min(skipAhead-c.n, len(data))
 		c.n += n
 	}
