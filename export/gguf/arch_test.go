@@ -182,8 +182,9 @@ func srcValues(t *testing.T, m *memSource, name string) []float32 {
 	t.Helper()
 	for _, ts := range m.ts {
 		if ts.Name == name {
-			v := make([]float32, len(m.data[name])/ts.DType.Size())
-			if err := tensor.DecodeFloats(ts.DType, m.data[name], v); err != nil {
+			d := m.bytes(name)
+			v := make([]float32, len(d)/ts.DType.Size())
+			if err := tensor.DecodeFloats(ts.DType, d, v); err != nil {
 				t.Fatal(err)
 			}
 			return v
@@ -282,7 +283,7 @@ func TestGemmaNormsPlusOne(t *testing.T) {
 	}
 	// Non-norm weights are copied bit for bit (BF16 in, BF16 out).
 	ti, _ := h.Tensor("blk.0.attn_q.weight")
-	if got := b[h.DataOffset+ti.Offset : h.DataOffset+ti.Offset+ti.Bytes]; string(got) != string(src.data["model.layers.0.self_attn.q_proj.weight"]) {
+	if got := b[h.DataOffset+ti.Offset : h.DataOffset+ti.Offset+ti.Bytes]; string(got) != string(src.bytes("model.layers.0.self_attn.q_proj.weight")) {
 		t.Error("attn_q bytes differ from the BF16 source")
 	}
 }
