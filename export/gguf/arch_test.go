@@ -331,14 +331,14 @@ func TestBadInput(t *testing.T) {
 		spec   modelSpec
 		ft     FileType
 		mutate func(m *memSource, cfg []byte) []byte
-		vocab  func(string, int) (*vocab.Vocab, error)
+		vocab  func(string, int, vocab.LoadOptions) (*vocab.Vocab, error)
 		want   []string
 	}{
 		{"unknown arch", modelSpec{hfArch: "PhiForCausalLM", hidden: 64, ff: 96, layers: 1, heads: 4, kvHeads: 4, vocab: 40}, FileF16, nil, nil,
 			[]string{"config.json", `"PhiForCausalLM"`}},
 		{"no config", llamaSpec, FileF16, func(m *memSource, cfg []byte) []byte { return nil }, nil, []string{"config.json"}},
-		{"missing tokenizer", llamaSpec, FileF16, nil, func(string, int) (*vocab.Vocab, error) { return nil, errVocab }, []string{"no tokenizer.json"}},
-		{"vocab size mismatch", llamaSpec, FileF16, nil, func(string, int) (*vocab.Vocab, error) { return testVocab(39), nil }, []string{"39 tokens", "40 rows"}},
+		{"missing tokenizer", llamaSpec, FileF16, nil, func(string, int, vocab.LoadOptions) (*vocab.Vocab, error) { return nil, errVocab }, []string{"no tokenizer.json"}},
+		{"vocab size mismatch", llamaSpec, FileF16, nil, func(string, int, vocab.LoadOptions) (*vocab.Vocab, error) { return testVocab(39), nil }, []string{"39 tokens", "40 rows"}},
 		{"wrong shape", llamaSpec, FileF16, func(m *memSource, cfg []byte) []byte {
 			for i := range m.ts {
 				if m.ts[i].Name == "model.layers.1.mlp.up_proj.weight" {

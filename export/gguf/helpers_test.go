@@ -205,7 +205,7 @@ func testVocab(n int) *vocab.Vocab {
 
 func testHooks(n int) hooks {
 	return hooks{
-		loadVocab: func(string, int) (*vocab.Vocab, error) { return testVocab(n), nil },
+		loadVocab: func(string, int, vocab.LoadOptions) (*vocab.Vocab, error) { return testVocab(n), nil },
 		encode:    ggml.QuantizeParallel,
 	}
 }

@@ -18,13 +18,13 @@ type encodeFunc func(ctx context.Context, t ggml.Type, dst []byte, src []float32
 
 // hooks are the dependencies Plan uses; tests replace them.
 type hooks struct {
-	loadVocab func(dir string, vocabSize int) (*vocab.Vocab, error)
+	loadVocab func(dir string, vocabSize int, opts vocab.LoadOptions) (*vocab.Vocab, error)
 	encode    encodeFunc
 }
 
 func defaultHooks() hooks {
 	return hooks{
-		loadVocab: vocab.Load,
+		loadVocab: vocab.LoadWith,
 		encode:    ggml.QuantizeParallel,
 	}
 }
@@ -211,7 +211,7 @@ func planWith(src Source, opts Options, h hooks) (*File, error) {
 	if err != nil {
 		return nil, err
 	}
-	v, err := h.loadVocab(opts.TokenizerDir, hp.nVocab)
+	v, err := h.loadVocab(opts.TokenizerDir, hp.nVocab, vocab.LoadOptions{Pre: opts.Pre})
 	if err != nil {
 		return nil, err
 	}

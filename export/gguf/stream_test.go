@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/hubsync/hubsync/internal/safetensors"
@@ -232,4 +233,81 @@ func TestOpenDir(t *testing.T) {
 func shardOf(t *testing.T, d *DirSource, name string) string {
 	t.Helper()
 	return filepath.Base(d.refs[name].f.Path)
+}
+
+func TestEndToEndRealTokenizers(t *testing.T) {
+	for _, tc := range []struct {
+		arch  testmodel.Arch
+		tok   testmodel.TokenizerKind
+		model string
+		pre   string
+		ft    FileType
+	}{
+		{testmodel.ArchLlama, testmodel.TokenizerLlama3, "gpt2", "llama-bpe", FileQ4_KM},
+		{testmodel.ArchQwen2, testmodel.TokenizerQwen2, "gpt2", "qwen2", FileQ8_0},
+		{testmodel.ArchMistral, testmodel.TokenizerSPM, "llama", "default", FileF16},
+	} {
+		t.Run(string(tc.tok), func(t *testing.T) {
+			dir := t.TempDir()
+			spec := testmodel.BaseSpec{Arch: tc.arch, Hidden: 256, Intermediate: 256, Layers: 2, Heads: 4, KVHeads: 2,
+				Vocab: tc.tok.Size(), DType: tensor.BF16, Quant: testmodel.QuantNone, Seed: 4, Tokenizer: tc.tok, Bias: tc.arch == testmodel.ArchQwen2}
+			if _, err := testmodel.GenerateBase(context.Background(), dir, spec); err != nil {
+				t.Fatal(err)
+			}
+			d, err := OpenDir(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer d.Close()
+			cfg, err := os.ReadFile(filepath.Join(dir, "config.json"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			f, err := Plan(d, Options{Type: tc.ft, Config: cfg, TokenizerDir: dir, Name: "e2e"})
+			if err != nil {
+				t.Fatal(err)
+			}
+			path := filepath.Join(dir, "out.gguf")
+			if err := WriteFile(context.Background(), path, f); err != nil {
+				t.Fatal(err)
+			}
+			b, err := os.ReadFile(path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			h, err := Parse(b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			m := kvMap(h)
+			if m["tokenizer.ggml.model"].Value != tc.model || m["tokenizer.ggml.pre"].Value != tc.pre {
+				t.Errorf("tokenizer model %v pre %v", m["tokenizer.ggml.model"].Value, m["tokenizer.ggml.pre"].Value)
+			}
+			toks, _ := m["tokenizer.ggml.tokens"].Value.([]string)
+			if len(toks) != tc.tok.Size() {
+				t.Errorf("%d tokens, want %d", len(toks), tc.tok.Size())
+			}
+			if m["general.file_type"].Value != uint32(tc.ft) {
+				t.Errorf("file_type %v", m["general.file_type"].Value)
+			}
+		})
+	}
+	// No tokenizer at all: Plan fails with vocab's error and nothing is written.
+	dir := t.TempDir()
+	spec := testmodel.BaseSpec{Arch: testmodel.ArchLlama, Hidden: 64, Intermediate: 64, Layers: 1, Heads: 2, KVHeads: 2, Vocab: 32, DType: tensor.BF16, Quant: testmodel.QuantNone}
+	if _, err := testmodel.GenerateBase(context.Background(), dir, spec); err != nil {
+		t.Fatal(err)
+	}
+	for _, n := range []string{"tokenizer.json", "tokenizer.model", "tokenizer_config.json"} {
+		os.Remove(filepath.Join(dir, n))
+	}
+	d, err := OpenDir(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer d.Close()
+	cfg, _ := os.ReadFile(filepath.Join(dir, "config.json"))
+	if _, err := Plan(d, Options{Type: FileF16, Config: cfg, TokenizerDir: dir}); err == nil || !strings.Contains(err.Error(), "tokenizer") {
+		t.Errorf("no tokenizer: %v", err)
+	}
 }
