@@ -1,6 +1,7 @@
 package gguf
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -420,3 +421,33 @@ func TestFileTypes(t *testing.T) {
 
 var _ = binary.LittleEndian
 var _ = context.Background
+
+func TestQuantizedKeyOrder(t *testing.T) {
+	// llama_model_quantize re-sets general.quantization_version and general.file_type, which moves them to the
+	// end; hubsync writes its quantized files the same way (and its converter types in the converter's order).
+	for _, tc := range []struct {
+		ft   FileType
+		last []string
+	}{
+		{FileQ4_KM, []string{"general.quantization_version", "general.file_type"}},
+		{FileQ4_0, []string{"general.quantization_version", "general.file_type"}},
+		{FileQ8_0, []string{"tokenizer.ggml.add_bos_token"}},
+		{FileBF16, []string{"tokenizer.ggml.add_bos_token"}},
+	} {
+		f, _ := plan(t, modelSpec{hfArch: "LlamaForCausalLM", hidden: 256, ff: 256, layers: 1, heads: 2, kvHeads: 2, vocab: 8}, tc.ft)
+		h, err := ReadHeader(bytes.NewReader(f.header))
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys := make([]string, len(h.KVs))
+		for i, kv := range h.KVs {
+			keys[i] = kv.Key
+		}
+		if got := keys[len(keys)-len(tc.last):]; !slices.Equal(got, tc.last) {
+			t.Errorf("%s: last keys %v, want %v", tc.ft, got, tc.last)
+		}
+		if kv, _ := h.Get("general.file_type"); kv.Value != uint32(tc.ft) {
+			t.Errorf("%s: file_type %v", tc.ft, kv.Value)
+		}
+	}
+}
