@@ -451,3 +451,32 @@ func TestQuantizedKeyOrder(t *testing.T) {
 		}
 	}
 }
+
+func FuzzParseConfig(f *testing.F) {
+	t := &testing.T{}
+	for _, s := range []modelSpec{llamaSpec, qwen2Spec, qwen3Spec, gemma2Spec} {
+		f.Add(s.config(t))
+	}
+	f.Add([]byte(`{"architectures":["LlamaForCausalLM"],"text_config":{"hidden_size":-1}}`))
+	f.Add([]byte(`{"architectures":["LlamaForCausalLM"],"num_hidden_layers":2000000000,"max_position_embeddings":8,"hidden_size":8,"intermediate_size":8,"num_attention_heads":2,"head_dim":2000000000,"rms_norm_eps":1e-5,"rope_scaling":{"rope_type":"llama3"}}`))
+	f.Add([]byte(`{"architectures":["LlamaForCausalLM"],"num_hidden_layers":1,"max_position_embeddings":8,"hidden_size":8,"intermediate_size":8,"num_attention_heads":2,"rms_norm_eps":1e-5,"rope_scaling":{"rope_type":"yarn","factor":"x"}}`))
+	f.Fuzz(func(t *testing.T, cfg []byte) {
+		hp, err := parseConfig(cfg)
+		if err != nil {
+			if !strings.Contains(err.Error(), "config.json") {
+				t.Fatalf("error does not name config.json: %v", err)
+			}
+			return
+		}
+		if hp.nLayer > maxLayers || hp.headDim > maxHeadDim || hp.nLayer <= 0 || hp.nEmbd <= 0 || hp.nHead <= 0 || hp.nHeadKV <= 0 || hp.headDim <= 0 || hp.nHead%hp.nHeadKV != 0 {
+			t.Fatalf("accepted %+v", hp)
+		}
+		if kvs, err := hp.metadata(FileQ4_KM, ""); err == nil {
+			if _, err := encodeHeader(kvs, nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+		hp.ropeFreqs()
+		hp.ggufName("model.layers.0.self_attn.q_proj.weight")
+	})
+}
