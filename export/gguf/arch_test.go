@@ -289,6 +289,24 @@ func TestGemmaNormsPlusOne(t *testing.T) {
 	}
 }
 
+func TestGemmaNormsPlusOneF16(t *testing.T) {
+	// An F16 checkpoint: the converter adds 1 in float16, so the F32 norm holds the f16-rounded sum.
+	s := gemma2Spec
+	s.dtype = tensor.F16
+	f, src := plan(t, s, FileF16)
+	b := writeAll(t, f)
+	h, err := Parse(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, out := srcValues(t, src, "model.norm.weight"), tensorValues(t, b, h, "output_norm.weight")
+	for i := range in {
+		if want := tensor.RoundTo(tensor.F16, in[i]+1); out[i] != want {
+			t.Fatalf("output_norm[%d] = %v, want %v", i, out[i], want)
+		}
+	}
+}
+
 func TestRopeFreqs(t *testing.T) {
 	s := llamaSpec
 	s.extra = map[string]any{"rope_scaling": map[string]any{"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0}, "rope_theta": 500000.0, "original_max_position_embeddings": 8192}

@@ -311,3 +311,33 @@ func TestEndToEndRealTokenizers(t *testing.T) {
 		t.Errorf("no tokenizer: %v", err)
 	}
 }
+
+func TestProduceRangeConcurrent(t *testing.T) {
+	// Parallel multipart uploads call ProduceRange from several goroutines on one File.
+	f, _ := plan(t, modelSpec{hfArch: "LlamaForCausalLM", hidden: 256, ff: 256, layers: 1, heads: 4, kvHeads: 2, vocab: 16}, FileQ4_KM)
+	full := writeAll(t, f)
+	const parts = 4
+	size := f.Size() / parts
+	errs := make(chan error, parts)
+	got := make([][]byte, parts)
+	for i := range parts {
+		go func() {
+			var b bytes.Buffer
+			n := size
+			if i == parts-1 {
+				n = f.Size() - int64(i)*size
+			}
+			err := f.ProduceRange(context.Background(), int64(i)*size, n, &b)
+			got[i] = b.Bytes()
+			errs <- err
+		}()
+	}
+	for range parts {
+		if err := <-errs; err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !bytes.Equal(bytes.Join(got, nil), full) {
+		t.Error("concurrent parts differ from Write")
+	}
+}
