@@ -404,7 +404,7 @@ func (hp *hparams) ropeFreqs() (vals []float32, ok bool) {
 		}
 		return def
 	}
-	base := float32(get(hp.raw["rope_theta"], 10000))
+	base := float32(get(hp.raw["rope_theta"], get(m["rope_theta"], 10000))) // newer configs keep it in rope_parameters
 	factor := float32(get(m["factor"], 8))
 	low := float32(get(m["low_freq_factor"], 1))
 	high := float32(get(m["high_freq_factor"], 4))

@@ -320,6 +320,21 @@ func TestRopeFreqs(t *testing.T) {
 	if len(v) != 8 {
 		t.Fatalf("%d rope factors", len(v))
 	}
+	// transformers 5 keeps rope_theta inside rope_parameters: same factors.
+	s5 := s
+	s5.extra = map[string]any{"rope_parameters": map[string]any{"rope_type": "llama3", "rope_theta": 500000.0, "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0}, "original_max_position_embeddings": 8192, "rope_theta": nil}
+	f5, _ := plan(t, s5, FileQ8_0)
+	b5 := writeAll(t, f5)
+	h5, err := Parse(b5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v5 := tensorValues(t, b5, h5, "rope_freqs.weight"); !slices.Equal(v5, v) {
+		t.Errorf("rope_parameters: factors %v, want %v", v5, v)
+	}
+	if kv, _ := h5.Get("llama.rope.freq_base"); kv.Value != float32(500000) {
+		t.Errorf("rope_parameters: freq_base %v", kv.Value)
+	}
 	// float64 reference of the converter's formula
 	for k := range v {
 		freq := 1 / math.Pow(500000, float64(2*k)/16)
