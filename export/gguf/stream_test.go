@@ -341,3 +341,43 @@ func TestProduceRangeConcurrent(t *testing.T) {
 		t.Error("concurrent parts differ from Write")
 	}
 }
+
+// cancelSource cancels a context on its n-th read.
+type cancelSource struct {
+	*memSource
+	n      int
+	cancel context.CancelFunc
+}
+
+func (c *cancelSource) ReadTensor(ctx context.Context, name string, off, n int64, w io.Writer) error {
+	if c.n--; c.n == 0 {
+		c.cancel()
+	}
+	return c.memSource.ReadTensor(ctx, name, off, n, w)
+}
+
+type failWriter struct{ after int }
+
+func (f *failWriter) Write(p []byte) (int, error) {
+	if f.after -= len(p); f.after < 0 {
+		return 0, errors.New("disk full")
+	}
+	return len(p), nil
+}
+
+func TestWriteStopsOnCancelAndWriteError(t *testing.T) {
+	s := modelSpec{hfArch: "LlamaForCausalLM", hidden: 256, ff: 256, layers: 2, heads: 4, kvHeads: 2, vocab: 16}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	src := &cancelSource{memSource: s.source(t), n: 3, cancel: cancel}
+	f, err := planWith(src, Options{Type: FileQ4_KM, Config: s.config(t)}, testHooks(s.vocab))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := f.Write(ctx, io.Discard); !errors.Is(err, context.Canceled) {
+		t.Errorf("cancelled mid-write: %v", err)
+	}
+	if err := f.Write(context.Background(), &failWriter{after: len(f.header) + 1000}); err == nil || err.Error() != "disk full" {
+		t.Errorf("failing writer: %v", err)
+	}
+}
