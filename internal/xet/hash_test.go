@@ -282,3 +282,17 @@ func TestSplit(t *testing.T) {
 		}
 	})
 }
+
+// TestGearMaskCompare pins the equivalence gearScan relies on: h&gearMask == 0 exactly when h < 1<<48.
+func TestGearMaskCompare(t *testing.T) {
+	r := rand.New(rand.NewPCG(7, 8))
+	samples := []uint64{0, 1, 1<<48 - 1, 1 << 48, 1<<48 + 1, ^uint64(0), 1 << 63}
+	for range 1000 {
+		samples = append(samples, r.Uint64(), r.Uint64()>>r.IntN(64))
+	}
+	for _, h := range samples {
+		if (h&gearMask == 0) != (h < 1<<48) {
+			t.Fatalf("h %#x: mask test %v, compare %v", h, h&gearMask == 0, h < 1<<48)
+		}
+	}
+}
