@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/hubsync/hubsync/hub/hubtest"
@@ -136,4 +137,16 @@ func TestParseXetHeaders(t *testing.T) {
 			}
 		})
 	}
+}
+
+func FuzzParseXetHeaders(f *testing.F) {
+	f.Add("0000000000000000000000000000000000000000000000000000000000000001", `<http://h/t>; rel="xet-auth", <http://c/r>; rel="xet-reconstruction-info"`)
+	f.Add("zz", `<>; rel=xet-auth`)
+	f.Add("", `<http://h/t>;rel="xet-auth"`)
+	f.Fuzz(func(t *testing.T, hash, link string) {
+		h := http.Header{"X-Xet-Hash": {hash}, "Link": {link}}
+		if ref := parseXetHeaders(h); ref != nil && (ref.hash.String() == "" || !strings.Contains(link, ref.authURL)) {
+			t.Fatalf("parseXetHeaders(%q, %q) = %+v", hash, link, ref)
+		}
+	})
 }
