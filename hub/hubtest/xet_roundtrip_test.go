@@ -365,3 +365,64 @@ func TestXetDedupAndPersistence(t *testing.T) {
 		t.Fatal("the second file is not an LFS object")
 	}
 }
+
+func TestXetFaults(t *testing.T) {
+	f, err := ParseFaults("xet-5xx=0.5,xorb-reset=0.25,seed=3")
+	if err != nil || f.XetError != 0.5 || f.XorbReset != 0.25 || f.String() != "xet-5xx=0.5,xorb-reset=0.25,seed=3" {
+		t.Fatalf("ParseFaults: %+v %v", f, err)
+	}
+	fx := newXetFixture(t, randomBytes(31, 100<<10))
+	xpath := "/v1/xorbs/default/" + fx.xorb.Hash().String()
+	cases := []struct {
+		name  string
+		rule  *FaultRule
+		prob  Faults
+		path  string
+		want  int // 0: connection cut
+		fault string
+	}{
+		{name: "rule 503 on a xorb", rule: &FaultRule{Op: OpXorbPut, Kind: FaultStatus, Status: 503}, path: xpath, want: 503, fault: "rule:xet_xorb:status"},
+		{name: "rule reset on a xorb", rule: &FaultRule{Op: OpXorbPut, Kind: FaultReset, AfterBytes: 1000}, path: xpath, want: 0, fault: "rule:xet_xorb:reset"},
+		{name: "rule 500 on a shard", rule: &FaultRule{Op: OpShardPut, Kind: FaultStatus}, path: "/v1/shards", want: 500, fault: "rule:xet_shard:status"},
+		{name: "xet-5xx", prob: Faults{XetError: 1}, path: xpath, fault: "xet-5xx"},
+		{name: "xorb-reset", prob: Faults{XorbReset: 1}, path: xpath, want: 0, fault: "xorb-reset"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, xetOptions())
+			e.createRepo(aliceTok, "", "m", false)
+			tok := e.xetToken(aliceTok, "alice/m", "write").AccessToken
+			if tc.rule != nil {
+				e.s.InjectFault(*tc.rule)
+			}
+			e.s.SetFaults(tc.prob)
+			body := fx.xorb.Serialize()
+			if tc.path == "/v1/shards" {
+				body = fx.shard.Marshal(false)
+			}
+			req, _ := http.NewRequest("POST", e.s.CASURL()+tc.path, bytes.NewReader(body))
+			req.Header.Set("Authorization", "Bearer "+tok)
+			res, err := e.hc.Do(req)
+			switch {
+			case tc.want == 0 && tc.fault != "xet-5xx":
+				if err == nil {
+					res.Body.Close()
+					t.Fatalf("status %d, want a cut connection", res.StatusCode)
+				}
+			case err != nil:
+				t.Fatal(err)
+			default:
+				res.Body.Close()
+				if tc.want != 0 && res.StatusCode != tc.want || res.StatusCode < 500 {
+					t.Fatalf("status %d, want %d", res.StatusCode, tc.want)
+				}
+			}
+			if e.s.Stats().Faults[tc.fault] != 1 {
+				t.Fatalf("faults %v, want %s counted", e.s.Stats().Faults, tc.fault)
+			}
+			if e.s.xet.xorb(fx.xorb.Hash()) != nil {
+				t.Fatal("a faulted upload stored the xorb")
+			}
+		})
+	}
+}
