@@ -74,7 +74,23 @@ const (
 	transferNone      transferKind = iota // the Hub already has it: no actions
 	transferBasic                         // one PUT
 	transferMultipart                     // parts + completion
+	transferXet                           // Xet CAS: xorbs + shard
 )
+
+// String is the kind's LFS transfer name (the adapter registered for it).
+func (k transferKind) String() string {
+	switch k {
+	case transferNone:
+		return "none"
+	case transferBasic:
+		return TransferBasic
+	case transferMultipart:
+		return TransferMultipart
+	case transferXet:
+		return TransferXet
+	}
+	return fmt.Sprintf("transferKind(%d)", int(k))
+}
 
 // uploadPlan is a validated batch answer for one object.
 type uploadPlan struct {
@@ -283,7 +299,7 @@ func (c *Client) batchUpload(ctx context.Context, repo, revision string, createP
 	}
 	req := batchRequest{
 		Operation: "upload",
-		Transfers: []string{"basic", "multipart"},
+		Transfers: c.offeredTransfers(),
 		Objects:   items,
 		HashAlgo:  "sha256",
 	}
@@ -305,6 +321,9 @@ func (c *Client) batchUpload(ctx context.Context, repo, revision string, createP
 	if err != nil {
 		return nil, err
 	}
+	if err := c.checkChosenTransfer(br.Transfer); err != nil {
+		return nil, fmt.Errorf("LFS batch answer: %w", err)
+	}
 	want := map[string]int64{}
 	for _, it := range items {
 		want[it.OID] = it.Size
@@ -324,6 +343,15 @@ func (c *Client) batchUpload(ctx context.Context, repo, revision string, createP
 		if err != nil {
 			return nil, fmt.Errorf("LFS batch answer: %w", err)
 		}
+		if br.Transfer == TransferXet && p.kind != transferNone && p.objectErr == "" {
+			// The upload action is the CAS token (X-Xet-* headers) and its refresh route (href).
+			p.kind = transferXet
+			p.header = o.Actions.Upload.Header
+			p.partURLs, p.chunkSize = nil, 0
+		}
+		if c.xetMode == XetOn && br.Transfer != TransferXet && p.kind != transferNone && p.objectErr == "" {
+			return nil, fmt.Errorf("%w (it answered %q) and --xet on requires it", ErrXetNotOffered, truncate(br.Transfer, 40))
+		}
 		plans[o.OID] = p
 	}
 	var missing []string
@@ -337,6 +365,22 @@ func (c *Client) batchUpload(ctx context.Context, repo, revision string, createP
 		return nil, fmt.Errorf("LFS batch answer lacks %d object(s), first %s", len(missing), missing[0])
 	}
 	return plans, nil
+}
+
+// checkChosenTransfer refuses a batch answer whose "transfer" is one this client did not offer. An empty
+// transfer means "basic" (git-lfs); "basic" and "multipart" answers are told apart per object by their actions
+// (the Hub answers "basic" or "multipart" for the whole batch, and a multipart object carries "chunk_size").
+func (c *Client) checkChosenTransfer(transfer string) error {
+	if transfer == "" {
+		return nil
+	}
+	for _, t := range c.offeredTransfers() {
+		if t == transfer {
+			return nil
+		}
+	}
+	return fmt.Errorf("the Hub chose the %q transfer, which this client did not offer (offered %s)",
+		truncate(transfer, 40), strings.Join(c.offeredTransfers(), ", "))
 }
 
 // Part is one slice of a multipart upload: part N (1-based) covers [Offset, Offset+Size).

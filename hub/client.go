@@ -25,6 +25,8 @@ import (
 
 	"github.com/go-resty/resty/v2"
 	"github.com/rs/zerolog"
+
+	"github.com/hubsync/hubsync/internal/xet"
 )
 
 // DefaultEndpoint is the public Hub.
@@ -63,6 +65,11 @@ type Options struct {
 	// MaxResponseBytes caps the decoded size of a non-streamed API answer (after decompression). Default
 	// DefaultMaxResponseBytes; listing pages and commit answers may be up to MaxListingPageBytes.
 	MaxResponseBytes int64
+	// Xet says whether uploads offer (and use) the Xet transfer: XetOff (the zero value), XetAuto or XetOn.
+	Xet XetMode
+	// XetCacheDir is the Xet cache directory (XetCacheDir(getenv): $HF_XET_CACHE, else $HF_HOME/xet); the shards
+	// of finished Xet uploads are kept under it so that the next upload dedupes against them. "" = no cache.
+	XetCacheDir string
 }
 
 // Client talks to one Hub endpoint with one token. It is safe for concurrent use.
@@ -80,6 +87,10 @@ type Client struct {
 	stallTimeout  time.Duration
 	maxResponse   int64
 	listLimits    listLimits
+	adapters      map[string]transferAdapter // upload transfer adapters by name (registerAdapters)
+	xetMode       XetMode
+	xetCacheDir   string
+	xetXorbLimit  int // serialized bytes at which a xorb is closed (xet.MaxXorbBytes; smaller in tests)
 }
 
 // New returns a client for opts.Endpoint.
@@ -143,6 +154,15 @@ func New(opts Options) (*Client, error) {
 	rc.SetHeader("User-Agent", c.ua)
 	rc.SetPreRequestHook(c.preRequest)
 	c.rc = rc
+	switch opts.Xet {
+	case XetOff, XetAuto, XetOn:
+		c.xetMode = opts.Xet
+	default:
+		return nil, fmt.Errorf("hub: invalid Xet mode %q", string(opts.Xet))
+	}
+	c.xetCacheDir = opts.XetCacheDir
+	c.xetXorbLimit = xet.MaxXorbBytes
+	c.adapters = c.registerAdapters()
 	return c, nil
 }
 
@@ -190,13 +210,23 @@ func (c *Client) sameOrigin(u *url.URL) bool {
 	return u != nil && strings.EqualFold(u.Scheme, c.origin.Scheme) && canonicalHost(u) == c.origin.Host
 }
 
+// originOf says whether raw is on the endpoint's origin (the Hub) or on another host (storage, CAS).
+func (c *Client) originOf(raw string) Origin {
+	u, err := url.Parse(raw)
+	if err == nil && c.sameOrigin(u) {
+		return OriginHub
+	}
+	return OriginStorage
+}
+
 // ctxKey keys per-request values the pre-request hook reads.
 type ctxKey int
 
 const (
 	ctxWantAuth ctxKey = iota // bool: this request may carry the token (only honoured for the endpoint's origin)
 	ctxRequestID
-	ctxBody // *requestBody
+	ctxBody   // *requestBody
+	ctxBearer // string: a non-Hub bearer token (a Xet CAS token) for this request, never the Hub token
 )
 
 // requestBody is a request body handed to the pre-request hook through the context. Bodies bypass resty on
@@ -220,7 +250,11 @@ func (c *Client) preRequest(_ *resty.Client, req *http.Request) error {
 		}
 	}
 	want, _ := req.Context().Value(ctxWantAuth).(bool)
-	if want && c.token != "" && c.sameOrigin(req.URL) {
+	bearer, _ := req.Context().Value(ctxBearer).(string)
+	if bearer != "" {
+		// A CAS token goes wherever its CAS is; the Hub token never rides along.
+		req.Header.Set("Authorization", "Bearer "+bearer)
+	} else if want && c.token != "" && c.sameOrigin(req.URL) {
 		req.Header.Set("Authorization", "Bearer "+c.token)
 	} else if cas, _ := req.Context().Value(ctxCASToken).(string); cas != "" && !c.sameOrigin(req.URL) {
 		req.Header.Set("Authorization", "Bearer "+cas) // a Xet CAS token: never sent to the Hub itself
@@ -266,9 +300,12 @@ func newRequestID() string {
 
 // call describes one logical request; send retries it.
 type call struct {
-	method  string
-	url     string // absolute
-	auth    bool   // send the token (only if url is on the endpoint's origin)
+	method string
+	url    string // absolute
+	auth   bool   // send the token (only if url is on the endpoint's origin)
+	// bearer, when set, is sent as "Authorization: Bearer" instead of the Hub token, to any host (a Xet CAS
+	// token, which only its CAS accepts). auth is ignored then.
+	bearer  func() (string, error)
 	headers map[string]string
 	query   url.Values
 	// body, when set, returns a fresh reader for every attempt (rewind) and its exact length.
@@ -478,7 +515,9 @@ func (c *Client) sendFollowing(ctx context.Context, cl call, reqID string, attem
 			_ = r.raw.Close()
 		}
 		if loc == "" {
-			return nil, newHTTPError(cl.method, target, r.status, r.header, nil, reqID)
+			he := newHTTPError(cl.method, target, r.status, r.header, nil, reqID)
+			he.Origin = c.originOf(target)
+			return nil, he
 		}
 		if hop >= maxRedirects {
 			return nil, fmt.Errorf("%s %s: stopped after %d redirects", cl.method, redactURL(cl.url), maxRedirects)
@@ -517,6 +556,7 @@ func (c *Client) checkStatus(cl call, target string, r *reply, reqID string) (*r
 		_ = r.raw.Close()
 	}
 	he := newHTTPError(cl.method, target, r.status, r.header, body, reqID)
+	he.Origin = c.originOf(target)
 	wait, has := serverWait(r.status, r.header, time.Now())
 	return nil, &statusError{httpErr: he, wait: wait, hasWait: has, transient: transientStorageError(he)}
 }
@@ -529,6 +569,18 @@ func (c *Client) once(ctx context.Context, cl call, target, reqID string, attemp
 	wd := newWatchdog(c.stallTimeout, cancel)
 	finish := func() { wd.stop(); cancel(nil) }
 	actx = context.WithValue(actx, ctxWantAuth, cl.auth)
+	if cl.bearer != nil {
+		tok, err := cl.bearer()
+		if err != nil {
+			finish()
+			return nil, err
+		}
+		if tok == "" || c.token != "" && tok == c.token {
+			finish()
+			return nil, errors.New("refusing to send a request with an empty CAS token or the Hub token as CAS token")
+		}
+		actx = context.WithValue(actx, ctxBearer, tok)
+	}
 	if cl.body != nil {
 		body, n, err := cl.body()
 		if err != nil {

@@ -37,6 +37,31 @@ var (
 	ErrNotCached = errors.New("not in the local cache")
 )
 
+// Error kinds: broader classes of an *HTTPError for callers that decide what to do about a failure (retry the
+// job, wait for a user, give up) without reading status codes or URLs. Each is usable with errors.Is.
+var (
+	// ErrAuth: the Hub refused the token (401 or 403 from the Hub itself); a new token fixes it. A 403 from a
+	// storage or CAS host (an expired signature) is ErrStorage, not ErrAuth.
+	ErrAuth = errors.New("the Hub refused the token")
+	// ErrServer: a 5xx answer (from the Hub or from storage) that outlived the client's retries.
+	ErrServer = errors.New("server error")
+	// ErrRejected: the Hub API refused the request itself as invalid (400, 405, 410, 413, 422); sending the same
+	// request again cannot succeed.
+	ErrRejected = errors.New("request rejected by the Hub")
+	// ErrStorage: any error answer from a storage URL (presigned S3 URL, Xet CAS) rather than from the Hub API.
+	ErrStorage = errors.New("storage error")
+)
+
+// Origin says which kind of server gave an HTTPError's answer.
+type Origin int
+
+// The origins. The zero value (OriginUnknown) is treated as the Hub.
+const (
+	OriginUnknown Origin = iota // not recorded (e.g. an HTTPError built by hand): treated as the Hub
+	OriginHub                   // the endpoint itself (scheme, host and port of Options.Endpoint)
+	OriginStorage               // another host: a presigned storage URL, a Xet CAS, a redirect target
+)
+
 // HTTPError is a non-2xx answer from the Hub or from a storage URL.
 type HTTPError struct {
 	Status    int    // HTTP status code
@@ -45,6 +70,7 @@ type HTTPError struct {
 	RequestID string // X-Request-Id (else X-Amzn-Trace-Id / x-amz-cf-id echoed by the server, else ours)
 	Method    string // request method
 	URL       string // request URL without its query string (presigned queries are credentials)
+	Origin    Origin // which server answered (set by the client; zero = unknown, treated as the Hub)
 }
 
 // Error formats the failure on one line; it never contains a token or a query string.
@@ -84,6 +110,21 @@ func (e *HTTPError) Is(target error) bool {
 		return e.Status == http.StatusPreconditionFailed
 	case ErrRateLimited:
 		return e.Status == http.StatusTooManyRequests
+	case ErrAuth:
+		return e.Origin != OriginStorage && (e.Status == http.StatusUnauthorized || e.Status == http.StatusForbidden)
+	case ErrServer:
+		return e.Status >= 500 && e.Status <= 599
+	case ErrRejected:
+		if e.Origin == OriginStorage {
+			return false
+		}
+		switch e.Status {
+		case http.StatusBadRequest, http.StatusMethodNotAllowed, http.StatusGone, http.StatusRequestEntityTooLarge,
+			http.StatusUnprocessableEntity:
+			return true
+		}
+	case ErrStorage:
+		return e.Origin == OriginStorage
 	}
 	return false
 }

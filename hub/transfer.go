@@ -13,8 +13,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-
-	"golang.org/x/sync/errgroup"
 )
 
 // rebatchError means the URLs in hand cannot finish the upload (expired or revoked, completion refused): the
@@ -47,71 +45,6 @@ func planFromRecord(rec *UploadRecord) *uploadPlan {
 		oid: rec.OID, size: rec.Size, kind: transferMultipart, href: rec.CompletionURL,
 		chunkSize: rec.ChunkSize, partURLs: rec.PartURLs, verify: rec.Verify, expiresAt: rec.ExpiresAt,
 	}
-}
-
-// uploadOne sends one object's bytes following plan p (rec: the journal record p came from, if any), asking for a
-// fresh batch answer when the URLs in hand turn out unusable.
-func (c *Client) uploadOne(ctx context.Context, repo, revision string, createPR bool, f *preparedFile, p *uploadPlan,
-	rec *UploadRecord, sink *progressSink) error {
-	prog := sink.file(PhaseUploading, f.path, f.size)
-	etags := map[int]string{}
-	journaled := false
-	if rec != nil {
-		etags = rec.ETags
-		journaled = true
-	}
-	// One retry budget per part (and for a basic PUT) across every batch answer of this upload.
-	budgets := &partBudgets{m: map[int]*attemptBudget{}}
-	for rebatch := 0; ; rebatch++ {
-		var err error
-		switch p.kind {
-		case transferNone:
-			return c.dropJournal(ctx, repo, f)
-		case transferBasic:
-			err = c.putBasic(ctx, f, p, prog, budgets.get(0))
-		case transferMultipart:
-			err = c.putMultipart(ctx, repo, f, p, etags, journaled, prog, budgets)
-		}
-		if err == nil {
-			return nil
-		}
-		var rb *rebatchError
-		if !errors.As(err, &rb) || rebatch >= maxRebatches || ctx.Err() != nil {
-			return err
-		}
-		c.log.Info().Str("file", f.path).Err(err).Msg("upload URLs refused; asking the Hub for new ones")
-		plans, berr := c.batchUpload(ctx, repo, revision, createPR, []batchItem{{OID: f.sha256, Size: f.size}})
-		if berr != nil {
-			return berr
-		}
-		old := p
-		p = plans[f.sha256]
-		if p.objectErr != "" {
-			return fmt.Errorf("the Hub refused the object: %d %s", p.objectErrCode, p.objectErr)
-		}
-		journaled = false
-		if p.kind != transferMultipart {
-			if err := c.dropJournal(ctx, repo, f); err != nil {
-				return err
-			}
-		}
-		if sameUpload(old, p) {
-			// Fresh URLs for the same multipart upload: the parts already stored stay valid.
-			c.log.Info().Str("file", f.path).Int("parts_kept", len(etags)).Msg("new URLs for the same upload; keeping the parts already stored")
-			prog.add(-prog.done.Load())
-			continue
-		}
-		etags = map[int]string{}
-		prog.add(-prog.done.Load())
-	}
-}
-
-// dropJournal forgets the journaled multipart state of f (the upload is done or no longer multipart).
-func (c *Client) dropJournal(ctx context.Context, repo string, f *preparedFile) error {
-	if c.journal == nil {
-		return nil
-	}
-	return c.journal.Delete(ctx, c.journalKey(repo, f.sha256))
 }
 
 // sameUpload reports whether two multipart plans belong to one storage upload (same completion endpoint and
@@ -216,126 +149,6 @@ func (c *Client) putRange(ctx context.Context, src *source, off, n int64, url st
 		err = cerr
 	}
 	return r, ac, err
-}
-
-// putBasic streams the whole file in one PUT with its Content-Length.
-func (c *Client) putBasic(ctx context.Context, f *preparedFile, p *uploadPlan, prog *fileProgress, budget *attemptBudget) error {
-	if err := checkNotExpired("upload", p.href, p.expiresAt); err != nil {
-		return err
-	}
-	src, err := openSource(f)
-	if err != nil {
-		return err
-	}
-	defer src.Close()
-	_, ac, err := c.putRange(ctx, src, 0, f.size, p.href, c.actionHeaders(p.header), budget, prog)
-	if err != nil {
-		ac.rollback()
-		if urlRefused(err) {
-			return &rebatchError{err}
-		}
-		return err
-	}
-	if p.verify != nil {
-		return c.verifyObject(ctx, p.verify, f.sha256, f.size)
-	}
-	return nil
-}
-
-// putMultipart sends the parts not in etags (in parallel, each streamed from a section of the file with its own
-// Content-Length and its own retries), journaling each ETag as soon as its part is stored, then completes the
-// upload and runs the verify action.
-func (c *Client) putMultipart(ctx context.Context, repo string, f *preparedFile, p *uploadPlan, etags map[int]string,
-	journaled bool, prog *fileProgress, budgets *partBudgets) error {
-	parts, err := PlanParts(f.size, p.chunkSize)
-	if err != nil {
-		return err
-	}
-	if len(parts) != len(p.partURLs) {
-		return fmt.Errorf("%d part URLs for %d parts", len(p.partURLs), len(parts))
-	}
-	key := c.journalKey(repo, f.sha256)
-	if c.journal != nil && !journaled {
-		err := c.journal.Put(ctx, &UploadRecord{
-			Key: key, Repo: repo, OID: f.sha256, Size: f.size, CompletionURL: p.href, ChunkSize: p.chunkSize,
-			PartURLs: p.partURLs, Verify: p.verify, ObtainedAt: time.Now().UTC(), ExpiresAt: p.expiresAt,
-		})
-		if err != nil {
-			return err
-		}
-		for n, etag := range etags {
-			if err := c.journal.PutPart(ctx, key, n, etag); err != nil {
-				return err
-			}
-		}
-	}
-	src, err := openSource(f)
-	if err != nil {
-		return err
-	}
-	defer src.Close()
-
-	var mu sync.Mutex
-	var todo []Part
-	for _, part := range parts {
-		if etags[part.N] != "" {
-			prog.add(part.Size)
-		} else {
-			todo = append(todo, part)
-		}
-	}
-	c.log.Debug().Str("file", f.path).Int("parts", len(parts)).Int("to_send", len(todo)).Int64("chunk_size", p.chunkSize).
-		Msg("multipart upload")
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(c.parallelParts)
-	for _, part := range todo {
-		g.Go(func() error {
-			if err := checkNotExpired(fmt.Sprintf("part %d/%d", part.N, len(parts)), p.partURLs[part.N-1], p.expiresAt); err != nil {
-				return err
-			}
-			r, ac, err := c.putRange(gctx, src, part.Offset, part.Size, p.partURLs[part.N-1], nil, budgets.get(part.N), prog)
-			if err != nil {
-				ac.rollback()
-				err = fmt.Errorf("part %d/%d: %w", part.N, len(parts), err)
-				if urlRefused(err) {
-					return &rebatchError{err}
-				}
-				return err
-			}
-			etag := r.header.Get("ETag")
-			if etag == "" {
-				ac.rollback()
-				return fmt.Errorf("part %d/%d: storage answered without an ETag", part.N, len(parts))
-			}
-			mu.Lock()
-			etags[part.N] = etag
-			mu.Unlock()
-			if c.journal != nil {
-				// The part is stored: record it even if a sibling part failed meanwhile.
-				if err := c.journal.PutPart(context.WithoutCancel(ctx), key, part.N, etag); err != nil {
-					return err
-				}
-			}
-			return nil
-		})
-	}
-	if err := g.Wait(); err != nil {
-		return err
-	}
-	if err := c.completeMultipart(ctx, p.href, f.sha256, etags, len(parts)); err != nil {
-		return err
-	}
-	if p.verify != nil {
-		if err := c.verifyObject(ctx, p.verify, f.sha256, f.size); err != nil {
-			return err
-		}
-	}
-	if c.journal != nil {
-		if err := c.journal.Delete(ctx, key); err != nil {
-			return err
-		}
-	}
-	return nil
 }
 
 // completionPart is one entry of the completion body.

@@ -10,11 +10,8 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"sort"
 	"strconv"
 	"strings"
-	"sync/atomic"
-	"time"
 
 	"golang.org/x/sync/errgroup"
 )
@@ -393,96 +390,4 @@ func cleanDeletions(files, folders []string) ([]deletion, error) {
 		out = append(out, deletion{path: cp + "/", folder: true})
 	}
 	return out, nil
-}
-
-// uploadObjects sends the bytes of the LFS files the Hub does not have yet and returns how many objects it sent.
-func (c *Client) uploadObjects(ctx context.Context, repo, revision string, createPR bool, files []*preparedFile, sink *progressSink) (int, error) {
-	// One upload per distinct object; all paths that share it are named in errors.
-	byOID := map[string][]*preparedFile{}
-	var order []string
-	for _, f := range files {
-		if _, ok := byOID[f.sha256]; !ok {
-			order = append(order, f.sha256)
-		}
-		byOID[f.sha256] = append(byOID[f.sha256], f)
-	}
-	// Largest first: the long transfers start early.
-	sort.SliceStable(order, func(i, j int) bool { return byOID[order[i]][0].size > byOID[order[j]][0].size })
-
-	plans := map[string]*uploadPlan{}
-	resumed := map[string]*UploadRecord{}
-	var need []batchItem
-	now := time.Now()
-	for _, oid := range order {
-		f := byOID[oid][0]
-		if c.journal != nil {
-			key := c.journalKey(repo, oid)
-			rec, err := c.journal.Get(ctx, key)
-			if err != nil {
-				return 0, err
-			}
-			if rec.usable(oid, f.size, now) {
-				resumed[oid] = rec
-				plans[oid] = planFromRecord(rec)
-				c.log.Info().Str("file", f.path).Int("parts_done", len(rec.ETags)).Int("parts", len(rec.PartURLs)).
-					Msg("resuming a journaled multipart upload")
-				continue
-			}
-			if rec != nil {
-				c.log.Info().Str("file", f.path).Msg("journaled upload URLs expired or unusable; asking for new ones")
-				if err := c.journal.Delete(ctx, key); err != nil {
-					return 0, err
-				}
-			}
-		}
-		need = append(need, batchItem{OID: oid, Size: f.size})
-	}
-	for start := 0; start < len(need); start += maxBatchObjects {
-		got, err := c.batchUpload(ctx, repo, revision, createPR, need[start:min(start+maxBatchObjects, len(need))])
-		if err != nil {
-			return 0, err
-		}
-		for oid, p := range got {
-			plans[oid] = p
-		}
-	}
-	var objErrs []string
-	for _, oid := range order {
-		if p := plans[oid]; p.objectErr != "" {
-			objErrs = append(objErrs, fmt.Sprintf("%s (%s): %d %s", pathsOf(byOID[oid]), oid, p.objectErrCode, p.objectErr))
-		}
-	}
-	if len(objErrs) > 0 {
-		return 0, fmt.Errorf("the Hub refused to take %d file(s): %s", len(objErrs), strings.Join(objErrs, "; "))
-	}
-
-	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(c.parallelFiles)
-	var sent atomic.Int64
-	for _, oid := range order {
-		f, p, rec := byOID[oid][0], plans[oid], resumed[oid]
-		if p.kind == transferNone {
-			c.log.Debug().Str("file", f.path).Msg("the Hub already stores this object")
-			continue
-		}
-		g.Go(func() error {
-			if err := c.uploadOne(gctx, repo, revision, createPR, f, p, rec, sink); err != nil {
-				return fmt.Errorf("uploading %s (%s): %w", pathsOf(byOID[oid]), f.name(), err)
-			}
-			sent.Add(1)
-			return nil
-		})
-	}
-	if err := g.Wait(); err != nil {
-		return 0, err
-	}
-	return int(sent.Load()), nil
-}
-
-func pathsOf(fs []*preparedFile) string {
-	var ps []string
-	for _, f := range fs {
-		ps = append(ps, f.path)
-	}
-	return strings.Join(ps, ", ")
 }

@@ -46,7 +46,8 @@ func hubsyncVersion() string {
 
 // newHubClient builds a client for the global endpoint with token (may be empty: anonymous).
 func newHubClient(g *globalOptions, token string, mod func(*hub.Options)) (*hub.Client, error) {
-	o := hub.Options{Endpoint: g.Endpoint, Token: token, Version: hubsyncVersion(), Logger: g.log, StallTimeout: g.StallTimeout}
+	o := hub.Options{Endpoint: g.Endpoint, Token: token, Version: hubsyncVersion(), Logger: g.log, StallTimeout: g.StallTimeout,
+		Xet: g.xetMode, XetCacheDir: hub.XetCacheDir(nil)}
 	if mod != nil {
 		mod(&o)
 	}

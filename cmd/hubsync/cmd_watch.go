@@ -202,6 +202,9 @@ func (o *watchOptions) buildConfig(flags *pflag.FlagSet, g *globalOptions, args 
 	if set("stall-timeout") {
 		cfg.Upload.StallTimeout = g.StallTimeout
 	}
+	if set("xet") {
+		cfg.Upload.Xet = g.Xet
+	}
 	if o.Merged && o.AdapterOnly {
 		return nil, usagef("--merged and --adapter-only exclude each other")
 	}

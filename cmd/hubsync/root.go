@@ -32,6 +32,9 @@ type globalOptions struct {
 	Verbose   int    // -v, repeatable
 	// StallTimeout (--stall-timeout) aborts and retries a transfer that moved no byte for that long.
 	StallTimeout time.Duration
+	// Xet (--xet auto|on|off) says whether uploads use the Xet transfer; HF_HUB_DISABLE_XET=1 forces off.
+	Xet     string
+	xetMode hub.XetMode // Xet parsed by setup
 
 	quiet bool // a command's --quiet: no progress bars, no logs below warnings
 
@@ -93,6 +96,8 @@ resumable uploads, once (push, merge) or as a daemon that watches a trainer's ou
 	pf.CountVarP(&g.Verbose, "verbose", "v", "more log output (-v debug, -vv trace)")
 	pf.DurationVar(&g.StallTimeout, "stall-timeout", hub.DefaultStallTimeout,
 		"abort and retry a request, download or upload part that moved no byte for this long")
+	pf.StringVar(&g.Xet, "xet", "auto",
+		"Xet uploads: auto (when the Hub chooses xet, else LFS), on (fail without it) or off; HF_HUB_DISABLE_XET=1 means off")
 
 	root.AddCommand(
 		newLoginCommand(g),
@@ -151,6 +156,11 @@ func (g *globalOptions) setup() error {
 	if g.StallTimeout <= 0 {
 		return usagef("--stall-timeout must be positive, not %s", g.StallTimeout)
 	}
+	if g.Xet != "auto" && g.Xet != "on" && g.Xet != "off" {
+		return usagef("--xet must be auto, on or off, not %q", g.Xet)
+	}
+	m, _ := hub.ParseXetMode(g.Xet)
+	g.xetMode = hub.XetModeFromEnv(nil, m)
 	if g.Endpoint == "" {
 		g.Endpoint = os.Getenv("HF_ENDPOINT")
 	}

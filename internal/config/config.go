@@ -64,6 +64,7 @@ const (
 	DefaultParallelFiles   = 4
 	DefaultParallelParts   = 8
 	DefaultStallTimeout    = 60 * time.Second
+	DefaultXet             = "auto"
 	DefaultRetries         = 8
 	DefaultMaxBackoff      = 10 * time.Minute
 	DefaultHeartbeat       = 10 * time.Second
@@ -149,6 +150,9 @@ type Upload struct {
 	// StallTimeout (upload.stall_timeout, default 60s) aborts and retries a request, a download range or an
 	// upload part when no byte was read or written for that long. Slow transfers that keep moving are not cut.
 	StallTimeout time.Duration `yaml:"stall_timeout"`
+	// Xet (upload.xet, default auto) says whether uploads use the Xet transfer: auto (when the Hub chooses it,
+	// else LFS), on (fail when the Hub does not offer it) or off. HF_HUB_DISABLE_XET=1 forces off.
+	Xet string `yaml:"xet"`
 }
 
 // Lock tunes the lock that keeps one daemon per watched directory.
@@ -246,7 +250,7 @@ func Default() *Config {
 		Policy:    PolicyLatest,
 		Device:    DeviceAuto,
 		Upload: Upload{ParallelFiles: DefaultParallelFiles, ParallelParts: DefaultParallelParts, Retries: DefaultRetries,
-			MaxBackoff: DefaultMaxBackoff, StallTimeout: DefaultStallTimeout},
+			MaxBackoff: DefaultMaxBackoff, StallTimeout: DefaultStallTimeout, Xet: DefaultXet},
 		Lock: Lock{Heartbeat: DefaultHeartbeat, StaleAfter: DefaultStaleAfter},
 	}
 }

@@ -75,6 +75,9 @@ func (c *Config) problems(requireWatch bool) []string {
 	if c.Upload.StallTimeout <= 0 || c.Upload.StallTimeout > time.Hour {
 		add("upload.stall_timeout", "must be positive and at most 1h, not %s", c.Upload.StallTimeout)
 	}
+	if c.Upload.Xet != "" { // "" (a Config built without Default): auto
+		oneOf("upload.xet", c.Upload.Xet, "auto", "on", "off")
+	}
 	if c.Upload.Retries < 0 || c.Upload.Retries > 100 {
 		add("upload.retries", "must be between 0 and 100, not %d", c.Upload.Retries)
 	}

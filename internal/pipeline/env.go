@@ -118,10 +118,19 @@ func OpenEnv(cfg *config.Config, o EnvOptions) (*Env, error) {
 	if o.Retry != nil {
 		retry = *o.Retry
 	}
+	xetMode, err := hub.ParseXetMode(cfg.Upload.Xet)
+	if cfg.Upload.Xet == "" {
+		xetMode, err = hub.XetAuto, nil
+	}
+	if err != nil {
+		env.Close()
+		return nil, fmt.Errorf("pipeline: upload.xet: %w", err)
+	}
 	c, err := hub.New(hub.Options{
 		Endpoint: cfg.Endpoint, Token: o.Token, Version: o.Version, Logger: o.Log, HTTPClient: o.HTTPClient,
 		Retry: retry, ParallelFiles: cfg.Upload.ParallelFiles, ParallelParts: cfg.Upload.ParallelParts,
 		Journal: parts, StallTimeout: cfg.Upload.StallTimeout,
+		Xet: hub.XetModeFromEnv(env.getenv, xetMode), XetCacheDir: hub.XetCacheDir(env.getenv),
 	})
 	if err != nil {
 		env.Close()

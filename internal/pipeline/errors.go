@@ -31,13 +31,17 @@ func permanent(err error) error {
 // IsPermanent reports whether err cannot be fixed by trying again because the checkpoint itself is bad: bad
 // merge input (corrupt or mismatched files, an unsupported adapter), the checkpoint gone or changed before it was
 // pinned, permission denied on local files, a read-only output file system, or a request the Hub rejects as
-// invalid (400, 405, 410, 413, 422 from the Hub API).
+// invalid (hub.ErrRejected: 400, 405, 410, 413, 422 from the Hub API, never from a storage host).
 //
 // Everything else is fixable and retried with capped backoff, indefinitely (DESIGN.md, Daemon): the Hub
 // refusing the token (401/403: a new token fixes it), a base or repo not found yet (404), network errors, DNS,
 // 5xx and 429 after the client's own retries, 409/412 races, a full disk (ENOSPC, EDQUOT, too little space for
 // the merge: freeing space fixes it), lock contention, I/O hiccups.
+//
+// The hub client records which server gave each answer (hub.HTTPError.Origin), so endpoint is no longer
+// consulted; it stays for the callers.
 func IsPermanent(err error, endpoint string) bool {
+	_ = endpoint
 	if err == nil {
 		return false
 	}
@@ -56,15 +60,8 @@ func IsPermanent(err error, endpoint string) bool {
 	case errors.Is(err, watcher.ErrVanished), errors.Is(err, watcher.ErrChanged):
 		return true
 	}
-	var he *hub.HTTPError
-	if errors.As(err, &he) {
-		fromAPI := endpoint == "" || strings.HasPrefix(he.URL, endpoint)
-		switch he.Status {
-		case 400, 405, 410, 413, 422:
-			return fromAPI
-		}
-	}
-	return false
+	// The Hub API refusing the request as invalid; a storage host's refusal never is (hub.ErrRejected).
+	return errors.Is(err, hub.ErrRejected)
 }
 
 // IsFixable reports errors that the user (or time) fixes outside hubsync and that a job must wait out rather
