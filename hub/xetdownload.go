@@ -24,11 +24,8 @@ import (
 // the sha256 that fetchVerified checks for every LFS file. Any failure falls back to the plain /resolve/ path,
 // resuming after the bytes already written.
 
-// ctxCASToken carries a Xet CAS token to the pre-request hook, which sends it only to hosts other than the Hub.
-const ctxCASToken ctxKey = 100
-
-// XetDisabledFromEnv reports whether huggingface_hub's HF_HUB_DISABLE_XET is set to a true value.
-func XetDisabledFromEnv(getenv Getenv) bool { return getenv.Bool("HF_HUB_DISABLE_XET") }
+// XetDisabledFromEnv reports whether huggingface_hub's HF_HUB_DISABLE_XET is set to a true value (XetModeFromEnv).
+func XetDisabledFromEnv(getenv Getenv) bool { return XetModeFromEnv(getenv, XetAuto) == XetOff }
 
 // xetFileRef is what /resolve/ says about a file stored in Xet.
 type xetFileRef struct {
@@ -122,12 +119,12 @@ func (c *Client) xetFetch(ctx context.Context, ref *xetFileRef, have, size int64
 	if err != nil {
 		return 0, err
 	}
-	cctx := context.WithValue(ctx, ctxCASToken, conn.AccessToken)
 	headers := map[string]string{}
 	if have > 0 {
 		headers["Range"] = "bytes=" + strconv.FormatInt(have, 10) + "-" + strconv.FormatInt(size-1, 10)
 	}
-	r, err := c.send(cctx, call{method: http.MethodGet, url: conn.CASURL + "/v1/reconstructions/" + ref.hash.String(), headers: headers})
+	r, err := c.send(ctx, call{method: http.MethodGet, url: conn.CASURL + "/v1/reconstructions/" + ref.hash.String(), headers: headers,
+		bearer: func() (string, error) { return conn.AccessToken, nil }})
 	if err != nil {
 		return 0, err
 	}
