@@ -64,9 +64,17 @@ func TestXetUploadResolveReconstruct(t *testing.T) {
 			t.Fatalf("xorb POST %d: was_inserted %v, want %v", i, a.WasInserted, want)
 		}
 	}
-	for _, footer := range []bool{false, true} {
-		if r := e.casPost("/v1/shards", tok, fx.shard.Marshal(footer)); r.StatusCode != 200 || !strings.Contains(string(r.body), `"result"`) {
-			t.Fatalf("shard POST (footer %v): %d %s", footer, r.StatusCode, r.body)
+	for _, tc := range []struct {
+		footer bool
+		path   string
+		want   string
+	}{
+		{false, "/v1/shards", `{"result":1}`},
+		{false, "/v1/shards", `{"result":0}`}, // the same shard again
+		{true, "/v2/shards", `{"result":1}` + "\n"},
+	} {
+		if r := e.casPost(tc.path, tok, fx.shard.Marshal(tc.footer)); r.StatusCode != 200 || string(r.body) != tc.want {
+			t.Fatalf("shard POST %s (footer %v): %d %q, want %q", tc.path, tc.footer, r.StatusCode, r.body, tc.want)
 		}
 	}
 	oid := sha256hex(data)
@@ -74,7 +82,7 @@ func TestXetUploadResolveReconstruct(t *testing.T) {
 		t.Fatalf("commit: %d %s", r.StatusCode, r.body)
 	}
 	st := e.s.Stats()
-	if st.Xet.XorbsStored != 1 || st.Xet.ShardsStored != 2 || st.Requests[OpBasicPut]+st.Requests[OpPartPut] != 0 || st.Xet.BytesReceived == 0 {
+	if st.Xet.XorbsStored != 1 || st.Xet.ShardsStored != 3 || st.Requests[OpBasicPut]+st.Requests[OpPartPut] != 0 || st.Xet.BytesReceived == 0 {
 		t.Fatalf("stats %+v", st.Xet)
 	}
 
