@@ -19,7 +19,8 @@ const (
 
 	// hashWindow is the gearhash window: after 64 bytes h depends on nothing earlier.
 	hashWindow = 64
-	// gearMask keeps the top 16 bits: a cut where they are all zero, once per 64 KiB on average.
+	// gearMask keeps the top 16 bits: a cut where they are all zero, once per 64 KiB on average. gearScan
+	// tests it as h < 1<<48.
 	gearMask = uint64(TargetChunkSize-1) << 48
 	// skipAhead is how many bytes of a new chunk are never hashed: a cut cannot fall in them.
 	skipAhead = MinChunkSize - hashWindow - 1
@@ -74,10 +75,35 @@ func (c *Chunker) Reset() { *c = Chunker{} }
 
 // gearScan runs the gearhash over data from state h and returns the 1-based position of the first byte after
 // which h&gearMask == 0 (or -1) and the state after the bytes it hashed.
+//
+// This loop is the chunker's cost. It is unrolled by 4, and the mask test h&gearMask == 0 is written as
+// h < 1<<48 (the same thing for the top-16-bit mask), which saves loading the 64-bit mask per byte; together
+// about 1.6x the plain loop (docs/xet.md).
 func gearScan(h uint64, data []byte) (int, uint64) {
-	for i, b := range data {
-		h = h<<1 + gearTable[b]
-		if h&gearMask == 0 {
+	t := &gearTable
+	i := 0
+	for ; i+4 <= len(data); i += 4 {
+		d := data[i : i+4 : i+4]
+		h = t[d[0]] + h*2
+		if h < 1<<48 {
+			return i + 1, h
+		}
+		h = t[d[1]] + h*2
+		if h < 1<<48 {
+			return i + 2, h
+		}
+		h = t[d[2]] + h*2
+		if h < 1<<48 {
+			return i + 3, h
+		}
+		h = t[d[3]] + h*2
+		if h < 1<<48 {
+			return i + 4, h
+		}
+	}
+	for ; i < len(data); i++ {
+		h = t[data[i]] + h*2
+		if h < 1<<48 {
 			return i + 1, h
 		}
 	}

@@ -424,3 +424,38 @@ func (s *Shard) parseFooter(f []byte, casOffset, tables, footerOffset uint64) er
 	}
 	return nil
 }
+
+// ChunkLocation is where a chunk is stored: s.CAS[CAS].Chunks[Chunk], chunk index Chunk of that xorb.
+type ChunkLocation struct {
+	CAS   int
+	Chunk int
+}
+
+// ChunkIndex finds chunks by hash in a shard's CAS section, applying the shard's HMAC key when it has one (a
+// global-dedup answer lists HMAC(key, chunk hash), not chunk hashes).
+type ChunkIndex struct {
+	key Hash
+	m   map[Hash]ChunkLocation
+}
+
+// ChunkIndex indexes the CAS section of s; the first occurrence of a chunk wins.
+func (s *Shard) ChunkIndex() *ChunkIndex {
+	ix := &ChunkIndex{key: s.HMACKey, m: make(map[Hash]ChunkLocation)}
+	for i := range s.CAS {
+		for j, c := range s.CAS[i].Chunks {
+			if _, dup := ix.m[c.Hash]; !dup {
+				ix.m[c.Hash] = ChunkLocation{CAS: i, Chunk: j}
+			}
+		}
+	}
+	return ix
+}
+
+// Find returns where the chunk with hash h (a plain chunk hash) is stored.
+func (ix *ChunkIndex) Find(h Hash) (ChunkLocation, bool) {
+	if !ix.key.IsZero() {
+		h = HMAC(ix.key, h)
+	}
+	loc, ok := ix.m[h]
+	return loc, ok
+}

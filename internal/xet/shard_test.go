@@ -179,3 +179,41 @@ func FuzzParseShard(f *testing.F) {
 		}
 	})
 }
+
+func TestChunkIndex(t *testing.T) {
+	s := testShard(t)
+	want := s.CAS[1].Chunks[2].Hash
+	tests := []struct {
+		name string
+		key  Hash
+	}{{"plain", Hash{}}, {"hmac", Hash{9, 8, 7}}}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			answer := *s
+			answer.Files = nil
+			answer.HMACKey = tt.key
+			answer.CAS = make([]CASInfo, len(s.CAS))
+			for i, c := range s.CAS {
+				answer.CAS[i] = c
+				answer.CAS[i].Chunks = make([]CASChunk, len(c.Chunks))
+				for j, ch := range c.Chunks {
+					if !tt.key.IsZero() {
+						ch.Hash = HMAC(tt.key, ch.Hash)
+					}
+					answer.CAS[i].Chunks[j] = ch
+				}
+			}
+			parsed, err := ParseShard(answer.Marshal(true))
+			if err != nil {
+				t.Fatal(err)
+			}
+			ix := parsed.ChunkIndex()
+			if loc, ok := ix.Find(want); !ok || loc != (ChunkLocation{CAS: 1, Chunk: 2}) {
+				t.Fatalf("Find: %+v %v", loc, ok)
+			}
+			if _, ok := ix.Find(Hash{1}); ok {
+				t.Fatal("found an absent chunk")
+			}
+		})
+	}
+}

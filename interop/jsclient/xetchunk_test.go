@@ -3,9 +3,11 @@ package jsclient
 import (
 	"bytes"
 	"context"
+	"encoding/binary"
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
 	"math/rand/v2"
 	"os"
 	"os/exec"
@@ -116,7 +118,7 @@ func TestXetChunkInterop(t *testing.T) {
 	node := xetchunkOrSkip(t)
 	inputs := xetchunkInputs()
 	dir := t.TempDir()
-	args := []string{"xetchunk.mjs"}
+	var args []string
 	for i, in := range inputs {
 		p := filepath.Join(dir, fmt.Sprintf("in%02d", i))
 		if err := os.WriteFile(p, in.data, 0o644); err != nil {
@@ -124,21 +126,10 @@ func TestXetChunkInterop(t *testing.T) {
 		}
 		args = append(args, p)
 	}
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	var stderr bytes.Buffer
-	cmd := exec.CommandContext(ctx, node, args...)
-	cmd.Stderr = &stderr
-	out, err := cmd.Output()
-	if err != nil {
-		t.Fatalf("node xetchunk.mjs: %v\n%s", err, stderr.String())
-	}
 	var got struct {
 		Results []xetchunkResult `json:"results"`
 	}
-	if err := json.Unmarshal(out, &got); err != nil {
-		t.Fatalf("xetchunk.mjs output: %v", err)
-	}
+	runXetchunk(t, node, &got, args...)
 	if len(got.Results) != len(inputs) {
 		t.Fatalf("xetchunk.mjs returned %d results for %d inputs", len(got.Results), len(inputs))
 	}
@@ -192,4 +183,136 @@ func TestXetChunkInterop(t *testing.T) {
 			}
 		})
 	}
+}
+
+// runXetchunk runs xetchunk.mjs with args and decodes its JSON output into v.
+func runXetchunk(t *testing.T, node string, v any, args ...string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	var stderr bytes.Buffer
+	cmd := exec.CommandContext(ctx, node, append([]string{"xetchunk.mjs"}, args...)...)
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("node xetchunk.mjs %v: %v\n%s", args, err, stderr.String())
+	}
+	if err := json.Unmarshal(out, v); err != nil {
+		t.Fatalf("xetchunk.mjs %v output: %v", args, err)
+	}
+}
+
+// xorbInteropData mixes content that each compression scheme wins on: random (none), text (LZ4), slowly
+// varying float32s (BG4+LZ4) and zeros.
+func xorbInteropData() []byte {
+	var b bytes.Buffer
+	b.Write(randomBytes(20, 200<<10))
+	b.Write(repeat([]byte("the quick brown fox jumps over the lazy dog; "), 300<<10))
+	f := make([]byte, 400<<10)
+	for i := 0; i+4 <= len(f); i += 4 {
+		binary.LittleEndian.PutUint32(f[i:], math.Float32bits(1+float32(i%4093)/8192))
+	}
+	b.Write(f)
+	b.Write(make([]byte, 300<<10))
+	b.Write(randomBytes(21, 77777))
+	return b.Bytes()
+}
+
+// TestXetXorbInterop exchanges xorbs with @huggingface/hub's own xorb coder: a xorb it writes (its scheme
+// choice, lz4js frames, BG4) parses with xet.ParseXorb to the same chunks and xorb hash, and a xorb
+// xet.XorbBuilder writes decodes with its parser to the same bytes. Both sides must use LZ4 and BG4.
+func TestXetXorbInterop(t *testing.T) {
+	node := xetchunkOrSkip(t)
+	data := xorbInteropData()
+	dir := t.TempDir()
+	in := filepath.Join(dir, "data")
+	if err := os.WriteFile(in, data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	schemesOf := func(s []int) map[int]bool {
+		m := map[int]bool{}
+		for _, v := range s {
+			m[v] = true
+		}
+		return m
+	}
+
+	t.Run("JS writes, Go parses", func(t *testing.T) {
+		var enc struct {
+			XorbHash string `json:"xorbHash"`
+			Chunks   []struct {
+				Len    uint32 `json:"len"`
+				Hash   string `json:"hash"`
+				Scheme int    `json:"scheme"`
+			} `json:"chunks"`
+		}
+		jsXorb := filepath.Join(dir, "js.xorb")
+		runXetchunk(t, node, &enc, "--xorb-encode", in, jsXorb)
+		b, err := os.ReadFile(jsXorb)
+		if err != nil {
+			t.Fatal(err)
+		}
+		x, err := xet.ParseXorb(b)
+		if err != nil {
+			t.Fatalf("ParseXorb of the JS client's xorb: %v", err)
+		}
+		if x.Hash.String() != enc.XorbHash || x.HasFooter {
+			t.Fatalf("xorb hash %s (footer %v), the JS client has %s", x.Hash, x.HasFooter, enc.XorbHash)
+		}
+		var joined []byte
+		var schemes []int
+		for i, c := range x.Chunks {
+			if c.Ref.Len != enc.Chunks[i].Len || c.Ref.Hash.String() != enc.Chunks[i].Hash || int(c.Compression) != enc.Chunks[i].Scheme {
+				t.Fatalf("chunk %d: %d %s %v, the JS client wrote %+v", i, c.Ref.Len, c.Ref.Hash, c.Compression, enc.Chunks[i])
+			}
+			joined = append(joined, c.Data...)
+			schemes = append(schemes, enc.Chunks[i].Scheme)
+		}
+		if !bytes.Equal(joined, data) {
+			t.Fatal("decoded bytes differ")
+		}
+		if s := schemesOf(schemes); !s[0] || !s[1] || !s[2] {
+			t.Fatalf("the JS client used schemes %v; the test needs none, LZ4 and BG4", s)
+		}
+	})
+
+	t.Run("Go writes, JS parses", func(t *testing.T) {
+		b := xet.NewXorbBuilder()
+		var schemes []int
+		err := xet.Split(context.Background(), bytes.NewReader(data), func(chunk []byte, ref xet.ChunkRef) error {
+			_, err := b.AddHashedChunk(ref, chunk)
+			return err
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		goXorb := filepath.Join(dir, "go.xorb")
+		if err := os.WriteFile(goXorb, b.Serialize(), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		var dec struct {
+			Chunks []struct {
+				Len    uint32 `json:"len"`
+				Scheme int    `json:"scheme"`
+			} `json:"chunks"`
+			SHA256 string `json:"sha256"`
+		}
+		runXetchunk(t, node, &dec, "--xorb-decode", goXorb)
+		refs := b.Chunks()
+		if len(dec.Chunks) != len(refs) {
+			t.Fatalf("the JS client decoded %d chunks, we wrote %d", len(dec.Chunks), len(refs))
+		}
+		for i := range refs {
+			if dec.Chunks[i].Len != refs[i].Len {
+				t.Fatalf("chunk %d: the JS client decoded %d bytes, we wrote %d", i, dec.Chunks[i].Len, refs[i].Len)
+			}
+			schemes = append(schemes, dec.Chunks[i].Scheme)
+		}
+		if dec.SHA256 != sha(data) {
+			t.Fatal("the JS client decoded different bytes")
+		}
+		if s := schemesOf(schemes); !s[0] || !s[1] || !s[2] {
+			t.Fatalf("we used schemes %v; the test needs none, LZ4 and BG4", s)
+		}
+	})
 }
