@@ -31,11 +31,11 @@ func (xetAdapter) name() string { return TransferXet }
 const (
 	// xetDedupQueryEvery is the least file bytes between two global dedup queries (the reference clients' 4 MB).
 	xetDedupQueryEvery = 4 << 20
-	// xetXorbsInFlight bounds the xorbs (≤ 64 MiB each) being sent at once per file.
+	// xetXorbsInFlight bounds the xorbs (≤ 64 MiB each) being compressed and sent at once per file.
 	xetXorbsInFlight = 2
 	// xetMaxTokenRefreshes bounds how often one request gets a fresh CAS token after a 401.
 	xetMaxTokenRefreshes = 2
-	// xetCacheMaxShards bounds how many cached shards a session loads (newest first).
+	// xetCacheMaxShards bounds how many cached shards a session loads (newest first); older ones are removed.
 	xetCacheMaxShards = 256
 )
 
@@ -165,7 +165,8 @@ func (s *xetSession) loadCache(casURL string) {
 		sort.Slice(fs, func(i, j int) bool { return fs[i].mod > fs[j].mod })
 		for i, e := range fs {
 			if i >= xetCacheMaxShards {
-				break
+				_ = os.Remove(filepath.Join(dir, e.name)) // the cache keeps the newest shards only
+				continue
 			}
 			b, err := os.ReadFile(filepath.Join(dir, e.name))
 			if err != nil {
@@ -224,6 +225,32 @@ func (c *Client) casCall(ctx context.Context, tokens *xetTokens, cl func(casURL 
 	}
 }
 
+// pendingXorb collects the raw chunks of a xorb being filled.
+type pendingXorb struct {
+	ref  *xorbRef
+	refs []xet.ChunkRef
+	data []byte // the chunks' bytes, concatenated
+}
+
+// xorbOverheadPerChunk bounds what a chunk adds to a serialized xorb beyond its stored bytes (8-byte header and
+// footer entries), and xorbOverheadFixed the footer's fixed part, so that raw chunks that fit are sure to fit
+// once compressed (a chunk is stored raw when compression does not make it smaller).
+const (
+	xorbOverheadPerChunk = 8 + 48
+	xorbOverheadFixed    = 4 << 10
+)
+
+// fits reports whether a chunk of n bytes still fits into the xorb under limit serialized bytes.
+func (p *pendingXorb) fits(n, limit int) bool {
+	if len(p.refs) == 0 {
+		return true
+	}
+	if len(p.refs)+1 > xet.MaxXorbChunks {
+		return false
+	}
+	return len(p.data)+n+(len(p.refs)+1)*xorbOverheadPerChunk+xorbOverheadFixed <= limit
+}
+
 // xetTerm is a run of consecutive chunks of one xorb in a file.
 type xetTerm struct {
 	xorb       *xorbRef
@@ -257,44 +284,58 @@ func (a xetAdapter) send(ctx context.Context, t *objectTransfer) error {
 	defer stop()
 
 	g, gctx := errgroup.WithContext(ctx)
-	g.SetLimit(xetXorbsInFlight + 1)
+	g.SetLimit(xetXorbsInFlight)
 	var (
 		mu       sync.Mutex
-		casInfos []xet.CASInfo
+		casInfos []xet.CASInfo // index n-1: the CAS info of xorb n
 		nXorb    int
 	)
 	own := map[xet.Hash]chunkLoc{} // chunks of this file's own xorbs (pending or sent)
 	var terms []xetTerm
 	var fileChunks []xet.ChunkRef
-	builder, cur := xet.NewXorbBuilder(), &xorbRef{}
+	cur := &pendingXorb{ref: &xorbRef{}}
 	sum := sha256.New()
 	var sinceQuery int64 = xetDedupQueryEvery // the first chunk is always eligible
 	var done int64
 
+	// flush closes the current xorb: its hash is known at once (from the chunk hashes); compression and the
+	// POST run in the errgroup, while chunking goes on.
 	flush := func() error {
-		if builder.Len() == 0 {
+		if len(cur.refs) == 0 {
 			return nil
 		}
-		b, x := builder, cur
-		builder, cur = xet.NewXorbBuilder(), &xorbRef{}
-		x.hash = b.Hash()
+		x := cur
+		cur = &pendingXorb{ref: &xorbRef{}}
+		x.ref.hash = xet.XorbHash(x.refs)
 		nXorb++
 		n := nXorb
-		ci := b.CASInfo()
 		mu.Lock()
-		casInfos = append(casInfos, ci)
+		casInfos = append(casInfos, xet.CASInfo{})
 		mu.Unlock()
-		if acked[x.hash.String()] {
-			s.stats.XorbsSkipped.Add(1)
-			return nil
-		}
-		body := b.Serialize()
+		skip := acked[x.ref.hash.String()]
 		g.Go(func() error {
-			if err := c.putXorb(gctx, tokens, x.hash, body, t.budgets.get(n)); err != nil {
+			b := xet.NewXorbBuilder()
+			off := 0
+			for _, ref := range x.refs {
+				if _, err := b.AddHashedChunk(ref, x.data[off:off+int(ref.Len)]); err != nil {
+					return fmt.Errorf("packing xorb %d: %w", n, err)
+				}
+				off += int(ref.Len)
+			}
+			ci := b.CASInfo()
+			mu.Lock()
+			casInfos[n-1] = ci
+			mu.Unlock()
+			if skip {
+				s.stats.XorbsSkipped.Add(1)
+				return nil
+			}
+			body := b.Serialize()
+			if err := c.putXorb(gctx, tokens, x.ref.hash, body, t.budgets.get(n)); err != nil {
 				return err
 			}
 			s.stats.XorbBytes.Add(int64(len(body)))
-			return oj.part(ctx, n, x.hash.String())
+			return oj.part(ctx, n, x.ref.hash.String())
 		})
 		return nil
 	}
@@ -327,25 +368,17 @@ func (a xetAdapter) send(ctx context.Context, t *objectTransfer) error {
 		if ok {
 			s.stats.DedupedBytes.Add(int64(ref.Len))
 		} else {
-			idx, err := builder.AddHashedChunk(ref, chunk)
-			if errors.Is(err, xet.ErrXorbFull) {
+			if !cur.fits(len(chunk), c.xetXorbLimit) {
 				if err := flush(); err != nil {
 					return err
 				}
-				idx, err = builder.AddHashedChunk(ref, chunk)
 			}
-			if err != nil {
-				return fmt.Errorf("packing a xorb: %w", err)
-			}
-			l = chunkLoc{xorb: cur, idx: uint32(idx)}
+			l = chunkLoc{xorb: cur.ref, idx: uint32(len(cur.refs))}
+			cur.refs = append(cur.refs, ref)
+			cur.data = append(cur.data, chunk...)
 			own[ref.Hash] = l
 		}
 		addTerm(l, ref)
-		if builder.Size() >= c.xetXorbLimit {
-			if err := flush(); err != nil {
-				return err
-			}
-		}
 		done += int64(ref.Len)
 		t.prog.add(int64(ref.Len))
 		return nil

@@ -108,7 +108,7 @@ func (c *Client) newXetTokens(refreshURL string, header map[string]string) *xetT
 	}
 	tok, cas := h["x-xet-access-token"], strings.TrimRight(h["x-xet-cas-url"], "/")
 	exp, err := strconv.ParseInt(strings.TrimSpace(h["x-xet-token-expiration"]), 10, 64)
-	if tok != "" && checkHTTPURL(cas) == nil && err == nil && exp > 0 {
+	if tok != "" && !strings.ContainsAny(tok, "\r\n") && checkHTTPURL(cas) == nil && err == nil && exp > 0 {
 		x.cur = casToken{token: tok, casURL: cas, exp: time.Unix(exp, 0)}
 	}
 	return x
@@ -141,17 +141,29 @@ func (x *xetTokens) refreshLocked(ctx context.Context) (casToken, error) {
 	if err != nil {
 		return casToken{}, fmt.Errorf("getting a Xet CAS token: %w", err)
 	}
+	tok, err := parseXetTokenAnswer(r.body)
+	if err != nil {
+		return casToken{}, err
+	}
+	x.cur = tok
+	return x.cur, nil
+}
+
+// parseXetTokenAnswer decodes and checks a xet-write-token answer.
+func parseXetTokenAnswer(body []byte) (casToken, error) {
 	var a xetTokenAnswer
-	if err := json.Unmarshal(r.body, &a); err != nil {
+	if err := json.Unmarshal(body, &a); err != nil {
 		return casToken{}, fmt.Errorf("decoding the Xet CAS token answer: %w", err)
 	}
 	cas := strings.TrimRight(a.CasURL, "/")
 	if a.AccessToken == "" || a.Exp <= 0 {
 		return casToken{}, errors.New("the Xet CAS token answer lacks accessToken or exp")
 	}
+	if strings.ContainsAny(a.AccessToken, "\r\n") {
+		return casToken{}, errors.New("the Xet CAS token answer: accessToken holds a line break")
+	}
 	if err := checkHTTPURL(cas); err != nil {
 		return casToken{}, fmt.Errorf("the Xet CAS token answer: casUrl: %w", err)
 	}
-	x.cur = casToken{token: a.AccessToken, casURL: cas, exp: time.Unix(a.Exp, 0)}
-	return x.cur, nil
+	return casToken{token: a.AccessToken, casURL: cas, exp: time.Unix(a.Exp, 0)}, nil
 }

@@ -48,6 +48,7 @@ type fakeXet struct {
 	onXorb      func(n int)                                         // called after each stored xorb
 	xorbLimit   int                                                 // the client's xorb size (0: default)
 	down        bool                                                // the CAS answers 403 to everything
+	light       bool                                                // count bytes only: no parsing, no checks
 }
 
 func newFakeXet(t *testing.T) *fakeXet {
@@ -149,6 +150,16 @@ func (s *fakeXet) serveCAS(w http.ResponseWriter, r *http.Request) {
 		s.mu.Lock()
 		s.files[hex.EncodeToString(sum[:])] = body
 		s.mu.Unlock()
+	case s.light && r.Method == "POST" && strings.HasPrefix(r.URL.Path, "/v1/xorbs/default/"):
+		s.mu.Lock()
+		s.xorbBytes += int64(len(body))
+		s.mu.Unlock()
+		w.Write([]byte(`{"was_inserted":true}`))
+	case s.light && r.Method == "POST" && r.URL.Path == "/v1/shards":
+		s.mu.Lock()
+		s.shards = append(s.shards, body)
+		s.mu.Unlock()
+		w.Write([]byte(`{"result":1}`))
 	case r.Method == "POST" && strings.HasPrefix(r.URL.Path, "/v1/xorbs/default/"):
 		h, err := xet.ParseHash(strings.TrimPrefix(r.URL.Path, "/v1/xorbs/default/"))
 		if err != nil {
@@ -572,3 +583,62 @@ func TestXetRestartResendsNoAcknowledgedXorb(t *testing.T) {
 }
 
 func sha256Of(b []byte) []byte { s := sha256.Sum256(b); return s[:] }
+
+// FuzzXetTokenAnswer: the token answer and the batch action's X-Xet-* headers never panic, and what is accepted
+// has a token without line breaks and an absolute http(s) CAS URL.
+func FuzzXetTokenAnswer(f *testing.F) {
+	f.Add([]byte(`{"accessToken":"t","exp":1900000000,"casUrl":"https://cas.example/"}`), "https://cas.example", "t", "1900000000")
+	f.Add([]byte(`{"accessToken":"","exp":-1,"casUrl":"ftp://x"}`), "", "", "x")
+	f.Add([]byte(`[]`), "http://[::1]:1", "a\nb", "1e9")
+	f.Fuzz(func(t *testing.T, body []byte, cas, tok, exp string) {
+		if got, err := parseXetTokenAnswer(body); err == nil {
+			if got.token == "" || strings.ContainsAny(got.token, "\r\n") || checkHTTPURL(got.casURL) != nil {
+				t.Errorf("accepted %+v", got)
+			}
+		}
+		c, err := New(Options{Endpoint: "http://hub.test"})
+		if err != nil {
+			t.Fatal(err)
+		}
+		x := c.newXetTokens("http://hub.test/t", map[string]string{"X-Xet-Cas-Url": cas, "x-xet-access-token": tok, "X-Xet-Token-Expiration": exp})
+		if x.cur.token != "" && (checkHTTPURL(x.cur.casURL) != nil || strings.ContainsAny(x.cur.token, "\r\n")) {
+			t.Errorf("accepted headers %+v", x.cur)
+		}
+	})
+}
+
+// TestXetShardCacheLoad: damaged cached shards are skipped, and beyond the newest xetCacheMaxShards the oldest
+// are removed.
+func TestXetShardCacheLoad(t *testing.T) {
+	t.Parallel()
+	c := newTestClient(t, "http://hub.test", "", func(o *Options) { o.XetCacheDir = t.TempDir() })
+	s := newXetSession(c)
+	dir := s.shardCacheDir("http://cas.test")
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		t.Fatal(err)
+	}
+	old := time.Now().Add(-time.Hour)
+	for i := range xetCacheMaxShards + 2 {
+		p := filepath.Join(dir, fmt.Sprintf("%04d.shard", i))
+		if err := os.WriteFile(p, []byte("not a shard"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		mt := old.Add(time.Duration(i) * time.Second)
+		if err := os.Chtimes(p, mt, mt); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.loadCache("http://cas.test")
+	ents, _ := os.ReadDir(dir)
+	if len(ents) != xetCacheMaxShards {
+		t.Errorf("%d cached shards left, want %d", len(ents), xetCacheMaxShards)
+	}
+	for _, e := range ents {
+		if e.Name() == "0000.shard" || e.Name() == "0001.shard" {
+			t.Errorf("the oldest shard %s was kept", e.Name())
+		}
+	}
+	if len(s.known) != 0 {
+		t.Errorf("learned %d chunks from damaged shards", len(s.known))
+	}
+}
