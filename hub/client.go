@@ -256,8 +256,6 @@ func (c *Client) preRequest(_ *resty.Client, req *http.Request) error {
 		req.Header.Set("Authorization", "Bearer "+bearer)
 	} else if want && c.token != "" && c.sameOrigin(req.URL) {
 		req.Header.Set("Authorization", "Bearer "+c.token)
-	} else if cas, _ := req.Context().Value(ctxCASToken).(string); cas != "" && !c.sameOrigin(req.URL) {
-		req.Header.Set("Authorization", "Bearer "+cas) // a Xet CAS token: never sent to the Hub itself
 	} else {
 		req.Header.Del("Authorization")
 	}

@@ -24,11 +24,8 @@ import (
 // the sha256 that fetchVerified checks for every LFS file. Any failure falls back to the plain /resolve/ path,
 // resuming after the bytes already written.
 
-// ctxCASToken carries a Xet CAS token to the pre-request hook, which sends it only to hosts other than the Hub.
-const ctxCASToken ctxKey = 100
-
-// XetDisabledFromEnv reports whether huggingface_hub's HF_HUB_DISABLE_XET is set to a true value.
-func XetDisabledFromEnv(getenv Getenv) bool { return getenv.Bool("HF_HUB_DISABLE_XET") }
+// XetDisabledFromEnv reports whether huggingface_hub's HF_HUB_DISABLE_XET is set to a true value (XetModeFromEnv).
+func XetDisabledFromEnv(getenv Getenv) bool { return XetModeFromEnv(getenv, XetAuto) == XetOff }
 
 // xetFileRef is what /resolve/ says about a file stored in Xet.
 type xetFileRef struct {
@@ -122,12 +119,12 @@ func (c *Client) xetFetch(ctx context.Context, ref *xetFileRef, have, size int64
 	if err != nil {
 		return 0, err
 	}
-	cctx := context.WithValue(ctx, ctxCASToken, conn.AccessToken)
 	headers := map[string]string{}
 	if have > 0 {
 		headers["Range"] = "bytes=" + strconv.FormatInt(have, 10) + "-" + strconv.FormatInt(size-1, 10)
 	}
-	r, err := c.send(cctx, call{method: http.MethodGet, url: conn.CASURL + "/v1/reconstructions/" + ref.hash.String(), headers: headers})
+	r, err := c.send(ctx, call{method: http.MethodGet, url: conn.CASURL + "/v1/reconstructions/" + ref.hash.String(), headers: headers,
+		bearer: func() (string, error) { return conn.AccessToken, nil }})
 	if err != nil {
 		return 0, err
 	}
@@ -139,34 +136,52 @@ func (c *Client) xetFetch(ctx context.Context, ref *xetFileRef, have, size int64
 	left := size - have
 	var written int64
 	var refs []xet.ChunkRef
+	// Plan: the fetch entry of every term, and the last term that needs each entry, so that decoded chunks are
+	// kept only while a later term still refers to them.
 	type key struct {
 		url        string
 		start, end uint32
 	}
+	type use struct {
+		k    key
+		base uint32
+		n    int // chunks in the entry
+	}
+	plan := make([]use, len(rec.Terms))
+	last := map[key]int{}
+	for i, t := range rec.Terms {
+		if t.Range.Start >= t.Range.End {
+			return 0, fmt.Errorf("xet: term %d (xorb %s) has an empty chunk range %d-%d", i, t.Hash, t.Range.Start, t.Range.End)
+		}
+		found := false
+		for _, fi := range rec.FetchInfo[t.Hash] {
+			if fi.Range.Start <= t.Range.Start && fi.Range.End >= t.Range.End {
+				plan[i] = use{key{fi.URL, fi.URLRange.Start, fi.URLRange.End}, fi.Range.Start, int(fi.Range.End - fi.Range.Start)}
+				last[plan[i].k], found = i, true
+				break
+			}
+		}
+		if !found {
+			return 0, fmt.Errorf("xet: no fetch info for term %d (xorb %s chunks %d-%d)", i, t.Hash, t.Range.Start, t.Range.End)
+		}
+	}
 	fetched := map[key][]xet.XorbChunk{}
 	for i, t := range rec.Terms {
-		var chunks []xet.XorbChunk
-		var base uint32
-		for _, fi := range rec.FetchInfo[t.Hash] {
-			if fi.Range.Start > t.Range.Start || fi.Range.End < t.Range.End {
-				continue
-			}
-			k := key{fi.URL, fi.URLRange.Start, fi.URLRange.End}
-			if chunks = fetched[k]; chunks == nil {
-				if chunks, err = c.xetFetchRange(ctx, fi.URL, fi.URLRange); err != nil {
-					return written, err
-				}
-				if len(chunks) != int(fi.Range.End-fi.Range.Start) {
-					return written, fmt.Errorf("xet: xorb %s range %d-%d decoded to %d chunks, want %d", t.Hash, fi.URLRange.Start, fi.URLRange.End, len(chunks), fi.Range.End-fi.Range.Start)
-				}
-				fetched[k] = chunks
-			}
-			base = fi.Range.Start
-			break
-		}
+		u := plan[i]
+		chunks := fetched[u.k]
 		if chunks == nil {
-			return written, fmt.Errorf("xet: no fetch info for term %d (xorb %s chunks %d-%d)", i, t.Hash, t.Range.Start, t.Range.End)
+			if chunks, err = c.xetFetchRange(ctx, u.k.url, xetRange{u.k.start, u.k.end}); err != nil {
+				return written, err
+			}
+			if len(chunks) != u.n {
+				return written, fmt.Errorf("xet: xorb %s range %d-%d decoded to %d chunks, want %d", t.Hash, u.k.start, u.k.end, len(chunks), u.n)
+			}
+			fetched[u.k] = chunks
 		}
+		if last[u.k] == i {
+			delete(fetched, u.k)
+		}
+		base := u.base
 		var n uint32
 		for _, ch := range chunks[t.Range.Start-base : t.Range.End-base] {
 			refs = append(refs, ch.Ref)

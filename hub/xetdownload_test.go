@@ -7,6 +7,7 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/hubsync/hubsync/hub/hubtest"
@@ -135,5 +136,56 @@ func TestParseXetHeaders(t *testing.T) {
 				t.Fatalf("got %+v, want auth %s", ref, tc.wantAuth)
 			}
 		})
+	}
+}
+
+func FuzzParseXetHeaders(f *testing.F) {
+	f.Add("0000000000000000000000000000000000000000000000000000000000000001", `<http://h/t>; rel="xet-auth", <http://c/r>; rel="xet-reconstruction-info"`)
+	f.Add("zz", `<>; rel=xet-auth`)
+	f.Add("", `<http://h/t>;rel="xet-auth"`)
+	f.Fuzz(func(t *testing.T, hash, link string) {
+		h := http.Header{"X-Xet-Hash": {hash}, "Link": {link}}
+		if ref := parseXetHeaders(h); ref != nil && (ref.hash.String() == "" || !strings.Contains(link, ref.authURL)) {
+			t.Fatalf("parseXetHeaders(%q, %q) = %+v", hash, link, ref)
+		}
+	})
+}
+
+// TestDownloadXetCorruptXorb: a xorb whose bytes changed on the CAS decodes to chunks that do not hash to the
+// file hash; the download notices, drops what Xet wrote and gets the file over plain HTTP.
+func TestDownloadXetCorruptXorb(t *testing.T) {
+	s := newHubServer(t, func(o *hubtest.Options) { o.Xet = true })
+	data := randomBytes(41, 600<<10)
+	c := xetRepo(t, s, "w/c", map[string][]byte{"w.bin": data})
+	var xorbs []string
+	filepath.WalkDir(filepath.Join(s.DataDir(), "xet", "xorbs"), func(p string, d os.DirEntry, err error) error {
+		if err == nil && !d.IsDir() && !strings.HasSuffix(p, ".json") {
+			xorbs = append(xorbs, p)
+		}
+		return nil
+	})
+	if len(xorbs) != 1 {
+		t.Fatalf("xorbs on disk: %v", xorbs)
+	}
+	b, err := os.ReadFile(xorbs[0])
+	if err != nil {
+		t.Fatal(err)
+	}
+	b[len(b)/2] ^= 0x55 // inside a chunk's bytes (random data is stored uncompressed)
+	if err := os.WriteFile(xorbs[0], b, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	before := s.Stats()
+	snap, err := c.Download(context.Background(), "w/c", "main", DownloadOptions{CacheDir: t.TempDir()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, err := os.ReadFile(filepath.Join(snap, "w.bin")); err != nil || !bytes.Equal(got, data) {
+		t.Fatalf("w.bin: %d bytes, %v", len(got), err)
+	}
+	after := s.Stats()
+	if after.Xet.Reconstructions == before.Xet.Reconstructions || after.Requests[hubtest.OpStorageGet] == before.Requests[hubtest.OpStorageGet] {
+		t.Fatalf("want a Xet attempt, then the plain path: reconstructions %d→%d, storage GETs %d→%d",
+			before.Xet.Reconstructions, after.Xet.Reconstructions, before.Requests[hubtest.OpStorageGet], after.Requests[hubtest.OpStorageGet])
 	}
 }

@@ -54,7 +54,14 @@ the same token is used after a restart. This is the one place hubsync prints a t
 it is the local server's own generated credential, valid only for this server, never a Hub token.
 
 Faults (for testing clients): --faults "part-5xx=0.1,part-reset=0.05,put-5xx=0.05,rate-limit=0.05,
-commit-lost=0.1,batch-error=0.02,complete-5xx=0.05,seed=1".
+commit-lost=0.1,batch-error=0.02,complete-5xx=0.05,seed=1"; with --xet also xet-5xx (xorb and shard
+uploads) and xorb-reset.
+
+Xet (--xet): CAS tokens at /api/{type}s/{repo}/xet-{read,write}-token/{rev}, LFS batch answers with
+transfer "xet" to clients that offer it, and a Xet CAS (xorbs, shards, chunk dedup queries,
+reconstructions) on a third listener that accepts CAS tokens only (a Hub token there is refused and
+counted as a leak). Files uploaded through Xet become ordinary LFS objects; /resolve/ adds X-Xet-Hash and
+Link headers for them.
 
 On start it prints, one per line:
   devhub: listening on <API URL>

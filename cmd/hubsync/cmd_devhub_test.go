@@ -54,3 +54,22 @@ func TestDevhubKeepsGeneratedToken(t *testing.T) {
 		t.Errorf("damaged token file: %v, want an error naming it", err)
 	}
 }
+
+// TestDevhubXetFlag: --xet turns the Xet CAS on; without it the server speaks LFS only.
+func TestDevhubXetFlag(t *testing.T) {
+	t.Parallel()
+	for _, xet := range []bool{false, true} {
+		o := &devhubOptions{URLTTL: hubtest.DefaultURLTTL, PageSize: 10, RateLimit: 10, MultipartThreshold: "8MiB",
+			MinPartSize: "5MiB", Tokens: []string{"dev=hf_dev_xet_flag:write"}, Xet: xet}
+		opts, _, err := o.options()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if opts.Xet != xet {
+			t.Fatalf("--xet=%v: Options.Xet %v", xet, opts.Xet)
+		}
+	}
+	if f := newDevhubCommand(&globalOptions{}).Flags().Lookup("xet"); f == nil || f.DefValue != "false" {
+		t.Fatalf("--xet flag: %+v", f)
+	}
+}

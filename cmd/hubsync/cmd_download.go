@@ -45,7 +45,8 @@ models--OWNER--NAME/{blobs,snapshots,refs}), resuming partial files and checking
 snapshot directory (one named file: its path). With --local-dir it writes plain files there and prints that
 directory. A token is used when one is found (private repos), else the download is anonymous. A REPO without an
 owner is in the token's own namespace. With HF_HUB_OFFLINE=1 the network is never used: a cached snapshot is
-printed, anything else is an error at once.`,
+printed, anything else is an error at once. Files the Hub stores in Xet are reconstructed from its CAS
+(verified chunk by chunk and by sha256), over plain HTTP when that fails or with HF_HUB_DISABLE_XET=1.`,
 		Args: cobra.MinimumNArgs(1),
 		RunE: func(cmd *cobra.Command, args []string) error { return runDownload(cmd.Context(), g, o, args) },
 	}
@@ -85,7 +86,7 @@ func runDownload(ctx context.Context, g *globalOptions, o *downloadOptions, args
 	defer prog.close()
 	dir, err := c.Download(ctx, repo, o.Revision, hub.DownloadOptions{
 		CacheDir: o.CacheDir, LocalDir: o.LocalDir, Progress: prog.event, Offline: offline,
-		Files: files, Include: o.Include, Exclude: o.Exclude,
+		Files: files, Include: o.Include, Exclude: o.Exclude, DisableXet: hub.XetDisabledFromEnv(os.Getenv),
 	})
 	prog.close()
 	if err != nil {

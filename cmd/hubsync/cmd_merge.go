@@ -192,7 +192,7 @@ func fetchBase(ctx context.Context, g *globalOptions, spec string) (string, erro
 	}
 	defer c.CloseIdleConnections()
 	g.log.Info().Str("base", spec).Msg("base model not in the HF cache: downloading it")
-	dir, err := c.Download(ctx, repoID, rev, hub.DownloadOptions{Offline: hub.OfflineFromEnv(nil)})
+	dir, err := c.Download(ctx, repoID, rev, hub.DownloadOptions{Offline: hub.OfflineFromEnv(nil), DisableXet: hub.XetDisabledFromEnv(nil)})
 	if err != nil {
 		return "", fmt.Errorf("download base %s: %w", spec, err)
 	}

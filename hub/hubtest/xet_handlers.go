@@ -91,6 +91,7 @@ func (c *casCall) putXorb() {
 // putShard answers POST /v1/shards (and /v2/shards): the shard is parsed and validated (every referenced
 // xorb stored, CAS info matching the stored xorbs, verification hashes, file hashes, the sha256 extension
 // against the reconstructed bytes), then each file becomes an LFS object granted to the token's repository.
+// {"result": 1} (SyncPerformed), or 0 when the same shard was stored before.
 func (c *casCall) putShard() {
 	body, ok := c.readBody(MaxShardBytes)
 	if !ok {
@@ -133,9 +134,14 @@ func (c *casCall) putShard() {
 			return
 		}
 	}
-	if err := x.putShard(sha256.Sum256(body), body); err != nil {
+	existed, err := x.putShard(sha256.Sum256(body), body)
+	if err != nil {
 		c.fail(http.StatusInternalServerError, "cannot store the shard: "+err.Error())
 		return
+	}
+	result := 1 // SyncPerformed
+	if existed {
+		result = 0 // the shard exists already (the files are registered all the same)
 	}
 	c.s.stats.update(func(st *Stats) {
 		st.Xet.ShardsStored++
@@ -144,14 +150,14 @@ func (c *casCall) putShard() {
 		st.Xet.BytesDeduplicated += dedupBytes
 	})
 	if c.arg == "v2" {
-		b := []byte(`{"result":1}` + "\n")
+		b := []byte(fmt.Sprintf(`{"result":%d}`+"\n", result))
 		c.w.Header().Set("Content-Type", "application/x-ndjson")
 		c.w.Header().Set("Content-Length", strconv.Itoa(len(b)))
 		c.w.WriteHeader(http.StatusOK)
 		c.w.Write(b)
 		return
 	}
-	c.okJSON(map[string]int{"result": 1})
+	c.okJSON(map[string]int{"result": result})
 }
 
 // checkCASInfo compares a shard's CAS info with the stored xorb; it returns a reason and message on mismatch.

@@ -64,9 +64,17 @@ func TestXetUploadResolveReconstruct(t *testing.T) {
 			t.Fatalf("xorb POST %d: was_inserted %v, want %v", i, a.WasInserted, want)
 		}
 	}
-	for _, footer := range []bool{false, true} {
-		if r := e.casPost("/v1/shards", tok, fx.shard.Marshal(footer)); r.StatusCode != 200 || !strings.Contains(string(r.body), `"result"`) {
-			t.Fatalf("shard POST (footer %v): %d %s", footer, r.StatusCode, r.body)
+	for _, tc := range []struct {
+		footer bool
+		path   string
+		want   string
+	}{
+		{false, "/v1/shards", `{"result":1}`},
+		{false, "/v1/shards", `{"result":0}`}, // the same shard again
+		{true, "/v2/shards", `{"result":1}` + "\n"},
+	} {
+		if r := e.casPost(tc.path, tok, fx.shard.Marshal(tc.footer)); r.StatusCode != 200 || string(r.body) != tc.want {
+			t.Fatalf("shard POST %s (footer %v): %d %q, want %q", tc.path, tc.footer, r.StatusCode, r.body, tc.want)
 		}
 	}
 	oid := sha256hex(data)
@@ -74,7 +82,7 @@ func TestXetUploadResolveReconstruct(t *testing.T) {
 		t.Fatalf("commit: %d %s", r.StatusCode, r.body)
 	}
 	st := e.s.Stats()
-	if st.Xet.XorbsStored != 1 || st.Xet.ShardsStored != 2 || st.Requests[OpBasicPut]+st.Requests[OpPartPut] != 0 || st.Xet.BytesReceived == 0 {
+	if st.Xet.XorbsStored != 1 || st.Xet.ShardsStored != 3 || st.Requests[OpBasicPut]+st.Requests[OpPartPut] != 0 || st.Xet.BytesReceived == 0 {
 		t.Fatalf("stats %+v", st.Xet)
 	}
 
@@ -363,5 +371,66 @@ func TestXetDedupAndPersistence(t *testing.T) {
 	}
 	if _, ok := e.s.HasObject(sha256hex(second)); !ok {
 		t.Fatal("the second file is not an LFS object")
+	}
+}
+
+func TestXetFaults(t *testing.T) {
+	f, err := ParseFaults("xet-5xx=0.5,xorb-reset=0.25,seed=3")
+	if err != nil || f.XetError != 0.5 || f.XorbReset != 0.25 || f.String() != "xet-5xx=0.5,xorb-reset=0.25,seed=3" {
+		t.Fatalf("ParseFaults: %+v %v", f, err)
+	}
+	fx := newXetFixture(t, randomBytes(31, 100<<10))
+	xpath := "/v1/xorbs/default/" + fx.xorb.Hash().String()
+	cases := []struct {
+		name  string
+		rule  *FaultRule
+		prob  Faults
+		path  string
+		want  int // 0: connection cut
+		fault string
+	}{
+		{name: "rule 503 on a xorb", rule: &FaultRule{Op: OpXorbPut, Kind: FaultStatus, Status: 503}, path: xpath, want: 503, fault: "rule:xet_xorb:status"},
+		{name: "rule reset on a xorb", rule: &FaultRule{Op: OpXorbPut, Kind: FaultReset, AfterBytes: 1000}, path: xpath, want: 0, fault: "rule:xet_xorb:reset"},
+		{name: "rule 500 on a shard", rule: &FaultRule{Op: OpShardPut, Kind: FaultStatus}, path: "/v1/shards", want: 500, fault: "rule:xet_shard:status"},
+		{name: "xet-5xx", prob: Faults{XetError: 1}, path: xpath, fault: "xet-5xx"},
+		{name: "xorb-reset", prob: Faults{XorbReset: 1}, path: xpath, want: 0, fault: "xorb-reset"},
+	}
+	for _, tc := range cases {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newEnv(t, xetOptions())
+			e.createRepo(aliceTok, "", "m", false)
+			tok := e.xetToken(aliceTok, "alice/m", "write").AccessToken
+			if tc.rule != nil {
+				e.s.InjectFault(*tc.rule)
+			}
+			e.s.SetFaults(tc.prob)
+			body := fx.xorb.Serialize()
+			if tc.path == "/v1/shards" {
+				body = fx.shard.Marshal(false)
+			}
+			req, _ := http.NewRequest("POST", e.s.CASURL()+tc.path, bytes.NewReader(body))
+			req.Header.Set("Authorization", "Bearer "+tok)
+			res, err := e.hc.Do(req)
+			switch {
+			case tc.want == 0 && tc.fault != "xet-5xx":
+				if err == nil {
+					res.Body.Close()
+					t.Fatalf("status %d, want a cut connection", res.StatusCode)
+				}
+			case err != nil:
+				t.Fatal(err)
+			default:
+				res.Body.Close()
+				if tc.want != 0 && res.StatusCode != tc.want || res.StatusCode < 500 {
+					t.Fatalf("status %d, want %d", res.StatusCode, tc.want)
+				}
+			}
+			if e.s.Stats().Faults[tc.fault] != 1 {
+				t.Fatalf("faults %v, want %s counted", e.s.Stats().Faults, tc.fault)
+			}
+			if e.s.xet.xorb(fx.xorb.Hash()) != nil {
+				t.Fatal("a faulted upload stored the xorb")
+			}
+		})
 	}
 }

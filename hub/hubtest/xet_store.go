@@ -213,13 +213,16 @@ func (x *xetStore) putFile(f *xetFile) error {
 	return nil
 }
 
-// putShard keeps an accepted shard.
-func (x *xetStore) putShard(sum [32]byte, body []byte) error {
+// putShard keeps an accepted shard; it reports whether the same shard was stored before.
+func (x *xetStore) putShard(sum [32]byte, body []byte) (bool, error) {
 	p := shardPath(filepath.Join(x.dir, "shards"), hex.EncodeToString(sum[:]))
-	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
-		return err
+	if _, err := os.Stat(p); err == nil {
+		return true, nil
 	}
-	return writeAtomic(p, body, 0o600)
+	if err := os.MkdirAll(filepath.Dir(p), 0o700); err != nil {
+		return false, err
+	}
+	return false, writeAtomic(p, body, 0o600)
 }
 
 // readXorb parses a stored xorb (decompressing its chunks).

@@ -150,6 +150,6 @@ func (e *Env) fetchBase(log zerolog.Logger) func(ctx context.Context, repoID str
 	return func(ctx context.Context, spec string) (string, error) {
 		log.Info().Str("base", spec).Str("cache", e.cacheDir()).Msg("downloading the base model into the HF cache")
 		repoID, rev := hub.SplitRepoRevision(spec)
-		return e.Client.Download(ctx, repoID, rev, hub.DownloadOptions{CacheDir: e.cacheDir(), Offline: hub.OfflineFromEnv(e.getenv)})
+		return e.Client.Download(ctx, repoID, rev, hub.DownloadOptions{CacheDir: e.cacheDir(), Offline: hub.OfflineFromEnv(e.getenv), DisableXet: hub.XetDisabledFromEnv(e.getenv)})
 	}
 }

@@ -294,8 +294,8 @@ type xetDownload struct {
 }
 
 // The official JavaScript client against devhub --xet: it uploads through Xet (xorbs and shards reach the CAS,
-// no LFS PUT), then hubsync downloads its files through Xet byte for byte; and files stored in devhub's CAS by
-// Go (hubtest.XetUpload, committed by hubsync) are downloaded by the JavaScript client through Xet and verified.
+// no LFS PUT), then hubsync downloads its files through Xet byte for byte; and files hubsync pushed through its
+// Xet upload adapter are downloaded by the JavaScript client through Xet and verified (sha256).
 func TestJSClientXetInterop(t *testing.T) {
 	node := nodeOrSkip(t)
 	srv := hubtest.NewTestServer(t, hubtest.Options{
@@ -310,36 +310,30 @@ func TestJSClientXetInterop(t *testing.T) {
 	}
 	t.Cleanup(c.CloseIdleConnections)
 
-	// Go side: files stored in the CAS, then committed by hubsync (their objects exist, so no bytes move).
+	// Go side: hubsync pushes through its Xet upload adapter.
 	goFiles := map[string][]byte{
 		"model.safetensors": append(randomBytes(11, 2<<20), make([]byte, 1<<20)...),
 		"adapter.bin":       randomBytes(12, 300<<10),
 	}
-	if _, _, err := c.CreateRepo(ctx, "alice/go", hub.CreateRepoOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	req, _ := http.NewRequestWithContext(ctx, "GET", srv.URL()+"/api/models/alice/go/xet-write-token/main", nil)
-	req.Header.Set("Authorization", "Bearer "+aliceTok)
-	resp, err := http.DefaultClient.Do(req)
+	xc, err := hub.New(hub.Options{Endpoint: srv.URL(), Token: aliceTok, Retry: hub.TestFastRetries(), Xet: hub.XetOn})
 	if err != nil {
 		t.Fatal(err)
 	}
-	var tok struct{ AccessToken, CasUrl string }
-	json.NewDecoder(resp.Body).Decode(&tok)
-	resp.Body.Close()
+	t.Cleanup(xc.CloseIdleConnections)
+	if _, _, err := xc.CreateRepo(ctx, "alice/go", hub.CreateRepoOptions{}); err != nil {
+		t.Fatal(err)
+	}
 	goDir := t.TempDir()
 	writeFiles(t, goDir, goFiles)
-	for _, b := range goFiles {
-		if _, _, err := hubtest.XetUpload(ctx, nil, tok.CasUrl, tok.AccessToken, b); err != nil {
-			t.Fatal(err)
-		}
-	}
 	files, err := hub.ListFolder(goDir, hub.FolderOptions{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	if _, err := c.Commit(ctx, "alice/go", files, hub.CommitOptions{Summary: "xet files"}); err != nil {
+	if _, err := xc.Commit(ctx, "alice/go", files, hub.CommitOptions{Summary: "xet files"}); err != nil {
 		t.Fatal(err)
+	}
+	if st := srv.Stats(); st.Xet.XorbsStored == 0 || st.Requests[hubtest.OpBasicPut]+st.Requests[hubtest.OpPartPut] != 0 {
+		t.Fatalf("hubsync's push did not go through Xet: %+v, LFS PUTs %d", st.Xet, st.Requests[hubtest.OpBasicPut]+st.Requests[hubtest.OpPartPut])
 	}
 
 	jsFiles := map[string][]byte{
@@ -394,7 +388,7 @@ func TestJSClientXetInterop(t *testing.T) {
 		}
 	}
 	check("JS download of its own Xet upload", res.JSDownloads, jsFiles)
-	check("JS download of the Go-stored Xet files", res.GoFiles, goFiles)
+	check("JS download of hubsync's Xet push", res.GoFiles, goFiles)
 
 	// hubsync downloads the JavaScript client's Xet upload through Xet.
 	mid := srv.Stats()
