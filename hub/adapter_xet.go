@@ -251,14 +251,6 @@ func (p *pendingXorb) fits(n, limit int) bool {
 	return len(p.data)+n+(len(p.refs)+1)*xorbOverheadPerChunk+xorbOverheadFixed <= limit
 }
 
-// xetTerm is a run of consecutive chunks of one xorb in a file.
-type xetTerm struct {
-	xorb       *xorbRef
-	start, end uint32
-	bytes      uint32
-	hashes     []xet.Hash
-}
-
 // send chunks the object, uploads the xorbs holding its new chunks (skipping those the journal says the CAS
 // acknowledged), then its shard.
 func (a xetAdapter) send(ctx context.Context, t *objectTransfer) error {
@@ -291,8 +283,11 @@ func (a xetAdapter) send(ctx context.Context, t *objectTransfer) error {
 		nXorb    int
 	)
 	own := map[xet.Hash]chunkLoc{} // chunks of this file's own xorbs (pending or sent)
-	var terms []xetTerm
-	var fileChunks []xet.ChunkRef
+	type placed struct {
+		ref xet.ChunkRef
+		loc chunkLoc
+	}
+	var placements []placed // every chunk of the file, in order
 	cur := &pendingXorb{ref: &xorbRef{}}
 	sum := sha256.New()
 	var sinceQuery int64 = xetDedupQueryEvery // the first chunk is always eligible
@@ -339,19 +334,8 @@ func (a xetAdapter) send(ctx context.Context, t *objectTransfer) error {
 		})
 		return nil
 	}
-	addTerm := func(l chunkLoc, ref xet.ChunkRef) {
-		if n := len(terms); n > 0 && terms[n-1].xorb == l.xorb && terms[n-1].end == l.idx {
-			terms[n-1].end++
-			terms[n-1].bytes += ref.Len
-			terms[n-1].hashes = append(terms[n-1].hashes, ref.Hash)
-			return
-		}
-		terms = append(terms, xetTerm{xorb: l.xorb, start: l.idx, end: l.idx + 1, bytes: ref.Len, hashes: []xet.Hash{ref.Hash}})
-	}
-
 	first := true
 	err = xet.Split(gctx, io.TeeReader(r, sum), func(chunk []byte, ref xet.ChunkRef) error {
-		fileChunks = append(fileChunks, ref)
 		sinceQuery += int64(ref.Len)
 		l, ok := own[ref.Hash]
 		if !ok {
@@ -378,7 +362,7 @@ func (a xetAdapter) send(ctx context.Context, t *objectTransfer) error {
 			cur.data = append(cur.data, chunk...)
 			own[ref.Hash] = l
 		}
-		addTerm(l, ref)
+		placements = append(placements, placed{ref, l})
 		done += int64(ref.Len)
 		t.prog.add(int64(ref.Len))
 		return nil
@@ -402,11 +386,11 @@ func (a xetAdapter) send(ctx context.Context, t *objectTransfer) error {
 		return fmt.Errorf("%s: %w (sha256 %x, hashed as %s)", f.name(), ErrContentChanged, digest, f.sha256)
 	}
 
-	fi := xet.FileInfo{Hash: xet.FileHash(fileChunks), HasVerification: true, SHA256: xetSHA256Field(digest), HasSHA256: true}
-	for _, tm := range terms {
-		fi.Terms = append(fi.Terms, xet.Term{Xorb: tm.xorb.hash, Bytes: tm.bytes, ChunkStart: tm.start, ChunkEnd: tm.end,
-			Verification: xet.VerificationHash(tm.hashes)})
+	cps := make([]xet.ChunkPlacement, len(placements))
+	for i, p := range placements {
+		cps[i] = xet.ChunkPlacement{Ref: p.ref, Xorb: p.loc.xorb.hash, Index: p.loc.idx}
 	}
+	fi := xet.BuildFileInfo(cps, xetSHA256Field(digest))
 	sh := &xet.Shard{Files: []xet.FileInfo{fi}, CAS: casInfos}
 	body := sh.Marshal(false)
 	if err := c.putShard(ctx, tokens, body, t.budgets.get(0)); err != nil {
@@ -415,7 +399,7 @@ func (a xetAdapter) send(ctx context.Context, t *objectTransfer) error {
 	s.stats.ShardBytes.Add(int64(len(body)))
 	s.learn(xet.Hash{}, casInfos)
 	s.storeShard(tok.casURL, sh, body)
-	c.log.Debug().Str("file", f.path).Int("xorbs", len(casInfos)).Int("terms", len(terms)).Msg("xet upload")
+	c.log.Debug().Str("file", f.path).Int("xorbs", len(casInfos)).Int("terms", len(fi.Terms)).Msg("xet upload")
 	return oj.drop(ctx)
 }
 
