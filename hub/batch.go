@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"net/url"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -294,12 +295,18 @@ func (c *Client) lfsBatchURL(repo string) string {
 
 // batchUpload asks the Hub how to upload objects (≤ maxBatchObjects) and returns one plan per requested oid.
 func (c *Client) batchUpload(ctx context.Context, repo, revision string, createPR bool, items []batchItem) (map[string]*uploadPlan, error) {
+	return c.batchUploadOffering(ctx, repo, revision, createPR, items, c.offeredTransfers())
+}
+
+// batchUploadOffering is batchUpload offering the transfers given (LFS only, after a failed Xet upload).
+func (c *Client) batchUploadOffering(ctx context.Context, repo, revision string, createPR bool, items []batchItem,
+	transfers []string) (map[string]*uploadPlan, error) {
 	if len(items) > maxBatchObjects {
 		return nil, fmt.Errorf("batch of %d objects exceeds %d", len(items), maxBatchObjects)
 	}
 	req := batchRequest{
 		Operation: "upload",
-		Transfers: c.offeredTransfers(),
+		Transfers: transfers,
 		Objects:   items,
 		HashAlgo:  "sha256",
 	}
@@ -349,7 +356,7 @@ func (c *Client) batchUpload(ctx context.Context, repo, revision string, createP
 			p.header = o.Actions.Upload.Header
 			p.partURLs, p.chunkSize = nil, 0
 		}
-		if c.xetMode == XetOn && br.Transfer != TransferXet && p.kind != transferNone && p.objectErr == "" {
+		if c.xetMode == XetOn && slices.Contains(transfers, TransferXet) && br.Transfer != TransferXet && p.kind != transferNone && p.objectErr == "" {
 			return nil, fmt.Errorf("%w (it answered %q) and --xet on requires it", ErrXetNotOffered, truncate(br.Transfer, 40))
 		}
 		plans[o.OID] = p

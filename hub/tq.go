@@ -290,6 +290,7 @@ func (q *transferQueue) transfer(ctx context.Context, f *preparedFile, p *upload
 		t.etags = rec.ETags
 		t.journal.journaled = true
 	}
+	fellBack := false
 	for rebatch := 0; ; rebatch++ {
 		if t.plan.kind == transferNone {
 			return t.journal.drop(ctx)
@@ -301,6 +302,25 @@ func (q *transferQueue) transfer(ctx context.Context, f *preparedFile, p *upload
 		err = a.send(ctx, t)
 		if err == nil {
 			return nil
+		}
+		if a.name() == TransferXet && c.xetMode == XetAuto && !fellBack && ctx.Err() == nil && !errors.Is(err, ErrContentChanged) {
+			// --xet auto: Xet is an optimization; an object it could not send goes through LFS.
+			fellBack = true
+			c.log.Warn().Str("file", f.path).Err(err).Msg("the Xet upload failed; sending the file through LFS instead")
+			plans, berr := c.batchUploadOffering(ctx, q.repo, q.revision, q.createPR, []batchItem{{OID: f.sha256, Size: f.size}},
+				[]string{TransferBasic, TransferMultipart})
+			if berr != nil {
+				return fmt.Errorf("%w; then, through LFS: %w", err, berr)
+			}
+			t.plan = plans[f.sha256]
+			if t.plan.objectErr != "" {
+				return fmt.Errorf("the Hub refused the object: %d %s", t.plan.objectErrCode, t.plan.objectErr)
+			}
+			t.etags, t.journal.journaled = map[int]string{}, false
+			t.budgets = &partBudgets{m: map[int]*attemptBudget{}}
+			t.prog.add(-t.prog.done.Load())
+			rebatch--
+			continue
 		}
 		var rb *rebatchError
 		if !errors.As(err, &rb) || rebatch >= maxRebatches || ctx.Err() != nil {

@@ -642,3 +642,37 @@ func TestXetShardCacheLoad(t *testing.T) {
 		t.Errorf("learned %d chunks from damaged shards", len(s.known))
 	}
 }
+
+// TestXetAutoFallsBackToLFS: with --xet auto, an object the CAS refuses goes through LFS instead; with on the
+// upload fails.
+func TestXetAutoFallsBackToLFS(t *testing.T) {
+	t.Parallel()
+	content := xetRandom(12, 200<<10)
+	for _, mode := range []XetMode{XetAuto, XetOn} {
+		t.Run(mode.String(), func(t *testing.T) {
+			t.Parallel()
+			s := newFakeXet(t)
+			s.fail = append(s.fail, func(w http.ResponseWriter, r *http.Request) bool {
+				if strings.HasPrefix(r.URL.Path, "/v1/xorbs/") {
+					http.Error(w, "xorb format not accepted", http.StatusBadRequest)
+					return true
+				}
+				return false
+			})
+			err := s.upload(content, func(o *Options) { o.Xet = mode })
+			if mode == XetOn {
+				if err == nil || !errors.Is(err, ErrStorage) {
+					t.Fatalf("on: %v, want the CAS's refusal", err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			s.check(content)
+			if len(s.shards) != 0 {
+				t.Error("a shard was accepted")
+			}
+		})
+	}
+}
