@@ -676,3 +676,37 @@ func TestXetAutoFallsBackToLFS(t *testing.T) {
 		})
 	}
 }
+
+// TestXetCASOnHubOrigin: a CAS on the Hub's own origin still gets only the CAS token, never the Hub token.
+func TestXetCASOnHubOrigin(t *testing.T) {
+	t.Parallel()
+	var mu sync.Mutex
+	var auth []string
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		mu.Lock()
+		auth = append(auth, r.Header.Get("Authorization"))
+		mu.Unlock()
+		w.Write([]byte(`{"result":1}`))
+	}))
+	defer srv.Close()
+	c := newTestClient(t, srv.URL, "hf_hubtoken", nil)
+	x := c.newXetTokens(srv.URL+"/api/models/o/r/xet-write-token/main", map[string]string{"X-Xet-Cas-Url": srv.URL + "/cas",
+		"X-Xet-Access-Token": "cas-tok", "X-Xet-Token-Expiration": fmt.Sprint(time.Now().Add(time.Hour).Unix())})
+	if err := c.putShard(context.Background(), x, []byte("shard"), &attemptBudget{}); err != nil {
+		t.Fatal(err)
+	}
+	mu.Lock()
+	defer mu.Unlock()
+	if len(auth) != 1 || auth[0] != "Bearer cas-tok" {
+		t.Errorf("Authorization sent: %q", auth)
+	}
+	// The Hub token offered as a CAS token is refused before any request.
+	y := c.newXetTokens(srv.URL+"/t", map[string]string{"X-Xet-Cas-Url": srv.URL, "X-Xet-Access-Token": "hf_hubtoken",
+		"X-Xet-Token-Expiration": fmt.Sprint(time.Now().Add(time.Hour).Unix())})
+	if err := c.putShard(context.Background(), y, []byte("shard"), &attemptBudget{}); err == nil {
+		t.Error("the Hub token was accepted as a CAS token")
+	}
+	if len(auth) != 1 {
+		t.Errorf("%d requests", len(auth))
+	}
+}
