@@ -291,6 +291,8 @@ func (a xetAdapter) send(ctx context.Context, t *objectTransfer) error {
 	cur := &pendingXorb{ref: &xorbRef{}}
 	sum := sha256.New()
 	var sinceQuery int64 = xetDedupQueryEvery // the first chunk is always eligible
+	var deduped int64                         // bytes of the file found already stored
+	var sentBytes atomic.Int64                // xorb bytes sent for the file
 	var done int64
 
 	// flush closes the current xorb: its hash is known at once (from the chunk hashes); compression and the
@@ -330,6 +332,7 @@ func (a xetAdapter) send(ctx context.Context, t *objectTransfer) error {
 				return err
 			}
 			s.stats.XorbBytes.Add(int64(len(body)))
+			sentBytes.Add(int64(len(body)))
 			return oj.part(ctx, n, x.ref.hash.String())
 		})
 		return nil
@@ -351,6 +354,7 @@ func (a xetAdapter) send(ctx context.Context, t *objectTransfer) error {
 		first = false
 		if ok {
 			s.stats.DedupedBytes.Add(int64(ref.Len))
+			deduped += int64(ref.Len)
 		} else {
 			if !cur.fits(len(chunk), c.xetXorbLimit) {
 				if err := flush(); err != nil {
@@ -399,7 +403,9 @@ func (a xetAdapter) send(ctx context.Context, t *objectTransfer) error {
 	s.stats.ShardBytes.Add(int64(len(body)))
 	s.learn(xet.Hash{}, casInfos)
 	s.storeShard(tok.casURL, sh, body)
-	c.log.Debug().Str("file", f.path).Int("xorbs", len(casInfos)).Int("terms", len(fi.Terms)).Msg("xet upload")
+	c.log.Info().Str("file", f.path).Int64("size", f.size).Int64("deduplicated", deduped).
+		Int64("sent", sentBytes.Load()+int64(len(body))).Int("xorbs", len(casInfos)).Int("terms", len(fi.Terms)).
+		Msg("uploaded through Xet")
 	return oj.drop(ctx)
 }
 
