@@ -49,8 +49,7 @@ func (m XetMode) String() string {
 
 // XetModeFromEnv applies huggingface_hub's HF_HUB_DISABLE_XET: a true value turns Xet off whatever m says.
 func XetModeFromEnv(getenv Getenv, m XetMode) XetMode {
-	switch strings.ToLower(strings.TrimSpace(getenv.get("HF_HUB_DISABLE_XET"))) {
-	case "1", "true", "yes", "on":
+	if getenv.Bool("HF_HUB_DISABLE_XET") {
 		return XetOff
 	}
 	return m
