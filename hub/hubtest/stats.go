@@ -29,7 +29,8 @@ type Stats struct {
 	UploadsStarted int64 `json:"uploads_started"`
 	// ObjectsStored is the number of LFS objects stored (a re-upload of a stored object counts again).
 	ObjectsStored int64 `json:"objects_stored"`
-	// TokenLeaks counts requests to storage or completion URLs that carried an Authorization header.
+	// TokenLeaks counts requests to storage, completion or signed xorb URLs that carried an Authorization
+	// header, and requests that sent a Hub token to the Xet CAS.
 	TokenLeaks int64 `json:"token_leaks"`
 	// Xet counts the Xet CAS's work (Options.Xet).
 	Xet XetStats `json:"xet"`

@@ -64,23 +64,11 @@ func XetUpload(ctx context.Context, hc *http.Client, casURL, casToken string, da
 		sh.CAS = append(sh.CAS, b.CASInfo())
 	}
 	sum := sha256.Sum256(data)
-	fi := xet.FileInfo{Hash: xet.FileHash(refs), SHA256: shaField(sum), HasSHA256: true, HasVerification: true}
-	// Terms: runs of consecutive chunks of one xorb.
-	for i := 0; i < len(refs); {
-		j := i + 1
-		for j < len(refs) && locs[j].xorb == locs[i].xorb && locs[j].idx == locs[j-1].idx+1 {
-			j++
-		}
-		t := xet.Term{Xorb: hashes[locs[i].xorb], ChunkStart: locs[i].idx, ChunkEnd: locs[j-1].idx + 1}
-		vh := make([]xet.Hash, 0, j-i)
-		for _, r := range refs[i:j] {
-			t.Bytes += r.Len
-			vh = append(vh, r.Hash)
-		}
-		t.Verification = xet.VerificationHash(vh)
-		fi.Terms = append(fi.Terms, t)
-		i = j
+	placed := make([]xet.ChunkPlacement, len(refs))
+	for i, r := range refs {
+		placed[i] = xet.ChunkPlacement{Ref: r, Xorb: hashes[locs[i].xorb], Index: locs[i].idx}
 	}
+	fi := xet.BuildFileInfo(placed, shaField(sum))
 	sh.Files = []xet.FileInfo{fi}
 	if err := casPost(ctx, hc, casURL+"/v1/shards", casToken, sh.Marshal(false)); err != nil {
 		return "", xet.Hash{}, err

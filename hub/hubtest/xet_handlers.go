@@ -187,7 +187,8 @@ func checkCASInfo(xi *xorbIndex, ci *xet.CASInfo) (string, string) {
 // hex with its Xet hash parser, so the shard's raw bytes are the digest with each 8-byte group reversed.
 func shardSHA256(fi *xet.FileInfo) string { return xet.Hash(fi.SHA256).String() }
 
-// checkFile validates one file reconstruction of a shard against the stored xorbs.
+// checkFile validates one file reconstruction of a shard against the stored xorbs (xet.VerifyFileInfo: chunk
+// ranges, byte counts, verification hashes, file hash), after the checks that have their own refusal reason.
 func (c *casCall) checkFile(fi *xet.FileInfo) (*xetFile, string, string) {
 	if !fi.HasSHA256 {
 		return nil, "missing-sha256", fmt.Sprintf("file %s has no sha256 metadata extension (required: the commit refers to the file by sha256)", fi.Hash)
@@ -195,35 +196,24 @@ func (c *casCall) checkFile(fi *xet.FileInfo) (*xetFile, string, string) {
 	if !fi.HasVerification && len(fi.Terms) > 0 {
 		return nil, "missing-verification", fmt.Sprintf("file %s has no verification entries (required on upload)", fi.Hash)
 	}
+	x := c.s.xet
 	f := &xetFile{Hash: fi.Hash, SHA256: shardSHA256(fi)}
-	var refs []xet.ChunkRef
 	for i, t := range fi.Terms {
-		xi := c.s.xet.xorb(t.Xorb)
-		if xi == nil {
+		if x.xorb(t.Xorb) == nil {
 			return nil, "missing-xorb", fmt.Sprintf("file %s term %d names xorb %s, which was never uploaded", fi.Hash, i, t.Xorb)
 		}
-		if t.ChunkStart >= t.ChunkEnd || int(t.ChunkEnd) > len(xi.Chunks) {
-			return nil, "bad-term", fmt.Sprintf("file %s term %d: chunk range [%d, %d) outside xorb %s's %d chunks", fi.Hash, i, t.ChunkStart, t.ChunkEnd, t.Xorb, len(xi.Chunks))
-		}
-		rng := xi.Chunks[t.ChunkStart:t.ChunkEnd]
-		hashes := make([]xet.Hash, len(rng))
-		var n uint32
-		for j, ch := range rng {
-			hashes[j] = ch.Hash
-			n += ch.Len
-		}
-		if n != t.Bytes {
-			return nil, "bad-term", fmt.Sprintf("file %s term %d says %d unpacked bytes, chunks [%d, %d) of xorb %s hold %d", fi.Hash, i, t.Bytes, t.ChunkStart, t.ChunkEnd, t.Xorb, n)
-		}
-		if v := xet.VerificationHash(hashes); v != t.Verification {
-			return nil, "bad-verification", fmt.Sprintf("file %s term %d: verification hash %s, want %s", fi.Hash, i, t.Verification, v)
-		}
-		refs = append(refs, rng...)
-		f.Terms = append(f.Terms, xetTerm{Xorb: t.Xorb, Start: t.ChunkStart, End: t.ChunkEnd, Bytes: n})
-		f.Size += int64(n)
+		f.Terms = append(f.Terms, xetTerm{Xorb: t.Xorb, Start: t.ChunkStart, End: t.ChunkEnd, Bytes: t.Bytes})
+		f.Size += int64(t.Bytes)
 	}
-	if h := xet.FileHash(refs); h != fi.Hash {
-		return nil, "file-hash-mismatch", fmt.Sprintf("file hash mismatch: the terms' chunks hash to %s, the shard says %s", h, fi.Hash)
+	err := xet.VerifyFileInfo(fi, func(h xet.Hash) ([]xet.ChunkRef, bool) {
+		xi := x.xorb(h)
+		if xi == nil {
+			return nil, false
+		}
+		return xi.Chunks, true
+	})
+	if err != nil {
+		return nil, "bad-file-info", err.Error()
 	}
 	return f, "", ""
 }

@@ -240,13 +240,13 @@ func TestXetUploadRefused(t *testing.T) {
 			s.Files[0].Terms = append([]xet.Term(nil), s.Files[0].Terms...)
 			s.Files[0].Terms[0].Verification[0] ^= 1
 			return s.Marshal(false)
-		}, "bad-verification"},
+		}, "bad-file-info"},
 		{"wrong file hash", "/v1/shards", func() []byte {
 			s := *fx.shard
 			s.Files = []xet.FileInfo{fx.shard.Files[0]}
 			s.Files[0].Hash[3] ^= 1
 			return s.Marshal(false)
-		}, "file-hash-mismatch"},
+		}, "bad-file-info"},
 		{"wrong sha256", "/v1/shards", func() []byte {
 			s := *fx.shard
 			s.Files = []xet.FileInfo{fx.shard.Files[0]}
