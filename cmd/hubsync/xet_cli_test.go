@@ -1,0 +1,299 @@
+package main
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"math/rand/v2"
+	"os"
+	"path/filepath"
+	"sort"
+	"strings"
+	"testing"
+
+	"github.com/hubsync/hubsync/hub/hubtest"
+	"github.com/hubsync/hubsync/internal/tensor"
+	"github.com/hubsync/hubsync/internal/testmodel"
+)
+
+// xetCLIServer is the CLI tests' Hub with the Xet CAS (devhub --xet).
+func xetCLIServer(t *testing.T) *hubtest.Server {
+	t.Helper()
+	return hubtest.NewTestServer(t, hubtest.Options{
+		Tokens: []hubtest.Token{{Name: "w", Value: hubcliToken, Write: true}}, Xet: true,
+		MinPartSize: 64 << 10, ChunkSize: 64 << 10, MultipartThreshold: 256 << 10,
+	})
+}
+
+// lfsPuts is the number of LFS storage uploads (basic and part PUTs) that reached the server.
+func lfsPuts(st hubtest.Stats) int64 {
+	return st.Requests[hubtest.OpBasicPut] + st.Requests[hubtest.OpPartPut]
+}
+
+// writeRandomFile writes n pseudo-random bytes (seeded) to p.
+func writeRandomFile(t *testing.T, p string, n int, seed uint64) {
+	t.Helper()
+	b := make([]byte, n)
+	r := rand.New(rand.NewPCG(seed, 3))
+	for i := range b {
+		b[i] = byte(r.Uint32())
+	}
+	if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(p, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestXetCLICommands: `push CKPT` (adapter), `push CKPT --merged` and `upload` use Xet with the default
+// --xet auto against devhub --xet (xorbs and a shard received, no LFS PUT, the Hub token never at the CAS),
+// fall back to LFS against a Hub without Xet, and publish the same files on both.
+func TestXetCLICommands(t *testing.T) {
+	hubcliIsolate(t)
+	f := newCkptFixture(t, 40)
+	ckpt := filepath.Join(f.outputs, "checkpoint-40")
+	folder := t.TempDir()
+	writeRandomFile(t, filepath.Join(folder, "model.safetensors"), 600<<10, 9)
+	writeRandomFile(t, filepath.Join(folder, "sub", "weights.bin"), 300<<10, 10)
+	for _, tc := range []struct {
+		name string
+		args []string
+	}{
+		{"push-adapter", []string{"push", ckpt, "--repo", "w/xet-adapter"}},
+		{"push-merged", []string{"push", ckpt, "--repo", "w/xet-merged", "--merged", "--base", f.base, "--device", "cpu"}},
+		{"upload", []string{"upload", "w/xet-upload", folder}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			repo := tc.args[1] // upload REPO DIR
+			if tc.args[0] == "push" {
+				repo = tc.args[3] // push DIR --repo REPO
+			}
+			xs, plain := xetCLIServer(t), hubcliServer(t)
+			for _, s := range []*hubtest.Server{xs, plain} {
+				args := append([]string{"--endpoint", s.URL(), "--token", hubcliToken, "--log-format", "json"}, tc.args...)
+				code, out, errb := hubcliRun(t, args...)
+				if code != 0 {
+					t.Fatalf("%v: exit %d\n%s\n%s", args, code, out, errb)
+				}
+				if strings.Contains(out+errb, hubcliToken) {
+					t.Error("token printed")
+				}
+			}
+			st := xs.Stats()
+			if st.Xet.ShardsStored < 1 || st.Xet.XorbsReceived < 1 || st.Xet.FilesStored < 1 {
+				t.Errorf("devhub --xet: %d shards, %d xorbs, %d files; want Xet used", st.Xet.ShardsStored, st.Xet.XorbsReceived, st.Xet.FilesStored)
+			}
+			if n := lfsPuts(st); n != 0 {
+				t.Errorf("devhub --xet: %d LFS PUTs, want 0 (every large file through Xet)", n)
+			}
+			ps := plain.Stats()
+			if ps.ObjectsStored < 1 || lfsPuts(ps) < 1 {
+				t.Errorf("plain devhub: %d objects, %d PUTs; want the LFS fallback", ps.ObjectsStored, lfsPuts(ps))
+			}
+			if st.TokenLeaks != 0 || ps.TokenLeaks != 0 {
+				t.Errorf("token leaks: xet %d, plain %d", st.TokenLeaks, ps.TokenLeaks)
+			}
+			sameFiles(t, repo+" (Xet against LFS)", hubDigests(t, xs, repo, "main"), hubDigests(t, plain, repo, "main"))
+		})
+	}
+}
+
+// TestXetCLIOnAndDisabled: with the checkpoint path, --xet on fails clearly (exit 1, naming Xet) against a
+// Hub without Xet, and HF_HUB_DISABLE_XET=1 makes the default auto use LFS against devhub --xet.
+func TestXetCLIOnAndDisabled(t *testing.T) {
+	hubcliIsolate(t)
+	f := newCkptFixture(t, 50)
+	ckpt := filepath.Join(f.outputs, "checkpoint-50")
+	plain := hubcliServer(t)
+	code, _, errb := hubcliRun(t, "--endpoint", plain.URL(), "--token", hubcliToken, "--xet", "on", "push", ckpt, "--repo", "w/on")
+	if code != 1 || !strings.Contains(strings.ToLower(errb), "xet") {
+		t.Errorf("--xet on without Xet: exit %d, stderr %s", code, errb)
+	}
+	if cs := plain.Stats().Commits; cs != 0 {
+		t.Errorf("--xet on without Xet made %d commits", cs)
+	}
+	xs := xetCLIServer(t)
+	t.Setenv("HF_HUB_DISABLE_XET", "1")
+	if code, _, errb := hubcliRun(t, "--endpoint", xs.URL(), "--token", hubcliToken, "push", ckpt, "--repo", "w/env"); code != 0 {
+		t.Fatalf("HF_HUB_DISABLE_XET=1: exit %d\n%s", code, errb)
+	}
+	if st := xs.Stats(); st.Xet.XorbsReceived != 0 || st.Xet.ShardsStored != 0 || lfsPuts(st) == 0 {
+		t.Errorf("HF_HUB_DISABLE_XET=1: %d xorbs, %d shards, %d LFS PUTs; want LFS only", st.Xet.XorbsReceived, st.Xet.ShardsStored, lfsPuts(st))
+	}
+}
+
+// cacheLayout lists a repo's HF cache folder: every path under it, with "-> target" for links and the sha256 of
+// regular files.
+func cacheLayout(t *testing.T, dir string) []string {
+	t.Helper()
+	var out []string
+	err := filepath.WalkDir(dir, func(p string, d os.DirEntry, err error) error {
+		if err != nil {
+			return err
+		}
+		rel, _ := filepath.Rel(dir, p)
+		switch {
+		case d.Type()&os.ModeSymlink != 0:
+			target, err := os.Readlink(p)
+			if err != nil {
+				return err
+			}
+			out = append(out, rel+" -> "+target)
+		case d.Type().IsRegular():
+			b, err := os.ReadFile(p)
+			if err != nil {
+				return err
+			}
+			sum := sha256.Sum256(b)
+			out = append(out, rel+" "+hex.EncodeToString(sum[:]))
+		default:
+			out = append(out, rel+"/")
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	sort.Strings(out)
+	return out
+}
+
+// TestXetCLIDownload: `hubsync download` of files stored through Xet reconstructs them from the CAS
+// (reconstructions, xorb fetches, no storage GET) into the HF cache, with the same layout and bytes as the plain
+// path (HF_HUB_DISABLE_XET=1); the Hub token never reaches the CAS.
+func TestXetCLIDownload(t *testing.T) {
+	home := hubcliIsolate(t)
+	xs := xetCLIServer(t)
+	dir := t.TempDir()
+	writeRandomFile(t, filepath.Join(dir, "model.safetensors"), 700<<10, 21)
+	writeRandomFile(t, filepath.Join(dir, "extra", "adapter.bin"), 200<<10, 22)
+	if err := os.WriteFile(filepath.Join(dir, "config.json"), []byte(`{"a":1}`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	g := []string{"--endpoint", xs.URL(), "--token", hubcliToken}
+	if code, _, errb := hubcliRun(t, append(g, "push", dir, "--repo", "w/dl")...); code != 0 {
+		t.Fatalf("push: %s", errb)
+	}
+	if st := xs.Stats(); st.Xet.FilesStored != 2 {
+		t.Fatalf("%d files stored through Xet, want 2", st.Xet.FilesStored)
+	}
+	download := func(cache string) string {
+		t.Helper()
+		code, out, errb := hubcliRun(t, append(g, "download", "w/dl", "--cache-dir", cache)...)
+		if code != 0 {
+			t.Fatalf("download: exit %d\n%s", code, errb)
+		}
+		if !strings.HasPrefix(strings.TrimSpace(out), cache) {
+			t.Errorf("download printed %q, want a snapshot under %s", out, cache)
+		}
+		return strings.TrimSpace(out)
+	}
+	before := xs.Stats()
+	xetCache := filepath.Join(home, "xet-path")
+	snap := download(xetCache)
+	after := xs.Stats()
+	if n := after.Xet.Reconstructions - before.Xet.Reconstructions; n != 2 {
+		t.Errorf("%d reconstructions, want 2 (one per Xet file)", n)
+	}
+	if after.Requests[hubtest.OpXetGet] == before.Requests[hubtest.OpXetGet] {
+		t.Error("no xorb fetched from the CAS")
+	}
+	if n := after.Requests[hubtest.OpStorageGet] - before.Requests[hubtest.OpStorageGet]; n != 0 {
+		t.Errorf("%d LFS storage GETs on the Xet path, want 0", n)
+	}
+	sameFiles(t, "Xet download", digests(t, snap), digests(t, dir))
+
+	t.Setenv("HF_HUB_DISABLE_XET", "1")
+	plainCache := filepath.Join(home, "plain-path")
+	before = xs.Stats()
+	download(plainCache)
+	after = xs.Stats()
+	if after.Xet.Reconstructions != before.Xet.Reconstructions || after.Requests[hubtest.OpStorageGet] == before.Requests[hubtest.OpStorageGet] {
+		t.Errorf("HF_HUB_DISABLE_XET=1: %d reconstructions, %d storage GETs; want the plain path",
+			after.Xet.Reconstructions-before.Xet.Reconstructions, after.Requests[hubtest.OpStorageGet]-before.Requests[hubtest.OpStorageGet])
+	}
+	got, want := cacheLayout(t, xetCache), cacheLayout(t, plainCache)
+	if strings.Join(got, "\n") != strings.Join(want, "\n") {
+		t.Errorf("cache layout through Xet:\n%s\nplain:\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	if after.TokenLeaks != 0 {
+		t.Errorf("%d token leaks", after.TokenLeaks)
+	}
+}
+
+// xetDedupBase is a base model whose tensors are large against Xet's 64 KiB chunks, so that a q_proj,v_proj
+// adapter changes a small share of the merged file.
+func xetDedupBase(t *testing.T) (string, *testmodel.BaseInfo) {
+	t.Helper()
+	dir := filepath.Join(t.TempDir(), "base")
+	info, err := testmodel.GenerateBase(context.Background(), dir, testmodel.BaseSpec{Arch: testmodel.ArchLlama,
+		Hidden: 256, Intermediate: 1024, Layers: 2, Heads: 4, KVHeads: 2, HeadDim: 64, Vocab: 2048,
+		DType: tensor.BF16, Seed: 3})
+	if err != nil {
+		t.Fatal(err)
+	}
+	return dir, info
+}
+
+// TestXetWatchDedup: `hubsync watch --merged` publishes two checkpoints of a q_proj,v_proj adapter through
+// Xet, in two runs of the daemon; the second checkpoint sends far fewer CAS bytes than the first (it dedupes
+// against the first through the on-disk shard cache, here under HF_XET_CACHE), no LFS PUT is made and the Hub
+// token never reaches the CAS.
+func TestXetWatchDedup(t *testing.T) {
+	home := hubcliIsolate(t)
+	xs := xetCLIServer(t)
+	base, info := xetDedupBase(t)
+	outputs := filepath.Join(t.TempDir(), "outputs")
+	spec := testmodel.AdapterSpec{R: 4, Alpha: 8, TargetModules: []string{"q_proj", "v_proj"}, Seed: 7}
+	write := func(step int) {
+		t.Helper()
+		if _, err := testmodel.WriteCheckpoint(context.Background(), outputs, step, spec,
+			testmodel.CheckpointOptions{Base: info, OptimizerSize: 2 << 10, MaxSteps: 20}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	xetCache := filepath.Join(home, "xet-cache")
+	t.Setenv("HF_XET_CACHE", xetCache)
+	t.Setenv("HF_TOKEN", hubcliToken)
+	t.Setenv("HF_ENDPOINT", xs.URL())
+	t.Setenv("STATE_DIRECTORY", filepath.Join(t.TempDir(), "state"))
+	watch := func(stopAfter string) int64 {
+		t.Helper()
+		before := xs.Stats().Xet.BytesReceived
+		code, out, errb := hubcliRun(t, "--log-format", "json", "watch", outputs, "--repo", "w/xet-watch", "--merged",
+			"--base", base, "--settle", "100ms", "--stop-after", stopAfter, "--policy", "all", "--device", "cpu", "--max-shard-size", "1GB", "--shard-layout", "hf")
+		if code != 0 {
+			t.Fatalf("watch: exit %d\nstdout %s\nstderr %s", code, out, errb)
+		}
+		if strings.Contains(out+errb, hubcliToken) {
+			t.Error("token printed")
+		}
+		return xs.Stats().Xet.BytesReceived - before
+	}
+	write(10)
+	first := watch("1")
+	if ents, err := os.ReadDir(xetCache); err != nil || len(ents) == 0 {
+		t.Errorf("no shard cache under HF_XET_CACHE %s: %v", xetCache, err)
+	}
+	write(20)
+	second := watch("2")
+	st := xs.Stats()
+	t.Logf("CAS bytes received: checkpoint 10 %d, checkpoint 20 %d (%.1f%%); %d chunks (%d bytes) deduplicated",
+		first, second, 100*float64(second)/float64(first), st.Xet.ChunksDeduplicated, st.Xet.BytesDeduplicated)
+	if first == 0 || second*3 > first {
+		t.Errorf("the second checkpoint sent %d CAS bytes, the first %d: want under a third", second, first)
+	}
+	// The dedup came from the shard cache, not from global dedup answers of the CAS.
+	if st.Xet.BytesDeduplicated == 0 || st.Xet.DedupHits != 0 {
+		t.Errorf("devhub counted %d deduplicated bytes and %d global-dedup hits; want >0 and 0", st.Xet.BytesDeduplicated, st.Xet.DedupHits)
+	}
+	if n := lfsPuts(st); n != 0 || st.TokenLeaks != 0 {
+		t.Errorf("%d LFS PUTs, %d token leaks; want 0 and 0", n, st.TokenLeaks)
+	}
+	for _, tag := range []string{"step-10", "step-20"} {
+		if got := hubDigests(t, xs, "w/xet-watch", tag); got["model.safetensors"] == "" {
+			t.Errorf("%s: files %v", tag, got)
+		}
+	}
+}
