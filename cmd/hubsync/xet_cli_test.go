@@ -297,3 +297,54 @@ func TestXetWatchDedup(t *testing.T) {
 		}
 	}
 }
+
+// TestXetWatchFaults: the daemon's Xet upload meets CAS 5xx on xorbs and shards, a xorb upload cut mid-body, a
+// CAS token refused as expired and a failing token refresh; it waits, retries and publishes the same files as a
+// run without faults, through Xet only.
+func TestXetWatchFaults(t *testing.T) {
+	hubcliIsolate(t)
+	f := newCkptFixture(t, 10)
+	t.Setenv("HF_TOKEN", hubcliToken)
+	publish := func(s *hubtest.Server) {
+		t.Helper()
+		t.Setenv("HF_ENDPOINT", s.URL())
+		t.Setenv("STATE_DIRECTORY", filepath.Join(t.TempDir(), "state"))
+		t.Setenv("HF_XET_CACHE", filepath.Join(t.TempDir(), "xet"))
+		code, out, errb := hubcliRun(t, "--log-format", "json", "watch", f.outputs, "--repo", "w/xet-faults", "--merged",
+			"--base", f.base, "--settle", "100ms", "--stop-after", "1", "--policy", "all", "--device", "cpu")
+		if code != 0 {
+			t.Fatalf("watch: exit %d\nstdout %s\nstderr %s", code, out, errb)
+		}
+	}
+	clean := xetCLIServer(t)
+	publish(clean)
+	want := hubDigests(t, clean, "w/xet-faults", "step-10")
+
+	xs := xetCLIServer(t)
+	rules := []hubtest.FaultRule{
+		{Op: hubtest.OpXorbPut, Kind: hubtest.FaultStatus, Status: 503, Count: 2},
+		{Op: hubtest.OpXorbPut, Kind: hubtest.FaultReset, AfterBytes: 4 << 10},
+		{Op: hubtest.OpXorbPut, Kind: hubtest.FaultStatus, Status: 401, Message: "CAS token expired"},
+		{Op: hubtest.OpXetToken, Kind: hubtest.FaultStatus, Status: 503},
+		{Op: hubtest.OpShardPut, Kind: hubtest.FaultStatus, Status: 500, Count: 2},
+	}
+	for _, r := range rules {
+		xs.InjectFault(r)
+	}
+	publish(xs)
+	st := xs.Stats()
+	var fired int64
+	for _, n := range st.Faults {
+		fired += n
+	}
+	if fired != 7 {
+		t.Errorf("%d faults fired (%v), want all 7", fired, st.Faults)
+	}
+	if st.Xet.ShardsStored < 1 || lfsPuts(st) != 0 || st.TokenLeaks != 0 {
+		t.Errorf("%d shards, %d LFS PUTs, %d token leaks; want Xet only and no leak", st.Xet.ShardsStored, lfsPuts(st), st.TokenLeaks)
+	}
+	sameFiles(t, "published with faults", hubDigests(t, xs, "w/xet-faults", "step-10"), want)
+	if cs := commitsOf(t, xs, "w/xet-faults"); len(cs) != 2 {
+		t.Errorf("%d commits, want 2 (the repo's first and the checkpoint's)", len(cs))
+	}
+}
