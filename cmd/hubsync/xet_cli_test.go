@@ -348,3 +348,47 @@ func TestXetWatchFaults(t *testing.T) {
 		t.Errorf("%d commits, want 2 (the repo's first and the checkpoint's)", len(cs))
 	}
 }
+
+// TestXetWatchModes: the daemon uses Xet against devhub --xet by default, and LFS with --xet off, with the
+// config file's upload.xet: off, and with HF_HUB_DISABLE_XET=1 (which wins over --xet on).
+func TestXetWatchModes(t *testing.T) {
+	hubcliIsolate(t)
+	f := newCkptFixture(t, 10)
+	cfgOff := filepath.Join(t.TempDir(), "hubsync.yaml")
+	if err := os.WriteFile(cfgOff, []byte("upload:\n  xet: off\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	t.Setenv("HF_TOKEN", hubcliToken)
+	for _, tc := range []struct {
+		name    string
+		env     string // HF_HUB_DISABLE_XET
+		args    []string
+		wantXet bool
+	}{
+		{"default", "", nil, true},
+		{"flag-off", "", []string{"--xet", "off"}, false},
+		{"config-off", "", []string{"--config", cfgOff}, false},
+		{"env-disables-on", "1", []string{"--xet", "on"}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			xs := xetCLIServer(t)
+			t.Setenv("HF_HUB_DISABLE_XET", tc.env)
+			t.Setenv("HF_ENDPOINT", xs.URL())
+			t.Setenv("STATE_DIRECTORY", filepath.Join(t.TempDir(), "state"))
+			t.Setenv("HF_XET_CACHE", filepath.Join(t.TempDir(), "xet"))
+			args := append([]string{"--log-format", "json", "watch", f.outputs, "--repo", "w/xet-mode", "--settle", "100ms",
+				"--stop-after", "1", "--policy", "all"}, tc.args...)
+			code, out, errb := hubcliRun(t, args...)
+			if code != 0 {
+				t.Fatalf("watch %v: exit %d\nstdout %s\nstderr %s", tc.args, code, out, errb)
+			}
+			st := xs.Stats()
+			if gotXet := st.Xet.ShardsStored > 0; gotXet != tc.wantXet || gotXet == (lfsPuts(st) > 0) {
+				t.Errorf("%d shards, %d LFS PUTs; want Xet %v", st.Xet.ShardsStored, lfsPuts(st), tc.wantXet)
+			}
+			if st.Commits != 1 {
+				t.Errorf("%d commits through the commit endpoint, want 1", st.Commits)
+			}
+		})
+	}
+}
