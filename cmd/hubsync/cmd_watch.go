@@ -132,7 +132,8 @@ Configuration: --config FILE (config.example.yaml documents every key); each fla
 brackets. DIR arguments add watch entries built from the watch flags; without DIR arguments, watch flags that
 are given override every entry of the file. Environment: HF_TOKEN (or --token, $CREDENTIALS_DIRECTORY/hf_token,
 the keyring), HF_ENDPOINT, HF_HOME (base models are found in and downloaded to its hub cache),
-STATE_DIRECTORY. Configuration errors exit 2.
+STATE_DIRECTORY, HF_HUB_DISABLE_XET=1 (no Xet, whatever --xet or upload.xet say), HF_XET_CACHE (the Xet shard
+cache that dedupes a checkpoint against the previous ones; default $HF_HOME/xet). Configuration errors exit 2.
 
 As a systemd service (deploy/hubsync.service): Type=notify (READY=1 once watching, STATUS= lines, STOPPING=1),
 WatchdogSec= pings from the live main loop. SIGTERM/SIGINT parks the current upload part and exits 0; the next

@@ -48,9 +48,10 @@ func writeRandomFile(t *testing.T, p string, n int, seed uint64) {
 
 // TestXetCLICommands: `push CKPT` (adapter), `push CKPT --merged` and `upload` use Xet with the default
 // --xet auto against devhub --xet (xorbs and a shard received, no LFS PUT, the Hub token never at the CAS),
-// fall back to LFS against a Hub without Xet, and publish the same files on both.
+// fall back to LFS against a Hub without Xet, and publish the same files on both; the shard cache is kept
+// under $HF_HOME/xet by default.
 func TestXetCLICommands(t *testing.T) {
-	hubcliIsolate(t)
+	home := hubcliIsolate(t)
 	f := newCkptFixture(t, 40)
 	ckpt := filepath.Join(f.outputs, "checkpoint-40")
 	folder := t.TempDir()
@@ -86,6 +87,10 @@ func TestXetCLICommands(t *testing.T) {
 			}
 			if n := lfsPuts(st); n != 0 {
 				t.Errorf("devhub --xet: %d LFS PUTs, want 0 (every large file through Xet)", n)
+			}
+			// HF_XET_CACHE unset: the shard cache is under $HF_HOME/xet.
+			if ents, err := os.ReadDir(filepath.Join(home, "hf", "xet")); err != nil || len(ents) == 0 {
+				t.Errorf("no Xet shard cache under $HF_HOME/xet: %v", err)
 			}
 			ps := plain.Stats()
 			if ps.ObjectsStored < 1 || lfsPuts(ps) < 1 {
