@@ -63,6 +63,7 @@ func TestXetCLICommands(t *testing.T) {
 	}{
 		{"push-adapter", []string{"push", ckpt, "--repo", "w/xet-adapter"}},
 		{"push-merged", []string{"push", ckpt, "--repo", "w/xet-merged", "--merged", "--base", f.base, "--device", "cpu"}},
+		{"push-merged-unstaged", []string{"push", ckpt, "--repo", "w/xet-stream", "--merged", "--base", f.base, "--device", "cpu", "--staging", "none"}},
 		{"upload", []string{"upload", "w/xet-upload", folder}},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
@@ -208,6 +209,17 @@ func TestXetCLIDownload(t *testing.T) {
 		t.Errorf("%d LFS storage GETs on the Xet path, want 0", n)
 	}
 	sameFiles(t, "Xet download", digests(t, snap), digests(t, dir))
+
+	// --local-dir goes through Xet too.
+	before = xs.Stats()
+	local := filepath.Join(home, "local")
+	if code, _, errb := hubcliRun(t, append(g, "download", "w/dl", "--local-dir", local)...); code != 0 {
+		t.Fatalf("download --local-dir: %s", errb)
+	}
+	if n := xs.Stats().Xet.Reconstructions - before.Xet.Reconstructions; n != 2 {
+		t.Errorf("download --local-dir: %d reconstructions, want 2", n)
+	}
+	sameFiles(t, "Xet download --local-dir", digests(t, local), digests(t, dir))
 
 	t.Setenv("HF_HUB_DISABLE_XET", "1")
 	plainCache := filepath.Join(home, "plain-path")
@@ -395,5 +407,41 @@ func TestXetWatchModes(t *testing.T) {
 				t.Errorf("%d commits through the commit endpoint, want 1", st.Commits)
 			}
 		})
+	}
+}
+
+// TestXetCLIMergeBaseFromHub: `push --merged --base REPO` with a base stored through Xet downloads it into the
+// HF cache through Xet reconstructions and publishes the same weights as with the local base.
+func TestXetCLIMergeBaseFromHub(t *testing.T) {
+	hubcliIsolate(t)
+	xs := xetCLIServer(t)
+	f := newCkptFixture(t, 60)
+	ckpt := filepath.Join(f.outputs, "checkpoint-60")
+	g := []string{"--endpoint", xs.URL(), "--token", hubcliToken, "--log-format", "json"}
+	if code, _, errb := hubcliRun(t, append(g, "push", f.base, "--repo", "w/xbase", "--raw")...); code != 0 {
+		t.Fatalf("push base: %s", errb)
+	}
+	for _, repo := range []string{"w/from-local", "w/from-hub"} {
+		base := f.base
+		if repo == "w/from-hub" {
+			base = "w/xbase"
+		}
+		before := xs.Stats().Xet.Reconstructions
+		args := append(append([]string{}, g...), "push", ckpt, "--repo", repo, "--merged", "--base", base, "--device", "cpu")
+		if code, _, errb := hubcliRun(t, args...); code != 0 {
+			t.Fatalf("push --merged --base %s: %s", base, errb)
+		}
+		n := xs.Stats().Xet.Reconstructions - before
+		if repo == "w/from-hub" && n == 0 {
+			t.Error("the base was not downloaded through Xet")
+		}
+		if repo == "w/from-local" && n != 0 {
+			t.Errorf("%d reconstructions with a local base", n)
+		}
+	}
+	// The cards name the base as given; the weights are the same.
+	sameFiles(t, "merged from the Hub's base", hubDigests(t, xs, "w/from-hub", "main"), hubDigests(t, xs, "w/from-local", "main"), "README.md")
+	if st := xs.Stats(); st.TokenLeaks != 0 {
+		t.Errorf("%d token leaks", st.TokenLeaks)
 	}
 }
