@@ -228,12 +228,13 @@ func newToken(t testing.TB) string {
 }
 
 // startDevhub starts `hubsync devhub` on a free port with its data in a temporary directory, the test's write
-// token for namespace e2e, small multipart settings and faults (a --faults spec, "" for none).
-func startDevhub(t testing.TB, faults string) *devhub {
+// token for namespace e2e, small multipart settings, faults (a --faults spec, "" for none) and extra flags.
+func startDevhub(t testing.TB, faults string, extra ...string) *devhub {
 	t.Helper()
 	d := &devhub{token: newToken(t)}
 	args := append([]string{"devhub", "--addr", "127.0.0.1:0", "--data", t.TempDir(),
 		"--token", repoOwner + "=" + d.token + ":write", "--log-format", "json"}, devhubArgs...)
+	args = append(args, extra...)
 	if faults != "" {
 		args = append(args, "--faults", faults)
 	}
