@@ -445,3 +445,40 @@ func TestXetCLIMergeBaseFromHub(t *testing.T) {
 		t.Errorf("%d token leaks", st.TokenLeaks)
 	}
 }
+
+// TestXetCLICrossRepoDedup: two identical large files in one push go through Xet; pushing the same folder to a
+// second repo stores no new xorb (the shard cache knows every chunk), and to a third repo from a fresh Xet cache
+// neither (the CAS's global dedup answers); each repo serves the files.
+func TestXetCLICrossRepoDedup(t *testing.T) {
+	home := hubcliIsolate(t)
+	xs := xetCLIServer(t)
+	dir := t.TempDir()
+	writeRandomFile(t, filepath.Join(dir, "a.safetensors"), 900<<10, 31)
+	writeRandomFile(t, filepath.Join(dir, "b.safetensors"), 900<<10, 31) // the same bytes
+	writeRandomFile(t, filepath.Join(dir, "c.bin"), 150<<10, 32)
+	want := digests(t, dir)
+	g := []string{"--endpoint", xs.URL(), "--token", hubcliToken}
+	for i, repo := range []string{"w/one", "w/two", "w/three"} {
+		if i == 2 {
+			t.Setenv("HF_XET_CACHE", filepath.Join(home, "fresh-xet"))
+		}
+		before := xs.Stats()
+		if code, _, errb := hubcliRun(t, append(g, "--xet", "on", "push", dir, "--repo", repo)...); code != 0 {
+			t.Fatalf("push %s: exit %d\n%s", repo, code, errb)
+		}
+		after := xs.Stats()
+		newXorbs := after.Xet.XorbsStored - before.Xet.XorbsStored
+		t.Logf("%s: %d new xorbs, %d CAS bytes, %d dedup hits", repo, newXorbs,
+			after.Xet.BytesReceived-before.Xet.BytesReceived, after.Xet.DedupHits-before.Xet.DedupHits)
+		if i > 0 && newXorbs != 0 {
+			t.Errorf("%s: %d new xorbs for content the CAS holds", repo, newXorbs)
+		}
+		if i == 2 && after.Xet.DedupHits == before.Xet.DedupHits {
+			t.Errorf("%s: no global dedup hit from a fresh Xet cache", repo)
+		}
+		sameFiles(t, repo, hubDigests(t, xs, repo, "main"), want)
+	}
+	if st := xs.Stats(); lfsPuts(st) != 0 || st.TokenLeaks != 0 {
+		t.Errorf("%d LFS PUTs, %d token leaks", lfsPuts(st), st.TokenLeaks)
+	}
+}
