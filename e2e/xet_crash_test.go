@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/hubsync/hubsync/hub/hubtest"
+	"github.com/hubsync/hubsync/internal/journal"
 	"github.com/hubsync/hubsync/internal/testmodel"
 )
 
@@ -64,6 +65,43 @@ func TestXetCrashResume(t *testing.T) {
 	}
 	if after.TokenLeaks != 0 {
 		t.Errorf("%d token leaks", after.TokenLeaks)
+	}
+	if code, _ := w2.terminate(t, 30*time.Second); code != 0 {
+		t.Errorf("SIGTERM after the restart: exit %d", code)
+	}
+}
+
+// TestXetSIGTERM stops the daemon with SIGTERM while a Xet upload waits for a shard retry: it exits 0 promptly,
+// and the next start publishes the checkpoint without sending again a xorb the CAS stored.
+func TestXetSIGTERM(t *testing.T) {
+	t.Parallel()
+	ctx := context.Background()
+	shared.expectedFor(t, 10)
+	lh := startLocalXetHub(t)
+	s := newScenario(t, lh, "xet-sigterm")
+	lh.srv.InjectFault(hubtest.FaultRule{Op: hubtest.OpShardPut, Kind: hubtest.FaultStatus, Status: 503, Count: 3})
+	w := s.startWatch("watch-1", "--parallel-files", "1")
+	if err := s.writeCheckpoint(ctx, 10, false, testmodel.CheckpointOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, 90*time.Second, "the shard fault", func() bool { return faultsFired(lh) > 0 })
+	code, took := w.terminate(t, 20*time.Second)
+	if code != 0 {
+		t.Errorf("SIGTERM mid-Xet-upload: exit %d, want 0", code)
+	}
+	if took > 10*time.Second {
+		t.Errorf("SIGTERM took %s", took)
+	}
+	before := lh.srv.Stats()
+	if j := job(s.status(), 10); j == nil || finished(j.Stage) && j.Stage != journal.Committed {
+		t.Fatalf("after SIGTERM, step 10 is %+v", j)
+	}
+	w2 := s.startWatch("watch-2", "--parallel-files", "1")
+	s.waitFinished(w2, 120*time.Second, 10)
+	s.verifyPublished(ctx, 10)
+	after := lh.srv.Stats()
+	if received, stored := after.Xet.XorbsReceived-before.Xet.XorbsReceived, after.Xet.XorbsStored-before.Xet.XorbsStored; received != stored {
+		t.Errorf("%d stored xorbs were sent again after the restart", received-stored)
 	}
 	if code, _ := w2.terminate(t, 30*time.Second); code != 0 {
 		t.Errorf("SIGTERM after the restart: exit %d", code)
