@@ -482,3 +482,33 @@ func TestXetCLICrossRepoDedup(t *testing.T) {
 		t.Errorf("%d LFS PUTs, %d token leaks", lfsPuts(st), st.TokenLeaks)
 	}
 }
+
+// TestXetCLIAutoFallback: when the CAS refuses every xorb (400, not retried), --xet auto sends the file through LFS with a warning
+// naming Xet, while --xet on fails (exit 1) without a commit.
+func TestXetCLIAutoFallback(t *testing.T) {
+	hubcliIsolate(t)
+	dir := t.TempDir()
+	writeRandomFile(t, filepath.Join(dir, "model.safetensors"), 500<<10, 41)
+	for _, mode := range []string{"auto", "on"} {
+		t.Run(mode, func(t *testing.T) {
+			xs := xetCLIServer(t)
+			xs.InjectFault(hubtest.FaultRule{Op: hubtest.OpXorbPut, Kind: hubtest.FaultStatus, Status: 400, Count: 1 << 20,
+				Message: "malformed xorb"})
+			code, _, errb := hubcliRun(t, "--endpoint", xs.URL(), "--token", hubcliToken, "--xet", mode, "push", dir, "--repo", "w/fb")
+			st := xs.Stats()
+			if strings.Contains(errb, hubcliToken) {
+				t.Error("token printed")
+			}
+			if mode == "auto" {
+				if code != 0 || lfsPuts(st) == 0 || st.Commits != 1 || !strings.Contains(strings.ToLower(errb), "xet") {
+					t.Fatalf("auto: exit %d, %d LFS PUTs, %d commits; stderr %s", code, lfsPuts(st), st.Commits, errb)
+				}
+				sameFiles(t, "fallback", hubDigests(t, xs, "w/fb", "main"), digests(t, dir))
+				return
+			}
+			if code != 1 || st.Commits != 0 || lfsPuts(st) != 0 {
+				t.Errorf("on: exit %d, %d commits, %d LFS PUTs; want 1, 0, 0\n%s", code, st.Commits, lfsPuts(st), errb)
+			}
+		})
+	}
+}
