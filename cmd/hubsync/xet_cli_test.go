@@ -1,6 +1,7 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -10,8 +11,11 @@ import (
 	"sort"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hubsync/hubsync/hub/hubtest"
+	"github.com/hubsync/hubsync/internal/config"
+	"github.com/hubsync/hubsync/internal/journal"
 	"github.com/hubsync/hubsync/internal/tensor"
 	"github.com/hubsync/hubsync/internal/testmodel"
 )
@@ -510,5 +514,58 @@ func TestXetCLIAutoFallback(t *testing.T) {
 				t.Errorf("on: exit %d, %d commits, %d LFS PUTs; want 1, 0, 0\n%s", code, st.Commits, lfsPuts(st), errb)
 			}
 		})
+	}
+}
+
+// TestXetWatchOnWithoutXet: `watch --xet on` against a Hub without Xet does not fail the checkpoint: the job
+// waits as for any fixable error (the Hub may turn Xet on; --xet auto fixes it at the next start), with a
+// last error naming --xet on, and nothing is committed.
+func TestXetWatchOnWithoutXet(t *testing.T) {
+	hubcliIsolate(t)
+	f := newCkptFixture(t, 10)
+	s := hubcliServer(t)
+	state := filepath.Join(t.TempDir(), "state")
+	t.Setenv("HF_TOKEN", hubcliToken)
+	t.Setenv("HF_ENDPOINT", s.URL())
+	t.Setenv("STATE_DIRECTORY", state)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	snap := filepath.Join(state, config.JournalFile+journal.SnapshotSuffix)
+	lastError := make(chan string, 1)
+	go func() { // the daemon is stopped once its snapshot shows the error
+		for ctx.Err() == nil {
+			if r, err := journal.ReadSnapshot(snap); err == nil && len(r.Jobs) == 1 && r.Jobs[0].LastError != "" {
+				lastError <- r.Jobs[0].LastError
+				cancel()
+				return
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}()
+	out, errb := &lockedBuffer{b: &bytes.Buffer{}}, &lockedBuffer{b: &bytes.Buffer{}}
+	code := run(ctx, []string{"--xet", "on", "watch", f.outputs, "--repo", "w/on", "--settle", "100ms",
+		"--stop-after", "1", "--policy", "all"}, strings.NewReader(""), out, errb)
+	if code != 0 {
+		t.Fatalf("watch: exit %d\n%s", code, errString(errb))
+	}
+	cancel()
+	var le string
+	select {
+	case le = <-lastError:
+	default:
+		t.Fatalf("the daemon stopped before its job recorded an error\n%s", errString(errb))
+	}
+	if !strings.Contains(le, "--xet on") {
+		t.Errorf("last error %q does not name --xet on", le)
+	}
+	rep, err := journal.ReadSnapshot(snap)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if j := rep.Jobs[0]; j.Stage == journal.Failed || j.Stage == journal.Committed {
+		t.Errorf("job %s, want it waiting", j.Stage)
+	}
+	if st := s.Stats(); st.Commits != 0 || lfsPuts(st) != 0 {
+		t.Errorf("%d commits, %d LFS PUTs; want none", st.Commits, lfsPuts(st))
 	}
 }
