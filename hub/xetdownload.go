@@ -137,10 +137,13 @@ func (c *Client) xetFetch(ctx context.Context, ref *xetFileRef, have, size int64
 	var written int64
 	var refs []xet.ChunkRef
 	// Plan: the fetch entry of every term, and the last term that needs each entry, so that decoded chunks are
-	// kept only while a later term still refers to them.
+	// kept only while a later term still refers to them. An entry is its URL, byte range and chunk range: a CAS
+	// listing one byte range under two chunk ranges gets each checked on its own, never one's chunks sliced by
+	// the other's range.
 	type key struct {
-		url        string
-		start, end uint32
+		url                  string
+		start, end           uint32
+		chunkStart, chunkEnd uint32
 	}
 	type use struct {
 		k    key
@@ -156,7 +159,7 @@ func (c *Client) xetFetch(ctx context.Context, ref *xetFileRef, have, size int64
 		found := false
 		for _, fi := range rec.FetchInfo[t.Hash] {
 			if fi.Range.Start <= t.Range.Start && fi.Range.End >= t.Range.End {
-				plan[i] = use{key{fi.URL, fi.URLRange.Start, fi.URLRange.End}, fi.Range.Start, int(fi.Range.End - fi.Range.Start)}
+				plan[i] = use{key{fi.URL, fi.URLRange.Start, fi.URLRange.End, fi.Range.Start, fi.Range.End}, fi.Range.Start, int(fi.Range.End - fi.Range.Start)}
 				last[plan[i].k], found = i, true
 				break
 			}
