@@ -8,6 +8,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sort"
@@ -45,8 +46,12 @@ type chunkLoc struct {
 	idx  uint32
 }
 
-// xorbRef is a xorb a file reconstruction refers to; hash is set once the xorb is complete.
-type xorbRef struct{ hash xet.Hash }
+// xorbRef is a xorb a file reconstruction refers to; hash is set once the xorb is complete. cached marks a xorb
+// known only from the on-disk shard cache, which the CAS may no longer hold.
+type xorbRef struct {
+	hash   xet.Hash
+	cached bool
+}
 
 // xetStats counts what a session's Xet uploads did (for logs and the dedup figures).
 type xetStats struct {
@@ -109,7 +114,10 @@ func (s *xetSession) lookup(h xet.Hash) (chunkLoc, bool) {
 }
 
 // learn records the chunks of CAS-info entries as stored (a shard the CAS accepted, a cached or a dedup shard).
-func (s *xetSession) learn(key xet.Hash, cas []xet.CASInfo) {
+func (s *xetSession) learn(key xet.Hash, cas []xet.CASInfo) { s.learnFrom(key, cas, false) }
+
+// learnFrom is learn; cached says the entries come from the shard cache.
+func (s *xetSession) learnFrom(key xet.Hash, cas []xet.CASInfo, cached bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	m := s.known
@@ -120,7 +128,7 @@ func (s *xetSession) learn(key xet.Hash, cas []xet.CASInfo) {
 		m = s.hmaced[key]
 	}
 	for _, ci := range cas {
-		x := &xorbRef{hash: ci.Xorb}
+		x := &xorbRef{hash: ci.Xorb, cached: cached}
 		for i, ch := range ci.Chunks {
 			if _, ok := m[ch.Hash]; !ok {
 				m[ch.Hash] = chunkLoc{xorb: x, idx: uint32(i)}
@@ -177,9 +185,26 @@ func (s *xetSession) loadCache(casURL string) {
 				s.c.log.Debug().Str("file", e.name).Err(err).Msg("skipping a damaged cached Xet shard")
 				continue
 			}
-			s.learn(xet.Hash{}, sh.CAS)
+			s.learnFrom(xet.Hash{}, sh.CAS, true)
 		}
 	})
+}
+
+// dropCache forgets the chunks learned from the shard cache and deletes the cache of this CAS: the CAS refused
+// a shard that referred to them (it no longer holds those xorbs, e.g. a devhub restarted without its data).
+func (s *xetSession) dropCache(casURL string) {
+	s.mu.Lock()
+	for h, l := range s.known {
+		if l.xorb.cached {
+			delete(s.known, h)
+		}
+	}
+	s.mu.Unlock()
+	if dir := s.shardCacheDir(casURL); dir != "" {
+		if err := os.RemoveAll(dir); err != nil {
+			s.c.log.Debug().Err(err).Msg("Xet shard cache")
+		}
+	}
 }
 
 // storeShard writes an accepted shard to the cache (best effort: a failure costs only dedup next time).
@@ -254,22 +279,43 @@ func (p *pendingXorb) fits(n, limit int) bool {
 // send chunks the object, uploads the xorbs holding its new chunks (skipping those the journal says the CAS
 // acknowledged), then its shard.
 func (a xetAdapter) send(ctx context.Context, t *objectTransfer) error {
+	usedCache, err := a.sendOnce(ctx, t)
+	var he *HTTPError
+	if err != nil && usedCache && errors.As(err, &he) && he.Status == http.StatusBadRequest && ctx.Err() == nil {
+		// The CAS refused the shard, which referred to xorbs known only from the shard cache: the cache is
+		// stale for this CAS. Forget it and send the file once more, deduplicating against what the CAS holds.
+		tok, terr := t.xet.tokensFor(t.repo, t.revision, t.plan).get(ctx)
+		if terr != nil {
+			return err
+		}
+		a.c.log.Warn().Str("file", t.f.path).Err(err).Msg("the Xet CAS refused a shard built from the shard cache; dropping the cache and sending the file again")
+		t.xet.dropCache(tok.casURL)
+		t.budgets = &partBudgets{m: map[int]*attemptBudget{}}
+		t.prog.add(-t.prog.done.Load())
+		_, err = a.sendOnce(ctx, t)
+	}
+	return err
+}
+
+// sendOnce uploads the file through Xet; usedCache reports whether its shard referred to chunks known only from
+// the shard cache.
+func (a xetAdapter) sendOnce(ctx context.Context, t *objectTransfer) (usedCache bool, err error) {
 	c, f, s := a.c, t.f, t.xet
 	tokens := s.tokensFor(t.repo, t.revision, t.plan)
 	tok, err := tokens.get(ctx)
 	if err != nil {
-		return err
+		return usedCache, err
 	}
 	s.loadCache(tok.casURL)
 	oj := t.journal.xet()
 	acked, err := oj.startXet(ctx, t)
 	if err != nil {
-		return err
+		return usedCache, err
 	}
 
 	src, err := openSource(f)
 	if err != nil {
-		return err
+		return usedCache, err
 	}
 	defer src.Close()
 	r, stop := src.reader(ctx, f.size)
@@ -378,27 +424,28 @@ func (a xetAdapter) send(ctx context.Context, t *objectTransfer) error {
 		err = werr
 	}
 	if err != nil {
-		return err
+		return usedCache, err
 	}
 	s.stats.FileBytes.Add(done)
 	if done != f.size {
-		return fmt.Errorf("%s: read %d bytes, expected %d", f.name(), done, f.size)
+		return usedCache, fmt.Errorf("%s: read %d bytes, expected %d", f.name(), done, f.size)
 	}
 	var digest [32]byte
 	sum.Sum(digest[:0])
 	if hex.EncodeToString(digest[:]) != f.sha256 {
-		return fmt.Errorf("%s: %w (sha256 %x, hashed as %s)", f.name(), ErrContentChanged, digest, f.sha256)
+		return usedCache, fmt.Errorf("%s: %w (sha256 %x, hashed as %s)", f.name(), ErrContentChanged, digest, f.sha256)
 	}
 
 	cps := make([]xet.ChunkPlacement, len(placements))
 	for i, p := range placements {
 		cps[i] = xet.ChunkPlacement{Ref: p.ref, Xorb: p.loc.xorb.hash, Index: p.loc.idx}
+		usedCache = usedCache || p.loc.xorb.cached
 	}
 	fi := xet.BuildFileInfo(cps, xetSHA256Field(digest))
 	sh := &xet.Shard{Files: []xet.FileInfo{fi}, CAS: casInfos}
 	body := sh.Marshal(false)
 	if err := c.putShard(ctx, tokens, body, t.budgets.get(0)); err != nil {
-		return err
+		return usedCache, err
 	}
 	s.stats.ShardBytes.Add(int64(len(body)))
 	s.learn(xet.Hash{}, casInfos)
@@ -406,7 +453,7 @@ func (a xetAdapter) send(ctx context.Context, t *objectTransfer) error {
 	c.log.Info().Str("file", f.path).Int64("size", f.size).Int64("deduplicated", deduped).
 		Int64("sent", sentBytes.Load()+int64(len(body))).Int("xorbs", len(casInfos)).Int("terms", len(fi.Terms)).
 		Msg("uploaded through Xet")
-	return oj.drop(ctx)
+	return usedCache, oj.drop(ctx)
 }
 
 // putXorb POSTs one serialized xorb.
