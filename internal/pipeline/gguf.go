@@ -4,10 +4,14 @@ import (
 	"context"
 	"fmt"
 	"io"
+	"os"
 	"path"
+	"path/filepath"
+	"sort"
 	"strings"
 	"sync/atomic"
 
+	"github.com/hubsync/hubsync/export"
 	"github.com/hubsync/hubsync/export/gguf"
 	"github.com/hubsync/hubsync/merge"
 )
@@ -106,4 +110,148 @@ func (p *ProgressSource) ReadTensor(ctx context.Context, name string, off, n int
 		p.progress(p.done.Add(n), p.total)
 	}
 	return err
+}
+
+// ggufRel is the path in the output set (relative to the merged model's folder) of the target's GGUF file of
+// type typ.
+func (t *Target) ggufRel(typ gguf.FileType) string {
+	return path.Join(t.GGUFPath, GGUFFileName(GGUFModelName(t.Repo), typ))
+}
+
+// planTargetGGUF plans the target's GGUF files from the checkpoint's merge, at their paths in the output set.
+func planTargetGGUF(src *mergedSource, t *Target) ([]GGUFPlan, error) {
+	plans, err := PlanMergedGGUF(src.producer, GGUFModelName(t.Repo), t.GGUF)
+	if err != nil {
+		return nil, err
+	}
+	for i := range plans {
+		plans[i].Path = t.ggufRel(plans[i].Type)
+	}
+	return plans, nil
+}
+
+// ggufCardFiles lists planned GGUF files for a model card.
+func ggufCardFiles(plans []GGUFPlan) []export.GGUFFile {
+	out := make([]export.GGUFFile, len(plans))
+	for i, p := range plans {
+		out[i] = export.GGUFFile{Path: p.Path, Type: p.Type.String(), Size: p.File.Size()}
+	}
+	return out
+}
+
+// ggufBytes is the planned GGUF files' total size.
+func ggufBytes(plans []GGUFPlan) int64 {
+	var n int64
+	for _, p := range plans {
+		n += p.File.Size()
+	}
+	return n
+}
+
+// addGGUF adds the planned GGUF files to set. Staging none: pass one produces each file once, without writing
+// it, for its digest and block digests, and the upload produces it again (src serves it). Disk: each file is
+// written atomically into set.Dir at its path and digested from there.
+func addGGUF(ctx context.Context, set *outputSet, src *mergedSource, plans []GGUFPlan, mode string) error {
+	for _, pl := range plans {
+		if mode == StagingNone {
+			d, err := merge.DigestProduced(ctx, pl.Path, pl.File.Size(), pl.File.ProduceRange)
+			if err != nil {
+				return fmt.Errorf("GGUF %s: %w", pl.Path, err)
+			}
+			src.shards[pl.Path] = &producedShard{gguf: pl.File, digest: d}
+			set.Files = append(set.Files, d.FileDigest)
+			continue
+		}
+		p := filepath.Join(set.Dir, filepath.FromSlash(pl.Path))
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			return fmt.Errorf("GGUF %s: %w", pl.Path, err)
+		}
+		if err := gguf.WriteFile(ctx, p, pl.File); err != nil {
+			return fmt.Errorf("GGUF %s: %w", pl.Path, err)
+		}
+		d, err := digestFile(ctx, p, pl.Path)
+		if err != nil {
+			return fmt.Errorf("GGUF %s: %w", pl.Path, err)
+		}
+		set.Files = append(set.Files, d)
+	}
+	sort.Slice(set.Files, func(i, j int) bool { return set.Files[i].Path < set.Files[j].Path })
+	return nil
+}
+
+// digestFile hashes the file p (size, SHA-256, sample) as the output set's file rel.
+func digestFile(ctx context.Context, p, rel string) (export.FileDigest, error) {
+	f, err := os.Open(p)
+	if err != nil {
+		return export.FileDigest{}, err
+	}
+	defer f.Close()
+	st, err := f.Stat()
+	if err != nil {
+		return export.FileDigest{}, err
+	}
+	d, err := merge.DigestProduced(ctx, rel, st.Size(), func(ctx context.Context, off, n int64, w io.Writer) error {
+		_, err := io.Copy(w, io.NewSectionReader(f, off, n))
+		return err
+	})
+	if err != nil {
+		return export.FileDigest{}, err
+	}
+	return d.FileDigest, nil
+}
+
+// prepareGGUFOnly builds o.Staging/gguf for publish gguf: the GGUF card (README.md) and the target's GGUF
+// files (on disk, or produced while uploading with staging none), made from the checkpoint's merge.
+func prepareGGUFOnly(ctx context.Context, env *Env, o prepareOptions) (_ *outputSet, err error) {
+	final := filepath.Join(o.Staging, KindGGUF)
+	if err := os.RemoveAll(final); err != nil {
+		return nil, fmt.Errorf("clearing %s: %w", final, err)
+	}
+	src, err := openProducer(ctx, env, o, final)
+	if err != nil {
+		return nil, err
+	}
+	keep := false
+	defer func() {
+		if !keep {
+			src.close()
+		}
+	}()
+	plans, err := planTargetGGUF(src, o.Target)
+	if err != nil {
+		return nil, err
+	}
+	mode, why := env.chooseStaging(o.Target.Staging, o.Staging, ggufBytes(plans))
+	o.Log.Info().Str("staging", mode).Str("why", why).Msg("staging of the GGUF files")
+	ci, err := src.plan.CardInfo()
+	if err != nil {
+		return nil, err
+	}
+	ci.Shards, ci.TotalSize, ci.GGUF = 0, 0, ggufCardFiles(plans)
+	out, err := export.CreateOutput(final)
+	if err != nil {
+		return nil, err
+	}
+	defer out.Abort()
+	if err := out.WriteFile("README.md", export.GGUFCard(ci)); err != nil {
+		return nil, err
+	}
+	files := out.Files()
+	dir, err := out.Commit()
+	if err != nil {
+		return nil, err
+	}
+	set := &outputSet{Kind: KindGGUF, Dir: dir, Files: files}
+	if mode == StagingNone {
+		set.src, keep = src, true
+	}
+	if err := addGGUF(ctx, set, src, plans, mode); err != nil {
+		os.RemoveAll(dir)
+		if keep {
+			keep = false
+			set.src = nil
+		}
+		return nil, err
+	}
+	return set, nil
 }
