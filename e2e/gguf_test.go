@@ -75,7 +75,9 @@ func TestWatchGGUF(t *testing.T) {
 					}
 				}
 				sort.Strings(paths)
-				has := func(p string) bool { return sort.SearchStrings(paths, p) < len(paths) && paths[sort.SearchStrings(paths, p)] == p }
+				has := func(p string) bool {
+					return sort.SearchStrings(paths, p) < len(paths) && paths[sort.SearchStrings(paths, p)] == p
+				}
 				if !has(file) || !has("README.md") {
 					t.Errorf("step %d: %v lacks %s or README.md", st, paths, file)
 				}
