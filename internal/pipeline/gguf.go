@@ -119,10 +119,12 @@ func (t *Target) ggufRel(typ gguf.FileType) string {
 }
 
 // planTargetGGUF plans the target's GGUF files from the checkpoint's merge, at their paths in the output set.
+// Planning reads no tensor data: its errors (an architecture, tokenizer or tensor shape the GGUF writer refuses)
+// are the checkpoint's, and fail its job alone (PermanentError).
 func planTargetGGUF(src *mergedSource, t *Target) ([]GGUFPlan, error) {
 	plans, err := PlanMergedGGUF(src.producer, GGUFModelName(t.Repo), t.GGUF)
 	if err != nil {
-		return nil, err
+		return nil, permanent(err)
 	}
 	for i := range plans {
 		plans[i].Path = t.ggufRel(plans[i].Type)
