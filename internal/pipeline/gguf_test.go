@@ -40,7 +40,9 @@ func TestDaemonGGUF(t *testing.T) {
 			func(w config.Watch, step string) (string, string) { return "step-" + step, "model-a-F16.gguf" }},
 		{"subfolders, gguf_path, none", func(w *config.Watch) {
 			w.Staging, w.Layout, w.GGUFPath = config.StagingNone, config.LayoutSubfolders, "gguf"
-		}, func(w config.Watch, step string) (string, string) { return "main", "checkpoint-" + step + "/gguf/model-a-F16.gguf" }},
+		}, func(w config.Watch, step string) (string, string) {
+			return "main", "checkpoint-" + step + "/gguf/model-a-F16.gguf"
+		}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
