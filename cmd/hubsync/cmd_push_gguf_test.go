@@ -86,7 +86,7 @@ func TestPushGGUFCLI(t *testing.T) {
 
 	// --merged --gguf: one commit with both, GGUF files in their folder.
 	before := s.Stats().Commits
-	args := append(append([]string{}, g...), "push", ckpt, "--repo", "w/both", "--merged", "--gguf", "q8_0", "--gguf-path", "gguf", "--base", f.base)
+	args := append(append([]string{}, g...), "push", ckpt, "--repo", "w/both", "--merged", "--gguf", "q8_0", "--gguf-path", "gguf", "--base", f.base, "--staging", "disk")
 	if code, _, errb := hubcliRun(t, args...); code != 0 {
 		t.Fatalf("push --merged --gguf: %s", errb)
 	}
@@ -101,6 +101,14 @@ func TestPushGGUFCLI(t *testing.T) {
 		if _, ok := tree["model.safetensors.index.json"]; !ok {
 			t.Errorf("no merged weights in %v", tree)
 		}
+	}
+	// Staged on disk beside the merged shards, the file is made from them: the same bytes as export gguf's.
+	bothRef := filepath.Join(t.TempDir(), "both-Q8_0.gguf")
+	if code, _, errb := hubcliRun(t, "export", "gguf", "--base", f.base, "--adapter", ckpt, "--out", bothRef, "--type", "q8_0", "--name", "both"); code != 0 {
+		t.Fatalf("export gguf: %s", errb)
+	}
+	if got, want := hubDigests(t, s, "w/both", "main")["gguf/both-Q8_0.gguf"], fileDigest(t, bothRef); got != want {
+		t.Errorf("gguf/both-Q8_0.gguf on the Hub differs from export gguf's")
 	}
 	card := hubFile(t, s, "w/both", "main", "README.md")
 	for _, w := range []string{"library_name: transformers", "- gguf", "## GGUF", "`gguf/both-Q8_0.gguf`", "ollama run hf.co/w/both:Q8_0", "AutoModelForCausalLM"} {
@@ -144,4 +152,18 @@ func hubFile(t *testing.T, s *hubtest.Server, repo, rev, name string) string {
 		t.Fatal(err)
 	}
 	return string(b)
+}
+
+// fileDigest is the hex SHA-256 of one file (as digests computes it).
+func fileDigest(t *testing.T, p string) string {
+	t.Helper()
+	dir := t.TempDir()
+	b, err := os.ReadFile(p)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "f"), b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return digests(t, dir)["f"]
 }

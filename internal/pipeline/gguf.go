@@ -38,6 +38,8 @@ type GGUFPlan struct {
 	Path string
 	Type gguf.FileType
 	File *gguf.File
+	// Opts are the options it was planned with.
+	Opts gguf.Options
 }
 
 // PlanGGUF plans the GGUF file of every type from src: opts (Config, TokenizerDir, Threads) with each type,
@@ -54,7 +56,7 @@ func PlanGGUF(src gguf.Source, opts gguf.Options, name string, types []gguf.File
 		if err != nil {
 			return nil, fmt.Errorf("GGUF %s: %w", GGUFFileName(name, t), err)
 		}
-		out = append(out, GGUFPlan{Path: GGUFFileName(name, t), Type: t, File: f})
+		out = append(out, GGUFPlan{Path: GGUFFileName(name, t), Type: t, File: f, Opts: o})
 	}
 	return out, nil
 }
@@ -152,9 +154,23 @@ func ggufBytes(plans []GGUFPlan) int64 {
 
 // addGGUF adds the planned GGUF files to set. Staging none: pass one produces each file once, without writing
 // it, for its digest and block digests, and the upload produces it again (src serves it). Disk: each file is
-// written atomically into set.Dir at its path and digested from there.
-func addGGUF(ctx context.Context, set *outputSet, src *mergedSource, plans []GGUFPlan, mode string) error {
+// written atomically into set.Dir at its path and digested from there; when set.Dir holds the merged shards
+// (fromDir) the file is made from them (gguf.OpenDir: the same tensor bytes, read instead of merged again), if
+// the file planned from them has the same layout.
+func addGGUF(ctx context.Context, set *outputSet, src *mergedSource, plans []GGUFPlan, mode string, fromDir bool) error {
+	var ds *gguf.DirSource
+	if mode != StagingNone && fromDir && len(plans) > 0 {
+		if d, err := gguf.OpenDir(set.Dir); err == nil {
+			ds = d
+			defer ds.Close()
+		}
+	}
 	for _, pl := range plans {
+		if ds != nil {
+			if f, err := gguf.Plan(ds, pl.Opts); err == nil && sameLayout(f, pl.File) {
+				pl.File = f
+			}
+		}
 		if mode == StagingNone {
 			d, err := merge.DigestProduced(ctx, pl.Path, pl.File.Size(), pl.File.ProduceRange)
 			if err != nil {
@@ -247,7 +263,7 @@ func prepareGGUFOnly(ctx context.Context, env *Env, o prepareOptions) (_ *output
 	if mode == StagingNone {
 		set.src, keep = src, true
 	}
-	if err := addGGUF(ctx, set, src, plans, mode); err != nil {
+	if err := addGGUF(ctx, set, src, plans, mode, false); err != nil {
 		os.RemoveAll(dir)
 		if keep {
 			keep = false
@@ -256,4 +272,27 @@ func prepareGGUFOnly(ctx context.Context, env *Env, o prepareOptions) (_ *output
 		return nil, err
 	}
 	return set, nil
+}
+
+// sameLayout reports whether two planned GGUF files have the same size and tensors (names, types, dims, offsets).
+func sameLayout(a, b *gguf.File) bool {
+	if a.Size() != b.Size() {
+		return false
+	}
+	ta, tb := a.Tensors(), b.Tensors()
+	if len(ta) != len(tb) {
+		return false
+	}
+	for i := range ta {
+		x, y := ta[i], tb[i]
+		if x.Name != y.Name || x.Type != y.Type || x.Offset != y.Offset || x.Bytes != y.Bytes || len(x.Dims) != len(y.Dims) {
+			return false
+		}
+		for j := range x.Dims {
+			if x.Dims[j] != y.Dims[j] {
+				return false
+			}
+		}
+	}
+	return true
 }

@@ -167,7 +167,7 @@ func prepareMerged(ctx context.Context, env *Env, o prepareOptions, kind string)
 	if mode == StagingNone {
 		set, err := prepareMergedNone(ctx, src, o, out)
 		if err == nil {
-			err = addGGUF(ctx, set, src, ggufs, mode)
+			err = addGGUF(ctx, set, src, ggufs, mode, false)
 		}
 		if err != nil {
 			src.close()
@@ -181,7 +181,7 @@ func prepareMerged(ctx context.Context, env *Env, o prepareOptions, kind string)
 		return nil, err
 	}
 	set := &outputSet{Kind: kind, Dir: res.Dir, Files: res.Files}
-	if err := addGGUF(ctx, set, nil, ggufs, mode); err != nil {
+	if err := addGGUF(ctx, set, nil, ggufs, mode, true); err != nil {
 		os.RemoveAll(res.Dir)
 		return nil, err
 	}
