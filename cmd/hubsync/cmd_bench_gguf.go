@@ -123,7 +123,7 @@ func runBenchGGUF(ctx context.Context, g *globalOptions, o *benchGGUFOptions) er
 		return err
 	}
 	os.RemoveAll(merged)
-	fmt.Fprintf(w, "merge (safetensors, %s written):      %7.2fs  %6.2f GB/s of input  peak RSS %4d MiB\n",
+	fmt.Fprintf(w, "merge (safetensors, %s written):      %7.2fs  %6.3f GB/s of input  peak RSS %4d MiB\n",
 		mergeHumanSize(outBytes), mWall.Seconds(), float64(in)/1e9/mWall.Seconds(), mRSS>>20)
 
 	ggufArgs := append([]string{"export", "gguf", "--base", base, "--adapter", adapter, "--out", ggufOut, "--type", o.Type,
@@ -137,7 +137,7 @@ func runBenchGGUF(ctx context.Context, g *globalOptions, o *benchGGUFOptions) er
 		return err
 	}
 	os.Remove(ggufOut)
-	fmt.Fprintf(w, "export gguf %s (%s written):       %7.2fs  %6.2f GB/s of input  peak RSS %4d MiB  ratio to the merge %.2fx\n",
+	fmt.Fprintf(w, "export gguf %s (%s written):       %7.2fs  %6.3f GB/s of input  peak RSS %4d MiB  ratio to the merge %.2fx\n",
 		strings.ToUpper(o.Type), mergeHumanSize(st.Size()), gWall.Seconds(), float64(in)/1e9/gWall.Seconds(), gRSS>>20,
 		gWall.Seconds()/mWall.Seconds())
 
