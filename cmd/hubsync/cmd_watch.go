@@ -118,7 +118,7 @@ take it away, merges the adapter into its base (or takes the adapter), uploads a
 tags it, and prunes old steps (--prune-keep). tmp-checkpoint-* is ignored. --dtype bf16,nf4 publishes two merges
 of each checkpoint: bf16 to --repo and the bitsandbytes 4-bit model to --quant-repo (default <repo>-bnb-4bit),
 each committed and tagged (docs/merged-4bit.md). --gguf q4_k_m,q8_0 also publishes each merge as GGUF files
-(llama.cpp, Ollama) in the merged model's commit; --publish gguf publishes only them and their card (docs/gguf.md).
+(llama.cpp, Ollama) in the merged model's commit; --publish gguf publishes only them and their card (docs/gguf-cli.md).
 
 Every stage is recorded in a journal ($STATE_DIRECTORY/journal.db, else $XDG_STATE_HOME/hubsync/journal.db):
 after a crash or restart, unfinished jobs resume where they stopped (finished upload parts are not sent again,
