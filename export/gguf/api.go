@@ -93,6 +93,9 @@ type Options struct {
 	TokenizerDir string
 	// Name is general.name ("" leaves it out).
 	Name string
+	// Pre overrides tokenizer.ggml.pre for a byte-level BPE tokenizer ("" keeps the name recognised from
+	// tokenizer.json).
+	Pre string
 	// Threads bounds the quantizing goroutines (0: GOMAXPROCS). The bytes do not depend on it.
 	Threads int
 }
@@ -108,7 +111,8 @@ type TensorInfo struct {
 }
 
 // File is a planned GGUF file: header, metadata, tensor infos and offsets are fixed; tensor data is produced
-// from the Source on demand.
+// from the Source on demand. Write and ProduceRange may run concurrently when the Source allows concurrent reads
+// (DirSource does).
 type File struct {
 	// header is everything before the data section, padding included.
 	header  []byte

@@ -22,9 +22,29 @@ import (
 type memSource struct {
 	ts   []Tensor
 	data map[string][]byte
-	mu   sync.Mutex
-	max  int64
-	fail string // ReadTensor of this tensor fails
+	// lazy tensors get deterministic random values when first read
+	lazy  map[string]bool
+	mu    sync.Mutex
+	max   int64
+	fail  string // ReadTensor of this tensor fails
+	reads []string
+}
+
+// bytes returns a tensor's data, generating a lazy one.
+func (m *memSource) bytes(name string) []byte {
+	if d, ok := m.data[name]; ok || !m.lazy[name] {
+		return d
+	}
+	for _, t := range m.ts {
+		if t.Name == name {
+			n, _ := tensor.NumElements(t.Shape)
+			b := make([]byte, n*int64(t.DType.Size()))
+			tensor.EncodeFloats(t.DType, floats(name, n), b)
+			m.data[name] = b
+			return b
+		}
+	}
+	return nil
 }
 
 func (m *memSource) Tensors() []Tensor { return m.ts }
@@ -35,13 +55,22 @@ func (m *memSource) ReadTensor(ctx context.Context, name string, off, n int64, w
 	}
 	m.mu.Lock()
 	m.max = max(m.max, n)
+	m.reads = append(m.reads, name)
+	d := m.bytes(name)
 	m.mu.Unlock()
-	d := m.data[name]
 	if off < 0 || off+n > int64(len(d)) {
 		return fmt.Errorf("read [%d,%d) of %s (%d bytes)", off, off+n, name, len(d))
 	}
 	_, err := w.Write(d[off : off+n])
 	return err
+}
+
+func (m *memSource) addLazy(name string, dt tensor.DType, shape ...int64) {
+	if m.data == nil {
+		m.data, m.lazy = map[string][]byte{}, map[string]bool{}
+	}
+	m.ts = append(m.ts, Tensor{Name: name, DType: dt, Shape: shape})
+	m.lazy[name] = true
 }
 
 func (m *memSource) add(t *testing.T, name string, dt tensor.DType, vals []float32, shape ...int64) {
@@ -123,10 +152,7 @@ func (s modelSpec) source(t *testing.T) *memSource {
 	}
 	m := &memSource{}
 	e, q, kv, ff := int64(s.hidden), int64(s.heads*s.hd()), int64(s.kvHeads*s.hd()), int64(s.ff)
-	add := func(name string, shape ...int64) {
-		n, _ := tensor.NumElements(shape)
-		m.add(t, name, dt, floats(name, n), shape...)
-	}
+	add := func(name string, shape ...int64) { m.addLazy(name, dt, shape...) }
 	add("model.embed_tokens.weight", int64(s.vocab), e)
 	add("model.norm.weight", e)
 	if !s.tied {
@@ -177,34 +203,10 @@ func testVocab(n int) *vocab.Vocab {
 	return v
 }
 
-// fakeQuantize stands in for ggml's quantizers in tests of layout and streaming (not of quantized values):
-// each block is a digest of its values, so the bytes depend on every input value and on nothing else.
-func fakeQuantize(t ggml.Type, dst []byte, src []float32, ncols, _ int) error {
-	rs, err := t.RowSize(ncols)
-	if err != nil {
-		return err
-	}
-	if len(src)%ncols != 0 || len(dst) != len(src)/ncols*rs {
-		return fmt.Errorf("fake quantize: %d values, rows of %d, %d bytes", len(src), ncols, len(dst))
-	}
-	be, bb := t.BlockElems(), t.BlockBytes()
-	for b := 0; b*be < len(src); b++ {
-		h := sha256.New()
-		buf := make([]byte, 4*be)
-		tensor.EncodeFloats(tensor.F32, src[b*be:(b+1)*be], buf)
-		h.Write(buf)
-		sum := h.Sum(nil)
-		for i := range bb {
-			dst[b*bb+i] = sum[i%len(sum)]
-		}
-	}
-	return nil
-}
-
 func testHooks(n int) hooks {
 	return hooks{
-		loadVocab: func(string, int) (*vocab.Vocab, error) { return testVocab(n), nil },
-		encode:    fakeQuantize,
+		loadVocab: func(string, int, vocab.LoadOptions) (*vocab.Vocab, error) { return testVocab(n), nil },
+		encode:    ggml.QuantizeParallel,
 	}
 }
 

@@ -72,6 +72,11 @@ type BaseSpec struct {
 	// random floats, and cheap approximate-normal 16-bit values (benchmark mode: valid files, written fast).
 	FastRandomCodes bool
 
+	// Tokenizer selects the tokenizer files: the fake one (zero value), or a small real byte-level BPE
+	// (TokenizerLlama3, TokenizerQwen2) or SentencePiece (TokenizerSPM) tokenizer; Vocab must cover
+	// Tokenizer.Size().
+	Tokenizer TokenizerKind
+
 	RopeTheta             float64 // default per architecture
 	RMSNormEps            float64 // default per architecture
 	MaxPositionEmbeddings int     // default 2048
