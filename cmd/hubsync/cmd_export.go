@@ -181,6 +181,10 @@ func runExportGGUF(ctx context.Context, g *globalOptions, o *exportGGUFOptions) 
 		if createdDir {
 			os.Remove(o.Out)
 		}
+		var pe *pipeline.GGUFPlanError
+		if errors.As(err, &pe) {
+			return fmt.Errorf("%s: %w", paths[pe.Index], pe.Err)
+		}
 		return err
 	}
 	var done []string

@@ -153,8 +153,8 @@ func TestExportGGUFCLIErrors(t *testing.T) {
 		{"adapter without base", []string{"--adapter", ckpt, "--out", out + ".gguf", "--type", "f16"}, 2, []string{"--base"}},
 		{"unknown architecture", []string{"--model", alien, "--out", out + ".gguf", "--type", "f16"}, 1, []string{"AlienForCausalLM"}},
 		{"no tokenizer", []string{"--model", notok, "--out", out + ".gguf", "--type", "f16"}, 1, []string{"tokenizer"}},
-		{"shape the type cannot hold", []string{"--base", f.base, "--adapter", ckpt, "--out", out + ".gguf", "--type", "q4_k_m"}, 1, []string{"Q4_K_M", "cannot"}},
-		{"second type fails", []string{"--base", f.base, "--adapter", ckpt, "--out", out, "--type", "f16,q4_k_m"}, 1, []string{"Q4_K_M"}},
+		{"shape the type cannot hold", []string{"--base", f.base, "--adapter", ckpt, "--out", out + ".gguf", "--type", "q4_k_m"}, 1, []string{out + ".gguf: ", "cannot"}},
+		{"second type fails", []string{"--base", f.base, "--adapter", ckpt, "--out", out, "--type", "f16,q4_k_m"}, 1, []string{filepath.Join(out, "out-Q4_K_M.gguf") + ": "}},
 		{"missing model", []string{"--model", filepath.Join(dir, "nothing"), "--out", out + ".gguf", "--type", "f16"}, 1, []string{"nothing"}},
 	}
 	for _, tc := range tests {

@@ -43,7 +43,7 @@ type GGUFPlan struct {
 }
 
 // PlanGGUF plans the GGUF file of every type from src: opts (Config, TokenizerDir, Threads) with each type,
-// named GGUFFileName(name, type). Errors name the file and the problem.
+// named GGUFFileName(name, type). An error is a *GGUFPlanError naming the file and the problem.
 func PlanGGUF(src gguf.Source, opts gguf.Options, name string, types []gguf.FileType) ([]GGUFPlan, error) {
 	out := make([]GGUFPlan, 0, len(types))
 	for _, t := range types {
@@ -54,12 +54,26 @@ func PlanGGUF(src gguf.Source, opts gguf.Options, name string, types []gguf.File
 		}
 		f, err := gguf.Plan(src, o)
 		if err != nil {
-			return nil, fmt.Errorf("GGUF %s: %w", GGUFFileName(name, t), err)
+			return nil, &GGUFPlanError{Index: len(out), Path: GGUFFileName(name, t), Err: err}
 		}
 		out = append(out, GGUFPlan{Path: GGUFFileName(name, t), Type: t, File: f, Opts: o})
 	}
 	return out, nil
 }
+
+// GGUFPlanError is a GGUF file that cannot be planned: the input is refused for that type.
+type GGUFPlanError struct {
+	// Index is the type's position in the list; Path the file's name.
+	Index int
+	Path  string
+	Err   error
+}
+
+// Error names the file and the problem.
+func (e *GGUFPlanError) Error() string { return "GGUF " + e.Path + ": " + e.Err.Error() }
+
+// Unwrap returns the writer's error.
+func (e *GGUFPlanError) Unwrap() error { return e.Err }
 
 // PlanMergedGGUF plans the GGUF files of a merge (merge.Producer.GGUFSource, with the merged config and the
 // checkpoint's, else the base's, tokenizer).
