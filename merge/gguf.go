@@ -49,7 +49,9 @@ func (pr *Producer) GGUFOptions(typ gguf.FileType) (gguf.Options, error) {
 
 // SetCardGGUF lists the GGUF files published with the merged model on its model card (a GGUF section and the
 // gguf tag). Call it before the card is written (Execute, WriteSmallFiles).
-func (p *Plan) SetCardGGUF(files []export.GGUFFile) { p.cardGGUF = append([]export.GGUFFile(nil), files...) }
+func (p *Plan) SetCardGGUF(files []export.GGUFFile) {
+	p.cardGGUF = append([]export.GGUFFile(nil), files...)
+}
 
 // CardInfo is the model card information of the merge (as Execute writes it on the card), for a GGUF-only card.
 func (p *Plan) CardInfo() (export.CardInfo, error) {
