@@ -30,10 +30,10 @@ func newBenchCommand(g *globalOptions) *cobra.Command {
 		Hidden: true,
 		Args:   cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
-			return usagef("bench needs a subcommand: merge or publish")
+			return usagef("bench needs a subcommand: merge, publish or gguf")
 		},
 	}
-	cmd.AddCommand(newBenchMergeCommand(g), newBenchPublishCommand(g))
+	cmd.AddCommand(newBenchMergeCommand(g), newBenchPublishCommand(g), newBenchGGUFCommand(g))
 	return cmd
 }
 
