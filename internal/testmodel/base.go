@@ -99,7 +99,7 @@ func GenerateBase(ctx context.Context, dir string, spec BaseSpec) (info *BaseInf
 			return nil, err
 		}
 	}
-	for _, f := range tokenizerFiles(s.Arch, s.Vocab, s.MaxPositionEmbeddings) {
+	for _, f := range tokenizerFiles(s.Arch.tokenizerFamily(), s.Vocab, s.MaxPositionEmbeddings) {
 		if err := put(f.name, f.data); err != nil {
 			return nil, err
 		}
@@ -212,6 +212,7 @@ type sidecar struct {
 	Seed                  int64    `json:"seed"`
 	ShardSize             int64    `json:"shard_size"`
 	FastRandomCodes       bool     `json:"fast_random_codes"`
+	Llama3Rope            bool     `json:"llama3_rope,omitempty"`
 	RopeTheta             float64  `json:"rope_theta"`
 	RMSNormEps            float64  `json:"rms_norm_eps"`
 	MaxPositionEmbeddings int      `json:"max_position_embeddings"`
@@ -222,7 +223,8 @@ func marshalSidecar(s BaseSpec) ([]byte, error) {
 		Heads: s.Heads, KVHeads: s.KVHeads, HeadDim: s.HeadDim, Vocab: s.Vocab, Tied: s.Tied, Bias: s.Bias,
 		DType: s.DType.String(), Quant: s.Quant, DoubleQuant: s.DoubleQuant, Blocksize: s.Blocksize,
 		QuantStorage: s.QuantStorage.String(), SkipModules: s.SkipModules, FanInFanOut: s.FanInFanOut,
-		Seed: s.Seed, ShardSize: s.ShardSize, FastRandomCodes: s.FastRandomCodes, RopeTheta: s.RopeTheta,
+		Seed: s.Seed, ShardSize: s.ShardSize, FastRandomCodes: s.FastRandomCodes, Llama3Rope: s.Llama3Rope,
+		RopeTheta: s.RopeTheta,
 		RMSNormEps: s.RMSNormEps, MaxPositionEmbeddings: s.MaxPositionEmbeddings})
 }
 
@@ -245,7 +247,7 @@ func unmarshalSidecar(data []byte) (BaseSpec, error) {
 		Heads: sc.Heads, KVHeads: sc.KVHeads, HeadDim: sc.HeadDim, Vocab: sc.Vocab, Tied: sc.Tied, Bias: sc.Bias,
 		DType: dt, Quant: sc.Quant, DoubleQuant: sc.DoubleQuant, Blocksize: sc.Blocksize, QuantStorage: qs,
 		SkipModules: sc.SkipModules, FanInFanOut: sc.FanInFanOut, Seed: sc.Seed, ShardSize: sc.ShardSize,
-		FastRandomCodes: sc.FastRandomCodes, RopeTheta: sc.RopeTheta, RMSNormEps: sc.RMSNormEps,
+		FastRandomCodes: sc.FastRandomCodes, Llama3Rope: sc.Llama3Rope, RopeTheta: sc.RopeTheta, RMSNormEps: sc.RMSNormEps,
 		MaxPositionEmbeddings: sc.MaxPositionEmbeddings}, nil
 }
 
@@ -293,6 +295,26 @@ func configJSON(s BaseSpec) ([]byte, error) {
 		c["max_window_layers"] = s.Layers
 	case ArchMistral:
 		c["sliding_window"] = nil
+	case ArchQwen3:
+		c["attention_bias"] = false
+		c["head_dim"] = s.HeadDim
+		c["sliding_window"] = nil
+		c["use_sliding_window"] = false
+		c["max_window_layers"] = s.Layers
+	case ArchGemma2:
+		c["attention_bias"] = false
+		c["head_dim"] = s.HeadDim
+		c["hidden_act"] = "gelu_pytorch_tanh"
+		c["hidden_activation"] = "gelu_pytorch_tanh"
+		c["query_pre_attn_scalar"] = s.HeadDim
+		c["attn_logit_softcapping"] = pyNum(50)
+		c["final_logit_softcapping"] = pyNum(30)
+		c["sliding_window"] = s.MaxPositionEmbeddings
+		c["cache_implementation"] = "hybrid"
+	}
+	if s.Llama3Rope {
+		c["rope_scaling"] = map[string]any{"factor": pyNum(8), "low_freq_factor": pyNum(1),
+			"high_freq_factor": pyNum(4), "original_max_position_embeddings": 8192, "rope_type": "llama3"}
 	}
 	if s.Quant != QuantNone {
 		var skip any
@@ -320,7 +342,7 @@ func configJSON(s BaseSpec) ([]byte, error) {
 
 // specialIDs are the bos/eos token ids of the fake tokenizer.
 func specialIDs(a Arch) (bos, eos int) {
-	if a == ArchQwen2 {
+	if a.tokenizerFamily() == ArchQwen2 {
 		return 0, 2
 	}
 	return 1, 2
