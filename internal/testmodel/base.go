@@ -224,7 +224,7 @@ func marshalSidecar(s BaseSpec) ([]byte, error) {
 		DType: s.DType.String(), Quant: s.Quant, DoubleQuant: s.DoubleQuant, Blocksize: s.Blocksize,
 		QuantStorage: s.QuantStorage.String(), SkipModules: s.SkipModules, FanInFanOut: s.FanInFanOut,
 		Seed: s.Seed, ShardSize: s.ShardSize, FastRandomCodes: s.FastRandomCodes, Llama3Rope: s.Llama3Rope,
-		RopeTheta: s.RopeTheta,
+		RopeTheta:  s.RopeTheta,
 		RMSNormEps: s.RMSNormEps, MaxPositionEmbeddings: s.MaxPositionEmbeddings})
 }
 
