@@ -83,3 +83,71 @@ func TestHarnessForwardMatchesLlamaCpp(t *testing.T) {
 		}
 	}
 }
+
+// TestHarnessQuantizeDriver checks quantize.py: llama_model_quantize turns the suite's F32 file into Q4_K_M with
+// llama.cpp's mix (attn_v and ffn_down of the use_more_bits layers, and output.weight, in Q6_K; norms F32) and
+// that llama.cpp loads the result.
+func TestHarnessQuantizeDriver(t *testing.T) {
+	o := Find(t)
+	dir := t.TempDir()
+	md := filepath.Join(dir, "m")
+	if _, err := testmodel.GenerateBase(context.Background(), md, testmodel.GGUFSmall(testmodel.ArchLlama)); err != nil {
+		t.Fatal(err)
+	}
+	src, dst := filepath.Join(dir, "f32.gguf"), filepath.Join(dir, "q4km.gguf")
+	writeF32GGUF(t, md, src)
+	runQuantize(t, o, []quantizeJob{{src, dst, 15}})
+	f, err := parseGGUF(dst)
+	if err != nil {
+		t.Fatal(err)
+	}
+	// With 2 layers use_more_bits(i, 2) holds for layer 1 only (i >= 7·2/8).
+	want := map[string]uint32{"token_embd.weight": 12, "blk.0.attn_v.weight": 12, "blk.1.attn_v.weight": 14,
+		"blk.0.ffn_down.weight": 12, "blk.1.ffn_down.weight": 14, "blk.0.attn_q.weight": 12,
+		"blk.0.attn_norm.weight": 0, "output.weight": 14}
+	for _, ti := range f.Tensors {
+		if w, ok := want[ti.Name]; ok && ti.Type != w {
+			t.Errorf("%s: type %d, want %d", ti.Name, ti.Type, w)
+		}
+	}
+	r := runOracle(t, o, job{Models: []modelJob{{Path: src, Logits: testTokens[:1]}, {Path: dst, Logits: testTokens[:1]}}})
+	for _, m := range r.Models {
+		if m.Error != "" {
+			t.Fatal(m.Error)
+		}
+	}
+	kl, top := klDivergence(r.Models[0].Logits[0], r.Models[1].Logits[0])
+	t.Logf("Q4_K_M of the harness F32 file: KL %.3g, top-1 agrees %v", kl, top)
+}
+
+// klDivergence is KL(softmax(p) ‖ softmax(q)) in nats, and whether both logit vectors have the same argmax.
+func klDivergence(p, q []float64) (float64, bool) {
+	lse := func(x []float64) float64 {
+		m := math.Inf(-1)
+		for _, v := range x {
+			m = math.Max(m, v)
+		}
+		var s float64
+		for _, v := range x {
+			s += math.Exp(v - m)
+		}
+		return m + math.Log(s)
+	}
+	lp, lq := lse(p), lse(q)
+	var kl float64
+	for i := range p {
+		pi := math.Exp(p[i] - lp)
+		kl += pi * ((p[i] - lp) - (q[i] - lq))
+	}
+	return kl, argmax(p) == argmax(q)
+}
+
+func argmax(x []float64) int {
+	b := 0
+	for i, v := range x {
+		if v > x[b] {
+			b = i
+		}
+	}
+	return b
+}

@@ -6,6 +6,8 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"strconv"
+	"strings"
 	"testing"
 	"time"
 )
@@ -110,3 +112,33 @@ func (l *limitedBuffer) Write(p []byte) (int, error) {
 }
 
 func (l *limitedBuffer) String() string { return string(l.b) }
+
+// quantizeJob is one llama_model_quantize run: src to dst as llama_ftype ftype.
+type quantizeJob struct {
+	Src, Dst string
+	FType    int
+}
+
+// runQuantize runs llama.cpp's llama_model_quantize (quantize.py, python3 ctypes) on every job, in one process.
+func runQuantize(t *testing.T, o *Oracles, jobs []quantizeJob) {
+	t.Helper()
+	args := []string{filepath.Join(Dir(), "quantize.py"), o.LibDir, "2"}
+	for _, j := range jobs {
+		args = append(args, j.Src, j.Dst, strconv.Itoa(j.FType))
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
+	defer cancel()
+	cmd := exec.CommandContext(ctx, o.Python, args...)
+	var stderr limitedBuffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("python3 quantize.py: %v\n%s\n%s", err, out, stderr.String())
+	}
+	for _, j := range jobs {
+		if !strings.Contains(string(out), "ok "+j.Dst+"\n") {
+			t.Fatalf("llama_model_quantize %s → %s (ftype %d) failed:\n%s\n%s", j.Src, j.Dst, j.FType, out,
+				stderr.String())
+		}
+	}
+}
