@@ -2,15 +2,13 @@ package gguf
 
 import (
 	"context"
-	"errors"
+	"fmt"
 	"io"
+	"strings"
 
 	"github.com/hubsync/hubsync/internal/ggml"
 	"github.com/hubsync/hubsync/internal/tensor"
 )
-
-// errNotImplemented marks the parts of the API that have not landed yet.
-var errNotImplemented = errors.New("gguf: not implemented yet")
 
 // FileType is an output type as llama-quantize and unsloth name it (general.file_type).
 type FileType int
@@ -27,14 +25,49 @@ const (
 	FileBF16  FileType = 32
 )
 
+// fileTypeNames are the llama-quantize spellings.
+var fileTypeNames = map[FileType]string{
+	FileF32: "F32", FileF16: "F16", FileBF16: "BF16", FileQ8_0: "Q8_0", FileQ4_0: "Q4_0",
+	FileQ4_KM: "Q4_K_M", FileQ5_KM: "Q5_K_M", FileQ6_K: "Q6_K",
+}
+
+func (t FileType) valid() bool { _, ok := fileTypeNames[t]; return ok }
+
 // ParseFileType parses one type name, case-insensitively: f32, f16, bf16, q8_0, q4_0, q4_k_m, q5_k_m, q6_k.
-func ParseFileType(s string) (FileType, error) { return 0, errNotImplemented }
+func ParseFileType(s string) (FileType, error) {
+	for t, n := range fileTypeNames {
+		if strings.EqualFold(strings.TrimSpace(s), n) {
+			return t, nil
+		}
+	}
+	return 0, fmt.Errorf("gguf: unknown type %q (f32, f16, bf16, q8_0, q4_0, q4_k_m, q5_k_m, q6_k)", s)
+}
 
 // ParseFileTypes parses a comma-separated list of type names (duplicates refused).
-func ParseFileTypes(list string) ([]FileType, error) { return nil, errNotImplemented }
+func ParseFileTypes(list string) ([]FileType, error) {
+	var out []FileType
+	seen := map[FileType]bool{}
+	for _, part := range strings.Split(list, ",") {
+		t, err := ParseFileType(part)
+		if err != nil {
+			return nil, err
+		}
+		if seen[t] {
+			return nil, fmt.Errorf("gguf: type %s listed twice in %q", t, list)
+		}
+		seen[t] = true
+		out = append(out, t)
+	}
+	return out, nil
+}
 
 // String is the llama-quantize spelling of the type ("Q4_K_M", "F16"), as used in file names.
-func (t FileType) String() string { return "" }
+func (t FileType) String() string {
+	if n, ok := fileTypeNames[t]; ok {
+		return n
+	}
+	return fmt.Sprintf("FileType(%d)", int(t))
+}
 
 // Tensor is one tensor of the Hugging Face checkpoint a GGUF file is made from.
 type Tensor struct {
@@ -76,43 +109,29 @@ type TensorInfo struct {
 
 // File is a planned GGUF file: header, metadata, tensor infos and offsets are fixed; tensor data is produced
 // from the Source on demand.
-type File struct{}
+type File struct {
+	// header is everything before the data section, padding included.
+	header  []byte
+	tensors []*plannedTensor
+	size    int64
+	src     Source
+	threads int
+	encode  encodeFunc
+}
 
 // Plan validates the checkpoint (architecture, tokenizer, shapes against the type) and lays out the file.
-// Errors name the file and the problem.
-func Plan(src Source, opts Options) (*File, error) { return nil, errNotImplemented }
+// Errors name the file and the problem. No tensor data is read.
+func Plan(src Source, opts Options) (*File, error) { return planWith(src, opts, defaultHooks()) }
 
 // Size is the file's length in bytes.
-func (f *File) Size() int64 { return 0 }
+func (f *File) Size() int64 { return f.size }
 
 // Tensors lists the file's tensors in file order.
-func (f *File) Tensors() []TensorInfo { return nil }
-
-// Write streams the whole file to w.
-func (f *File) Write(ctx context.Context, w io.Writer) error { return errNotImplemented }
-
-// ProduceRange writes bytes [off, off+n) of the file to w (the same bytes Write writes there).
-func (f *File) ProduceRange(ctx context.Context, off, n int64, w io.Writer) error {
-	return errNotImplemented
+func (f *File) Tensors() []TensorInfo {
+	out := make([]TensorInfo, len(f.tensors))
+	for i, p := range f.tensors {
+		out[i] = p.info
+		out[i].Dims = append([]uint64(nil), p.info.Dims...)
+	}
+	return out
 }
-
-// WriteFile writes the file to path atomically (a temporary file in the same directory, fsynced, then
-// renamed): on any error no file is left at path.
-func WriteFile(ctx context.Context, path string, f *File) error { return errNotImplemented }
-
-// DirSource is a Source over a model directory's safetensors weights (one file or an index of shards).
-type DirSource struct{}
-
-// OpenDir opens the weights of a Hugging Face model directory. Close it when done.
-func OpenDir(dir string) (*DirSource, error) { return nil, errNotImplemented }
-
-// Tensors implements Source.
-func (d *DirSource) Tensors() []Tensor { return nil }
-
-// ReadTensor implements Source.
-func (d *DirSource) ReadTensor(ctx context.Context, name string, off, n int64, w io.Writer) error {
-	return errNotImplemented
-}
-
-// Close closes the weight files.
-func (d *DirSource) Close() error { return nil }
