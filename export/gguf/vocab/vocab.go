@@ -1,9 +1,23 @@
 // Package vocab reads a Hugging Face tokenizer (tokenizer.json byte-level BPE, or a SentencePiece
 // tokenizer.model, plus tokenizer_config.json and the other side files) into the token list and special-token
 // settings a GGUF file stores under tokenizer.*, choosing them as llama.cpp's convert_hf_to_gguf does.
+//
+// The three paths, tried in the order llama.cpp's LlamaModel.set_vocab tries them:
+//   - tokenizer.model (SentencePiece protobuf) → Model "llama", Pre "default", scores and piece types;
+//   - tokenizer.json BPE with byte_fallback and a Sequence decoder (Llama-2 saved by transformers only) →
+//     Model "llama" by gguf-py's LlamaHfVocab rules (every score −1000);
+//   - tokenizer.json byte-level BPE → Model "gpt2", with the pre-tokenizer name recognised from the
+//     pre_tokenizer's Split regexes (llama.cpp's converter hashes a tokenization instead; see
+//     docs/gguf-tokenizers.md) or given by LoadOptions.Pre.
 package vocab
 
-import "errors"
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+)
 
 // Token types (SentencePiece piece types, llama.cpp's llama_token_type).
 const (
@@ -26,7 +40,8 @@ type Vocab struct {
 	Tokens []string
 	Scores []float32
 	Types  []int32
-	// Merges are the BPE merges, "a b" each (nil for SentencePiece).
+	// Merges are the BPE merges, "a b" each (nil for SentencePiece; never nil, possibly empty, for "gpt2",
+	// since llama.cpp refuses a gpt2 vocab without the key).
 	Merges []string
 	// Special maps a special-token kind to its id: "bos", "eos", "unknown", "padding", "seperator" (sic, as
 	// llama.cpp spells the key), "mask", "eot", "eom". The GGUF key is tokenizer.ggml.<kind>_token_id.
@@ -38,8 +53,84 @@ type Vocab struct {
 	NamedTemplates map[string]string
 }
 
+// LoadOptions adjusts Load.
+type LoadOptions struct {
+	// Pre, when set, is written as tokenizer.ggml.pre for a byte-level BPE tokenizer instead of the name
+	// recognised from tokenizer.json (the --gguf-pre override). It is not checked here: llama.cpp refuses a
+	// name it does not know when it loads the file.
+	Pre string
+}
+
+// Files Load looks for, in the order it tries them.
+const (
+	fileSPM       = "tokenizer.model"
+	fileTokenizer = "tokenizer.json"
+	fileConfig    = "tokenizer_config.json"
+	fileAdded     = "added_tokens.json"
+	fileMerges    = "merges.txt"
+	fileModelCfg  = "config.json"
+)
+
 // Load reads the tokenizer in dir for a model whose config.json says vocab_size (0: the tokenizer's own size).
 // Errors name the file and the problem (no tokenizer at all, an unknown pre-tokenizer, a malformed file).
 func Load(dir string, vocabSize int) (*Vocab, error) {
-	return nil, errors.New("vocab: not implemented yet")
+	return LoadWith(dir, vocabSize, LoadOptions{})
+}
+
+// LoadWith is Load with options.
+func LoadWith(dir string, vocabSize int, opts LoadOptions) (*Vocab, error) {
+	if vocabSize < 0 {
+		return nil, fmt.Errorf("vocab: negative vocab_size %d", vocabSize)
+	}
+	side, err := loadSideFiles(dir)
+	if err != nil {
+		return nil, err
+	}
+	var v *Vocab
+	switch {
+	case isFile(filepath.Join(dir, fileSPM)):
+		v, err = loadSentencePiece(dir, vocabSize, side)
+	case side.tok != nil && side.tok.isLlamaHF():
+		v, err = loadLlamaHF(dir, vocabSize, side)
+	case side.tok != nil:
+		v, err = loadBPE(dir, vocabSize, side, opts)
+	default:
+		return nil, fmt.Errorf("vocab: no tokenizer in %s (looked for %s and %s)", dir, fileSPM, fileTokenizer)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if err := side.applySpecial(v); err != nil {
+		return nil, err
+	}
+	return v, nil
+}
+
+func isFile(p string) bool {
+	st, err := os.Stat(p)
+	return err == nil && st.Mode().IsRegular()
+}
+
+// readOptional reads a file, returning nil and no error when it does not exist.
+func readOptional(p string) ([]byte, error) {
+	b, err := os.ReadFile(p)
+	if errors.Is(err, os.ErrNotExist) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("vocab: %w", err)
+	}
+	return b, nil
+}
+
+func boolPtr(b bool) *bool { return &b }
+
+// sortedKeys returns m's keys in order (so that a map-driven pass is deterministic).
+func sortedKeys[V any](m map[string]V) []string {
+	keys := make([]string, 0, len(m))
+	for k := range m {
+		keys = append(keys, k)
+	}
+	slices.Sort(keys)
+	return keys
 }
