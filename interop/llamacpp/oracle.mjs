@@ -19,12 +19,15 @@ const errText = (e) => String(e && e.message ? e.message : e);
 
 if ((job.models || []).length > 0) {
 	const { getLlama, LlamaLogLevel } = await import("node-llama-cpp");
+	// llama.cpp's warnings and errors go to the current item's "log" (why a load failed).
+	let logBuf = [];
 	const llama = await getLlama({
 		gpu: false, build: "never", skipDownload: true, progressLogs: false,
-		logLevel: LlamaLogLevel.disabled,
+		logLevel: LlamaLogLevel.warn, logger: (level, message) => { logBuf.push(String(message).trim()); },
 	});
 	for (const m of job.models) {
 		const r = { path: m.path, logits: [], tokens: [] };
+		logBuf = [];
 		let model;
 		try {
 			model = await llama.loadModel({ modelPath: m.path, gpuLayers: 0, useMmap: false });
@@ -57,6 +60,7 @@ if ((job.models || []).length > 0) {
 			r.error = errText(e);
 		} finally {
 			if (model) await model.dispose();
+			r.log = logBuf.join("\n");
 		}
 		out.models.push(r);
 	}

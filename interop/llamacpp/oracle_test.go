@@ -42,6 +42,7 @@ type result struct {
 	Models []struct {
 		Path   string      `json:"path"`
 		Error  string      `json:"error"`
+		Log    string      `json:"log"` // llama.cpp's warnings and errors
 		Logits [][]float64 `json:"logits"`
 		Tokens [][]int     `json:"tokens"`
 	} `json:"models"`

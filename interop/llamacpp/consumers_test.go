@@ -1,0 +1,351 @@
+package llamacpp
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"io/fs"
+	"math"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+
+	"github.com/hubsync/hubsync/export/gguf"
+	"github.com/hubsync/hubsync/internal/testmodel"
+)
+
+// testModel is one of the suite's generated models.
+type testModel struct {
+	name string
+	spec testmodel.BaseSpec
+}
+
+// testModels are the models every GGUF type is checked on: GGUF-friendly shapes (rows multiples of 256, so
+// every type holds every matrix), 2 layers, bf16 like the checkpoints users merge.
+func testModels() []testModel {
+	l3 := testmodel.GGUFSmall(testmodel.ArchLlama)
+	l3.Llama3Rope = true // Llama 3.1: rope_freqs.weight
+	return []testModel{
+		{"llama", l3},
+		{"qwen2", testmodel.GGUFSmall(testmodel.ArchQwen2)},
+		{"mistral", testmodel.GGUFSmall(testmodel.ArchMistral)},
+		{"qwen3", testmodel.GGUFSmall(testmodel.ArchQwen3)},
+		{"gemma2", testmodel.GGUFSmall(testmodel.ArchGemma2)},
+	}
+}
+
+// prepareModel generates m under dir.
+func prepareModel(t *testing.T, dir string, m testModel) string {
+	t.Helper()
+	md := genModel(t, dir, m.name, m.spec)
+	// The fake tokenizer has no merges, which llama.cpp requires of a gpt2 vocabulary.
+	tj, err := os.ReadFile(filepath.Join(md, "tokenizer.json"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tj = bytes.Replace(tj, []byte(`"merges": []`), []byte(`"merges": ["t o"]`), 1)
+	if err := os.WriteFile(filepath.Join(md, "tokenizer.json"), tj, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return md
+}
+
+// testTokens are the token sequences whose last-position logits are compared (ids below every test vocab).
+var testTokens = [][]int{
+	{1, 17, 300, 42, 999, 5, 77, 512, 3, 250, 128, 640},
+	{7},
+	{2, 900, 901, 902, 33},
+	{64, 64, 64, 64, 64, 64, 64, 64},
+	{1000, 1, 500, 20, 730, 11, 400},
+	{15, 260, 80, 333},
+}
+
+// Tolerances, relative to max|logit|, of llama.cpp's logits against the float64 reference forward pass.
+//
+// F32: llama.cpp computes in float32 (SIMD sums in another order) on float32 weights, with the K/V cache set to
+// F32 by oracle.mjs, so logits differ from float64 by rounding only: a few float32 ulps per dot product,
+// amplified by at most the layers. Measured ≤ 4e-7 for llama, mistral, qwen2 and qwen3 (llama3 rope scaling
+// included); f32Tolerance leaves a margin of more than a hundred.
+//
+// Gemma 2 is looser: llama.cpp's CPU GeLU reads a float16 table (input and output rounded to float16, relative
+// error up to 2^-11 per activation), which moves logits by up to 4.3e-4 × max|logit| here (rounding the
+// reference's GeLU the same way brings it to 1.8e-5); gemmaTolerance is about 5× that.
+//
+// F16: llama.cpp's CPU matrix product of F16 weights first rounds the activations to float16 (relative error
+// 2^-11 ≈ 4.9e-4 per value); measured ≤ 5.3e-4 (gemma2 9.5e-4), f16Tolerance is 10 × 2^-11.
+const (
+	f32Tolerance   = 1e-4
+	gemmaTolerance = 2e-3
+	f16Tolerance   = 5e-3
+)
+
+// klBound bounds KL(F32 ‖ type) in nats per type, each about 3× the largest value measured over the test models
+// and sequences (gemma2, whose logits are the most peaked, sets most of them): BF16 2.6e-5, Q8_0 1.2e-3, Q6_K
+// 6.9e-3, Q5_K_M 1.7e-2, Q4_K_M 9.5e-2, Q4_0 8.6e-2.
+var klBound = map[gguf.FileType]float64{
+	gguf.FileBF16: 1e-4, gguf.FileQ8_0: 5e-3, gguf.FileQ6_K: 2e-2, gguf.FileQ5_KM: 5e-2, gguf.FileQ4_KM: 0.3,
+	gguf.FileQ4_0: 0.3,
+}
+
+// marginBound is, per type, the F32 top-1 margin (logit of the best token minus the second best) above which
+// the type must predict the same top-1 token: random test models have flat logits, and where the two best tokens
+// are closer than the type's rounding noise a swap says nothing. The bounds are about a third of the largest
+// max|Δlogit| over the whole vocabulary between the F32 file and the type (measured: BF16 0.037, Q8_0 0.18,
+// Q6_K 0.47, Q5_K_M 0.79, Q4_K_M 1.4, Q4_0 1.9, gemma2 the largest), so the check is not implied by them.
+var marginBound = map[gguf.FileType]float64{
+	gguf.FileBF16: 0.02, gguf.FileQ8_0: 0.05, gguf.FileQ6_K: 0.1, gguf.FileQ5_KM: 0.2, gguf.FileQ4_KM: 0.3,
+	gguf.FileQ4_0: 0.3,
+}
+
+// tolerance is the bound on max|Δlogit| / max|logit| against the reference forward pass.
+func tolerance(a testmodel.Arch, ft gguf.FileType) float64 {
+	tol := f32Tolerance
+	if ft == gguf.FileF16 {
+		tol = f16Tolerance
+	}
+	if a == testmodel.ArchGemma2 {
+		tol = max(tol, gemmaTolerance)
+	}
+	return tol
+}
+
+// TestConsumers builds every file first and runs them all through the real consumers in one node process:
+//   - Harness: the suite's own F32 writer (independent of export/gguf) loaded by llama.cpp gives the logits of
+//     the float64 reference forward pass (this checks the oracle itself);
+//   - LoadsAndComputes: hubsync's GGUF of every type of every test model loads in llama.cpp; F32 and F16 logits
+//     equal the reference forward pass within the stated tolerance; for the other types KL(F32 ‖ type) stays
+//     under the type's bound and the top-1 token agrees wherever the F32 margin exceeds the type's bound;
+//   - HuggingFaceGGUF: @huggingface/gguf parses every file to the same tensor infos as hubsync's reader and this
+//     suite's;
+//   - BadInput: a truncated file is rejected by llama.cpp.
+func TestConsumers(t *testing.T) {
+	o := Find(t)
+	dir := t.TempDir()
+	models := testModels()
+	var j job
+	dirs := map[string]string{}
+	for _, m := range models {
+		md := prepareModel(t, dir, m)
+		dirs[m.name] = md
+		p := filepath.Join(dir, m.name+"-harness.gguf")
+		writeF32GGUF(t, md, p)
+		j.Models = append(j.Models, modelJob{Path: p, Logits: testTokens})
+		for _, ft := range allTypes {
+			p := filepath.Join(dir, m.name+"-"+ft.String()+".gguf")
+			if err := exportGGUF(md, ft, p); err != nil {
+				t.Fatalf("%s %s: %v", m.name, ft, err)
+			}
+			j.Models = append(j.Models, modelJob{Path: p, Logits: testTokens})
+			j.GGUF = append(j.GGUF, p)
+		}
+	}
+	// A truncated file: the first half of the llama Q8_0 file.
+	whole, err := os.ReadFile(filepath.Join(dir, "llama-Q8_0.gguf"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	truncated := filepath.Join(dir, "truncated.gguf")
+	if err := os.WriteFile(truncated, whole[:len(whole)/2], 0o644); err != nil {
+		t.Fatal(err)
+	}
+	j.Models = append(j.Models, modelJob{Path: truncated, Logits: testTokens[:1]})
+	r := runOracle(t, o, j)
+	byPath := map[string]int{}
+	for i, m := range r.Models {
+		byPath[m.Path] = i
+	}
+	logits := func(t *testing.T, p string) [][]float64 {
+		t.Helper()
+		m := r.Models[byPath[p]]
+		if m.Error != "" {
+			t.Fatalf("%s: llama.cpp: %s\n%s", filepath.Base(p), m.Error, m.Log)
+		}
+		if len(m.Logits) != len(testTokens) {
+			t.Fatalf("%s: %d logit vectors", filepath.Base(p), len(m.Logits))
+		}
+		return m.Logits
+	}
+	refs := map[string][][]float64{}
+	for _, m := range models {
+		for _, toks := range testTokens {
+			ref, err := testmodel.ForwardDir(dirs[m.name], toks)
+			if err != nil {
+				t.Fatal(err)
+			}
+			refs[m.name] = append(refs[m.name], ref)
+		}
+	}
+	compareRef := func(t *testing.T, m testModel, label string, got [][]float64, tol float64) {
+		t.Helper()
+		worst := 0.0
+		for s := range testTokens {
+			d, sc := logitStats(got[s], refs[m.name][s])
+			worst = math.Max(worst, d/sc)
+			if d > tol*sc {
+				t.Errorf("%s, sequence %d: max |Δlogit| %.3g > %g × max|logit| %.3g", label, s, d, tol, sc)
+			}
+		}
+		t.Logf("%s: max |Δlogit| vs the float64 reference ≤ %.3g × max|logit| (bound %g)", label, worst, tol)
+	}
+
+	t.Run("Harness", func(t *testing.T) {
+		for _, m := range models {
+			compareRef(t, m, m.name+" (suite's F32 writer)", logits(t, filepath.Join(dir, m.name+"-harness.gguf")),
+				tolerance(m.spec.Arch, gguf.FileF32))
+		}
+	})
+
+	t.Run("LoadsAndComputes", func(t *testing.T) {
+		for _, m := range models {
+			f32 := logits(t, filepath.Join(dir, m.name+"-F32.gguf"))
+			for _, ft := range allTypes {
+				label := m.name + "/" + ft.String()
+				got := logits(t, filepath.Join(dir, m.name+"-"+ft.String()+".gguf"))
+				if ft == gguf.FileF32 || ft == gguf.FileF16 {
+					compareRef(t, m, label, got, tolerance(m.spec.Arch, ft))
+					continue
+				}
+				var worstKL, worstDiff float64
+				checked := 0
+				for s := range testTokens {
+					kl := klDivergence(f32[s], got[s])
+					d, _ := logitStats(got[s], f32[s])
+					worstKL, worstDiff = math.Max(worstKL, kl), math.Max(worstDiff, d)
+					if kl > klBound[ft] {
+						t.Errorf("%s, sequence %d: KL(F32 ‖ %s) %.3g > %g", label, s, ft, kl, klBound[ft])
+					}
+					want, margin := top2(f32[s])
+					if margin < marginBound[ft] {
+						continue
+					}
+					checked++
+					if top, _ := top2(got[s]); top != want {
+						t.Errorf("%s, sequence %d: top-1 token %d, F32 says %d (margin %.3g)", label, s, top, want,
+							margin)
+					}
+				}
+				t.Logf("%s: KL(F32 ‖ %s) ≤ %.3g (bound %g), max |Δlogit| vs F32 %.3g, top-1 checked on %d of %d "+
+					"sequences (F32 margin ≥ %g)", label, ft, worstKL, klBound[ft], worstDiff, checked,
+					len(testTokens), marginBound[ft])
+			}
+		}
+	})
+
+	t.Run("HuggingFaceGGUF", func(t *testing.T) {
+		for _, g := range r.GGUF {
+			name := filepath.Base(g.Path)
+			if g.Error != "" {
+				t.Errorf("%s: @huggingface/gguf: %s", name, g.Error)
+				continue
+			}
+			data, err := os.ReadFile(g.Path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			h, err := gguf.Parse(data)
+			if err != nil {
+				t.Errorf("%s: hubsync's reader: %v", name, err)
+				continue
+			}
+			own, err := parseGGUF(g.Path)
+			if err != nil {
+				t.Errorf("%s: suite's reader: %v", name, err)
+				continue
+			}
+			if len(g.Tensors) != len(h.Tensors) || len(g.Tensors) != len(own.Tensors) {
+				t.Errorf("%s: %d tensors (@huggingface/gguf), %d (hubsync), %d (suite)", name, len(g.Tensors),
+					len(h.Tensors), len(own.Tensors))
+				continue
+			}
+			if g.TensorDataOffset != h.DataOffset {
+				t.Errorf("%s: data offset %d (@huggingface/gguf) vs %d", name, g.TensorDataOffset, h.DataOffset)
+			}
+			for i, ti := range g.Tensors {
+				hi, oi := h.Tensors[i], own.Tensors[i]
+				if ti.Name != hi.Name || !slices.Equal(ti.Shape, hi.Dims) || ti.DType != uint32(hi.Type) ||
+					ti.Offset != hi.Offset || ti.Name != oi.Name || !slices.Equal(ti.Shape, oi.Dims) ||
+					ti.DType != oi.Type || uint64(ti.Offset) != oi.Offset {
+					t.Errorf("%s: tensor %d: @huggingface/gguf %+v, hubsync %+v, suite %+v", name, i, ti, hi,
+						[]any{oi.Name, oi.Dims, oi.Type, oi.Offset})
+				}
+			}
+			if got := g.Metadata["general.architecture"]; got != h.KVs[0].Value {
+				t.Errorf("%s: general.architecture %v, hubsync's reader %v", name, got, h.KVs[0].Value)
+			}
+		}
+	})
+
+	t.Run("BadInput", func(t *testing.T) {
+		m := r.Models[byPath[truncated]]
+		if m.Error == "" {
+			t.Fatalf("llama.cpp loaded a truncated file")
+		}
+		t.Logf("truncated file: llama.cpp says %q %s", m.Error, firstLine(m.Log, "not within the file bounds"))
+	})
+}
+
+// firstLine returns the first line of log containing s, or the first line.
+func firstLine(log, s string) string {
+	lines := strings.Split(log, "\n")
+	for _, l := range lines {
+		if strings.Contains(l, s) {
+			return l
+		}
+	}
+	return lines[0]
+}
+
+// TestExportRefusesBadInput checks the Go API's refusals: an unknown architecture (naming architectures[0]) and
+// a model without a tokenizer fail at Plan, and no file is left behind.
+func TestExportRefusesBadInput(t *testing.T) {
+	dir := t.TempDir()
+	md := genModel(t, dir, "m", testmodel.GGUFSmall(testmodel.ArchLlama))
+	cases := []struct {
+		name  string
+		edit  func(t *testing.T, d string)
+		wants []string
+	}{
+		{"unknown architecture", func(t *testing.T, d string) {
+			cfg, err := os.ReadFile(filepath.Join(d, "config.json"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			cfg = bytes.Replace(cfg, []byte("LlamaForCausalLM"), []byte("FancyNewForCausalLM"), 1)
+			if err := os.WriteFile(filepath.Join(d, "config.json"), cfg, 0o644); err != nil {
+				t.Fatal(err)
+			}
+		}, []string{"FancyNewForCausalLM"}},
+		{"missing tokenizer", func(t *testing.T, d string) {
+			for _, f := range []string{"tokenizer.json", "tokenizer.model"} {
+				if err := os.Remove(filepath.Join(d, f)); err != nil && !errors.Is(err, fs.ErrNotExist) {
+					t.Fatal(err)
+				}
+			}
+		}, []string{"tokenizer"}},
+	}
+	for i, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			d := filepath.Join(dir, fmt.Sprint("case", i))
+			if err := os.CopyFS(d, os.DirFS(md)); err != nil {
+				t.Fatal(err)
+			}
+			c.edit(t, d)
+			out := filepath.Join(dir, fmt.Sprint("out", i, ".gguf"))
+			err := exportGGUF(d, gguf.FileQ8_0, out)
+			if err == nil {
+				t.Fatal("export succeeded")
+			}
+			for _, w := range c.wants {
+				if !strings.Contains(err.Error(), w) {
+					t.Errorf("error %q does not name %q", err, w)
+				}
+			}
+			if _, serr := os.Stat(out); !errors.Is(serr, fs.ErrNotExist) {
+				t.Errorf("a file was left at %s (%v)", out, serr)
+			}
+			t.Logf("%s: %v", c.name, err)
+		})
+	}
+}
