@@ -151,6 +151,15 @@ func TestConsumers(t *testing.T) {
 		t.Fatal(err)
 	}
 	j.Models = append(j.Models, modelJob{Path: truncated, Logits: testTokens[:1]})
+	// llama-quantize's path: hubsync's BF16 file requantized by llama.cpp to each quantized type.
+	var qjobs []quantizeJob
+	for _, m := range models {
+		for _, ft := range quantTypes {
+			qjobs = append(qjobs, quantizeJob{Src: filepath.Join(dir, m.name+"-BF16.gguf"),
+				Dst: filepath.Join(dir, m.name+"-"+ft.String()+"-llama-quantize.gguf"), FType: int(ft)})
+		}
+	}
+	runQuantize(t, o, qjobs)
 	r := runOracle(t, o, j)
 	byPath := map[string]int{}
 	for i, m := range r.Models {
@@ -233,6 +242,13 @@ func TestConsumers(t *testing.T) {
 		}
 	})
 
+	t.Run("WholeFile", func(t *testing.T) {
+		for _, q := range qjobs {
+			ours := strings.Replace(q.Dst, "-llama-quantize.gguf", ".gguf", 1)
+			compareFiles(t, ours, q.Dst)
+		}
+	})
+
 	t.Run("HuggingFaceGGUF", func(t *testing.T) {
 		for _, g := range r.GGUF {
 			name := filepath.Base(g.Path)
@@ -284,6 +300,81 @@ func TestConsumers(t *testing.T) {
 		}
 		t.Logf("truncated file: llama.cpp says %q %s", m.Error, firstLine(m.Log, "not within the file bounds"))
 	})
+}
+
+// quantTypes are the types llama-quantize makes from a 16-bit GGUF (their FileType values are llama_ftype's).
+var quantTypes = []gguf.FileType{gguf.FileQ8_0, gguf.FileQ4_0, gguf.FileQ4_KM, gguf.FileQ5_KM, gguf.FileQ6_K}
+
+// metadataMoved are the metadata keys whose position may differ between hubsync's quantized file and
+// llama_model_quantize's output from hubsync's BF16 file (their types and values must still be equal): llama.cpp
+// copies the input's keys and then sets these two (src/llama-quant.cpp), which moves them to the end, while
+// hubsync writes them where convert_hf_to_gguf does, after the hyper-parameters. No other difference is
+// allowed.
+var metadataMoved = map[string]string{
+	"general.file_type":            "set again by llama_model_quantize, so moved to the end",
+	"general.quantization_version": "set by llama_model_quantize, so moved to the end",
+}
+
+// compareFiles checks that hubsync's file ours and llama.cpp's file theirs hold the same tensors (names, order,
+// types, dims, data bytes) and the same metadata (keys, types, values; and order, except for metadataMoved).
+func compareFiles(t *testing.T, ours, theirs string) {
+	t.Helper()
+	a, err := parseGGUF(ours)
+	if err != nil {
+		t.Fatal(err)
+	}
+	b, err := parseGGUF(theirs)
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := filepath.Base(ours)
+	if len(a.Tensors) != len(b.Tensors) {
+		t.Errorf("%s: %d tensors, llama-quantize wrote %d", name, len(a.Tensors), len(b.Tensors))
+		return
+	}
+	bad := 0
+	for i, x := range a.Tensors {
+		y := b.Tensors[i]
+		switch {
+		case x.Name != y.Name || !slices.Equal(x.Dims, y.Dims) || x.Type != y.Type:
+			t.Errorf("%s: tensor %d is %s %v type %d, llama-quantize wrote %s %v type %d", name, i, x.Name, x.Dims,
+				x.Type, y.Name, y.Dims, y.Type)
+			bad++
+		case !bytes.Equal(x.Data, y.Data):
+			t.Errorf("%s: tensor %s (type %d): data differs from llama-quantize's", name, x.Name, x.Type)
+			bad++
+		}
+		if bad > 5 {
+			t.Errorf("%s: stopping after 5 tensor differences", name)
+			break
+		}
+	}
+	filter := func(keys []string) []string {
+		var out []string
+		for _, k := range keys {
+			if _, ok := metadataMoved[k]; !ok {
+				out = append(out, k)
+			}
+		}
+		return out
+	}
+	ka, kb := filter(a.Keys), filter(b.Keys)
+	if !slices.Equal(ka, kb) {
+		t.Errorf("%s: metadata keys\n  hubsync        %v\n  llama-quantize %v", name, ka, kb)
+	}
+	for k := range metadataMoved {
+		if _, ok := a.KV[k]; !ok {
+			t.Errorf("%s: no %s", name, k)
+		}
+		ka = append(ka, k)
+	}
+	for _, k := range ka {
+		x, y := a.KV[k], b.KV[k]
+		if x.Type != y.Type || !bytes.Equal(x.Raw, y.Raw) {
+			t.Errorf("%s: metadata %s differs: type %d %.80q, llama-quantize type %d %.80q", name, k, x.Type, x.Raw,
+				y.Type, y.Raw)
+		}
+	}
 }
 
 // firstLine returns the first line of log containing s, or the first line.
