@@ -36,6 +36,11 @@ GOOS=darwin go vet ./...
 echo "== go test -race"
 go test -race -timeout 60m ./...
 
+echo "== ggml quantizers with FMA in the instruction set (GOAMD64=v3): still byte-identical to llama.cpp"
+if grep -qw avx2 /proc/cpuinfo 2>/dev/null && grep -qw fma /proc/cpuinfo; then
+	GOAMD64=v3 go test -count=1 -run Oracle ./internal/ggml
+fi
+
 echo "== go test -tags noasm (portable kernels)"
 go test -tags noasm -timeout 20m ./merge/...
 

@@ -96,6 +96,9 @@ var matrices = []matrix{
 	{"huge", func(r *rand.Rand, n, _ int) []float32 {
 		return fill(n, func(int) float32 { return float32(r.NormFloat64() * 3e4) })
 	}},
+	{"overflow", func(r *rand.Rand, n, _ int) []float32 { // scales beyond fp16's range: d and dmin become Inf
+		return fill(n, func(int) float32 { return float32(r.NormFloat64() * 1e7) })
+	}},
 	{"intgrid", func(r *rand.Rand, n, _ int) []float32 {
 		return fill(n, func(int) float32 { return float32(r.IntN(17) - 8) })
 	}},

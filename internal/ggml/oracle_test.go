@@ -21,8 +21,8 @@ var allTypes = []Type{F32, F16, BF16, Q8_0, Q4_0, Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, 
 // oracleWidths are the row widths checked; 32 and 96 only for the 32-element and float types.
 var oracleWidths = []int{32, 96, 256, 512, 4096}
 
-// oracleRows is the number of rows of a case: at least 4, about 16Ki values.
-func oracleRows(ncols int) int { return max(4, 16384/ncols) }
+// oracleRows is the number of rows of a case: at least 8, about 32Ki values.
+func oracleRows(ncols int) int { return max(8, 32768/ncols) }
 
 func f32Bytes(x []float32) []byte {
 	b := make([]byte, 4*len(x))
@@ -59,7 +59,9 @@ func TestQuantizeOracle(t *testing.T) {
 			}
 			out := filepath.Join(dir, fmt.Sprintf("%s.%s", name, ty))
 			jobs = append(jobs, job{name, ty, ncols, src, out})
-			fmt.Fprintf(&manifest, "%d %d %s %s\n", ty, ncols, in, out)
+			fmt.Fprintf(&manifest, "q %d %d %s %s\n", ty, ncols, in, out)
+			// Dequantize is checked on the oracle's own bytes, so a quantizer bug cannot hide a decoder one.
+			fmt.Fprintf(&manifest, "d %d %d %s %s.f32\n", ty, ncols, out, out)
 		}
 	}
 	for mi, m := range matrices {
@@ -91,6 +93,7 @@ func TestQuantizeOracle(t *testing.T) {
 			if err := Quantize(j.t, got, j.src, j.ncols); err != nil {
 				t.Fatal(err)
 			}
+			checkDequantize(t, j.t, want, j.out+".f32", j.ncols)
 			if bytes.Equal(got, want) {
 				return
 			}
@@ -110,5 +113,32 @@ func TestQuantizeOracle(t *testing.T) {
 			}
 			t.Errorf("%d of %d blocks differ from ggml_quantize_chunk", bad, len(got)/bb)
 		})
+	}
+}
+
+// checkDequantize compares Dequantize of ggml's bytes q with ggml's own to_float output in file (bit for bit;
+// NaN payloads may differ only for F16/BF16 NaNs, which both sides keep as NaN).
+func checkDequantize(t *testing.T, ty Type, q []byte, file string, ncols int) {
+	t.Helper()
+	wantB, err := os.ReadFile(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := make([]float32, len(wantB)/4)
+	if err := Dequantize(ty, got, q, ncols); err != nil {
+		t.Fatal(err)
+	}
+	bad := 0
+	for i, g := range got {
+		w := math.Float32frombits(binary.LittleEndian.Uint32(wantB[4*i:]))
+		if math.Float32bits(g) == math.Float32bits(w) || (g != g && w != w) {
+			continue
+		}
+		if bad++; bad <= 3 {
+			t.Errorf("Dequantize value %d = %v (%#08x), ggml's to_float gives %v (%#08x)", i, g, math.Float32bits(g), w, math.Float32bits(w))
+		}
+	}
+	if bad > 0 {
+		t.Errorf("%d of %d dequantized values differ from ggml's", bad, len(got))
 	}
 }
