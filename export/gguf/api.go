@@ -93,6 +93,9 @@ type Options struct {
 	TokenizerDir string
 	// Name is general.name ("" leaves it out).
 	Name string
+	// Pre overrides tokenizer.ggml.pre for a byte-level BPE tokenizer ("" keeps the name recognised from
+	// tokenizer.json).
+	Pre string
 	// Threads bounds the quantizing goroutines (0: GOMAXPROCS). The bytes do not depend on it.
 	Threads int
 }

@@ -1,7 +1,9 @@
 package gguf
 
 import (
+	"context"
 	"fmt"
+	"runtime"
 	"sort"
 	"strconv"
 	"strings"
@@ -11,22 +13,19 @@ import (
 	"github.com/hubsync/hubsync/internal/tensor"
 )
 
-// encodeFunc quantizes rows of float32 values into a quantized ggml type (ggml.Quantize's contract plus a
-// thread bound).
-type encodeFunc func(t ggml.Type, dst []byte, src []float32, ncols, threads int) error
+// encodeFunc encodes rows of float32 values as a ggml type (ggml.QuantizeParallel's contract).
+type encodeFunc func(ctx context.Context, t ggml.Type, dst []byte, src []float32, ncols, threads int) error
 
 // hooks are the dependencies Plan uses; tests replace them.
 type hooks struct {
-	loadVocab func(dir string, vocabSize int) (*vocab.Vocab, error)
+	loadVocab func(dir string, vocabSize int, opts vocab.LoadOptions) (*vocab.Vocab, error)
 	encode    encodeFunc
 }
 
 func defaultHooks() hooks {
 	return hooks{
-		loadVocab: vocab.Load,
-		encode: func(t ggml.Type, dst []byte, src []float32, ncols, _ int) error {
-			return ggml.Quantize(t, dst, src, ncols)
-		},
+		loadVocab: vocab.LoadWith,
+		encode:    ggml.QuantizeParallel,
 	}
 }
 
@@ -202,22 +201,17 @@ func planWith(src Source, opts Options, h hooks) (*File, error) {
 			// Quantized types are made from the weights as the model's 16-bit file holds them.
 			p.roundTo = hp.dtype
 		}
-		p.chunkRows = max(1, chunkFloats/p.cols)
-		if p.heads > 0 {
-			if p.rows%p.heads != 0 || (p.rows/p.heads)%2 != 0 {
-				return nil, fmt.Errorf("gguf: tensor %s: %d rows do not split into %d heads of even size", p.src, p.rows, p.heads)
-			}
-			hr := p.rows / p.heads
-			p.chunkRows = max(1, p.chunkRows/hr) * hr
+		if p.heads > 0 && (p.rows%p.heads != 0 || (p.rows/p.heads)%2 != 0) {
+			return nil, fmt.Errorf("gguf: tensor %s: %d rows do not split into %d heads of even size", p.src, p.rows, p.heads)
 		}
-		p.chunkRows = min(p.chunkRows, p.rows)
+		p.setChunk(chunkFloats)
 		infos[i] = p.info
 	}
 	kvs, err := hp.metadata(opts.Type, opts.Name)
 	if err != nil {
 		return nil, err
 	}
-	v, err := h.loadVocab(opts.TokenizerDir, hp.nVocab)
+	v, err := h.loadVocab(opts.TokenizerDir, hp.nVocab, vocab.LoadOptions{Pre: opts.Pre})
 	if err != nil {
 		return nil, err
 	}
@@ -240,7 +234,20 @@ func planWith(src Source, opts Options, h hooks) (*File, error) {
 		return nil, err
 	}
 	threads := opts.Threads
+	if threads <= 0 {
+		threads = runtime.GOMAXPROCS(0)
+	}
 	return &File{header: header, tensors: ts, size: int64(len(header)) + off, src: src, threads: threads, encode: h.encode}, nil
+}
+
+// setChunk sets how many rows are produced at once: about floats values, whole heads when permuting.
+func (p *plannedTensor) setChunk(floats int64) {
+	p.chunkRows = max(1, floats/p.cols)
+	if p.heads > 0 {
+		hr := p.rows / p.heads
+		p.chunkRows = max(1, p.chunkRows/hr) * hr
+	}
+	p.chunkRows = min(p.chunkRows, p.rows)
 }
 
 func equalDims(a, b []uint64) bool {

@@ -79,7 +79,7 @@ func (f *File) chunk(ctx context.Context, p *plannedTensor, r0, r1 int64, b *buf
 		raw = b.perm
 	}
 	out := p.info.Type
-	if !p.addOne && p.roundTo == tensor.Invalid && uint32(out) == uint32(floatGGML(p.srcDType)) {
+	if !p.addOne && p.roundTo == tensor.Invalid && out == floatGGML(p.srcDType) {
 		return raw, nil // the bytes are already in the output encoding
 	}
 	b.vals = grow(b.vals, n)
@@ -96,13 +96,7 @@ func (f *File) chunk(ctx context.Context, p *plannedTensor, r0, r1 int64, b *buf
 		b.vals[i] = v
 	}
 	b.out = grow(b.out, (r1-r0)*p.rowBytes)
-	if d, ok := tensorDType(out); ok {
-		if _, err := tensor.EncodeFloats(d, b.vals, b.out); err != nil {
-			return nil, fmt.Errorf("gguf: %s: %w", p.info.Name, err)
-		}
-		return b.out, nil
-	}
-	if err := f.encode(out, b.out, b.vals, int(p.cols), f.threads); err != nil {
+	if err := f.encode(ctx, out, b.out, b.vals, int(p.cols), f.threads); err != nil {
 		return nil, fmt.Errorf("gguf: quantize %s as %s: %w", p.info.Name, out, err)
 	}
 	return b.out, nil

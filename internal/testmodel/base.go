@@ -29,6 +29,9 @@ func GenerateBase(ctx context.Context, dir string, spec BaseSpec) (info *BaseInf
 	if err != nil {
 		return nil, err
 	}
+	if err := s.Tokenizer.check(s.Vocab); err != nil {
+		return nil, err
+	}
 	states := newStateCache(s, stateBudget)
 	info, err = planBase(s, func(w string, shape []int64) (int, error) {
 		if err := ctx.Err(); err != nil { // planning a double-quant base makes a pass over each weight's data
@@ -99,7 +102,7 @@ func GenerateBase(ctx context.Context, dir string, spec BaseSpec) (info *BaseInf
 			return nil, err
 		}
 	}
-	for _, f := range tokenizerFiles(s.Arch.tokenizerFamily(), s.Vocab, s.MaxPositionEmbeddings) {
+	for _, f := range tokenizerFiles(s.Tokenizer, s.Arch.tokenizerFamily(), s.Vocab, s.MaxPositionEmbeddings) {
 		if err := put(f.name, f.data); err != nil {
 			return nil, err
 		}
@@ -216,6 +219,9 @@ type sidecar struct {
 	RopeTheta             float64  `json:"rope_theta"`
 	RMSNormEps            float64  `json:"rms_norm_eps"`
 	MaxPositionEmbeddings int      `json:"max_position_embeddings"`
+
+	// Tokenizer is written only when set, so sidecars of fake-tokenizer bases are unchanged.
+	Tokenizer TokenizerKind `json:"tokenizer,omitempty"`
 }
 
 func marshalSidecar(s BaseSpec) ([]byte, error) {
@@ -224,8 +230,8 @@ func marshalSidecar(s BaseSpec) ([]byte, error) {
 		DType: s.DType.String(), Quant: s.Quant, DoubleQuant: s.DoubleQuant, Blocksize: s.Blocksize,
 		QuantStorage: s.QuantStorage.String(), SkipModules: s.SkipModules, FanInFanOut: s.FanInFanOut,
 		Seed: s.Seed, ShardSize: s.ShardSize, FastRandomCodes: s.FastRandomCodes, Llama3Rope: s.Llama3Rope,
-		RopeTheta:  s.RopeTheta,
-		RMSNormEps: s.RMSNormEps, MaxPositionEmbeddings: s.MaxPositionEmbeddings})
+		RopeTheta: s.RopeTheta, RMSNormEps: s.RMSNormEps, MaxPositionEmbeddings: s.MaxPositionEmbeddings,
+		Tokenizer: s.Tokenizer})
 }
 
 func unmarshalSidecar(data []byte) (BaseSpec, error) {
@@ -247,8 +253,8 @@ func unmarshalSidecar(data []byte) (BaseSpec, error) {
 		Heads: sc.Heads, KVHeads: sc.KVHeads, HeadDim: sc.HeadDim, Vocab: sc.Vocab, Tied: sc.Tied, Bias: sc.Bias,
 		DType: dt, Quant: sc.Quant, DoubleQuant: sc.DoubleQuant, Blocksize: sc.Blocksize, QuantStorage: qs,
 		SkipModules: sc.SkipModules, FanInFanOut: sc.FanInFanOut, Seed: sc.Seed, ShardSize: sc.ShardSize,
-		FastRandomCodes: sc.FastRandomCodes, Llama3Rope: sc.Llama3Rope, RopeTheta: sc.RopeTheta, RMSNormEps: sc.RMSNormEps,
-		MaxPositionEmbeddings: sc.MaxPositionEmbeddings}, nil
+		FastRandomCodes: sc.FastRandomCodes, Llama3Rope: sc.Llama3Rope, RopeTheta: sc.RopeTheta,
+		RMSNormEps: sc.RMSNormEps, MaxPositionEmbeddings: sc.MaxPositionEmbeddings, Tokenizer: sc.Tokenizer}, nil
 }
 
 // pyNum is a float rendered as Python's json.dumps renders it (10000.0, 1e-05).
@@ -256,7 +262,7 @@ func pyNum(x float64) json.Number { return json.Number(PyFloat(x)) }
 
 // configJSON renders config.json as transformers' save_pretrained does (sorted keys, 2-space indent).
 func configJSON(s BaseSpec) ([]byte, error) {
-	bos, eos := specialIDs(s.Arch)
+	bos, eos := s.Tokenizer.specialIDs(s.Arch.tokenizerFamily())
 	c := map[string]any{
 		"architectures":           []string{s.Arch.architecture()},
 		"attention_dropout":       pyNum(0),
@@ -340,16 +346,8 @@ func configJSON(s BaseSpec) ([]byte, error) {
 	return marshalJSON(c)
 }
 
-// specialIDs are the bos/eos token ids of the fake tokenizer.
-func specialIDs(a Arch) (bos, eos int) {
-	if a.tokenizerFamily() == ArchQwen2 {
-		return 0, 2
-	}
-	return 1, 2
-}
-
 func generationConfigJSON(s BaseSpec) []byte {
-	bos, eos := specialIDs(s.Arch)
+	bos, eos := s.Tokenizer.specialIDs(s.Arch.tokenizerFamily())
 	out, _ := marshalJSON(map[string]any{"_from_model_config": true, "bos_token_id": bos, "eos_token_id": eos,
 		"transformers_version": "4.46.3"}) // a map of plain values always encodes
 	return out
@@ -382,17 +380,21 @@ type namedFile struct {
 	data []byte
 }
 
-// tokenizerFiles returns a small fake but valid tokenizer in the order tokenizer.save_pretrained writes it:
-// tokenizer_config.json, special_tokens_map.json, tokenizer.json. The BPE vocabulary holds up to 1024 tokens
-// (specials, printable ASCII, then "tok<i>"); models with a bigger vocab_size simply have unused rows.
-func tokenizerFiles(a Arch, vocab, maxLen int) []namedFile {
+// tokenizerFiles returns the tokenizer files of kind k (realTokenizerFiles) or, for TokenizerFake, a small fake
+// but valid tokenizer in the order tokenizer.save_pretrained writes it: tokenizer_config.json,
+// special_tokens_map.json, tokenizer.json. The fake BPE vocabulary holds up to 1024 tokens (specials, printable
+// ASCII, then "tok<i>"); models with a bigger vocab_size simply have unused rows.
+func tokenizerFiles(k TokenizerKind, a Arch, vocab, maxLen int) []namedFile {
+	if k != TokenizerFake {
+		return realTokenizerFiles(k, maxLen)
+	}
 	specials := []string{"<unk>", "<s>", "</s>"}
 	class := "LlamaTokenizerFast"
 	if a == ArchQwen2 {
 		specials = []string{"<|endoftext|>", "<|im_start|>", "<|im_end|>"}
 		class = "Qwen2TokenizerFast"
 	}
-	bos, eos := specialIDs(a)
+	bos, eos := k.specialIDs(a)
 	n := min(vocab, 1024)
 	vocabMap := map[string]int{}
 	var added []map[string]any

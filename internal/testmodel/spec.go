@@ -82,6 +82,11 @@ type BaseSpec struct {
 	// high_freq_factor 4, original_max_position_embeddings 8192). Llama only.
 	Llama3Rope bool
 
+	// Tokenizer selects the tokenizer files: the fake one (zero value), or a small real byte-level BPE
+	// (TokenizerLlama3, TokenizerQwen2) or SentencePiece (TokenizerSPM) tokenizer; Vocab must cover
+	// Tokenizer.Size().
+	Tokenizer TokenizerKind
+
 	RopeTheta             float64 // default per architecture
 	RMSNormEps            float64 // default per architecture
 	MaxPositionEmbeddings int     // default 2048

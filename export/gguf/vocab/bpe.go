@@ -46,6 +46,9 @@ func loadBPE(dir string, vocabSize int, sf *sideFiles, opts LoadOptions) (*Vocab
 	if n == 0 {
 		n = maxID + 1
 	}
+	if maxID >= maxVocab {
+		return nil, fmt.Errorf("vocab: %s: token id %d is implausibly large", path, maxID)
+	}
 	if maxID >= n {
 		return nil, fmt.Errorf("vocab: %s: token id %d does not fit vocab_size %d (config.json)", path, maxID, n)
 	}

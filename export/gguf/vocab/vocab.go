@@ -61,6 +61,9 @@ type LoadOptions struct {
 	Pre string
 }
 
+// maxVocab bounds the token ids accepted from a file (the largest real vocabularies have a few hundred thousand ids).
+const maxVocab = 1 << 20
+
 // Files Load looks for, in the order it tries them.
 const (
 	fileSPM       = "tokenizer.model"
@@ -79,8 +82,8 @@ func Load(dir string, vocabSize int) (*Vocab, error) {
 
 // LoadWith is Load with options.
 func LoadWith(dir string, vocabSize int, opts LoadOptions) (*Vocab, error) {
-	if vocabSize < 0 {
-		return nil, fmt.Errorf("vocab: negative vocab_size %d", vocabSize)
+	if vocabSize < 0 || vocabSize > maxVocab {
+		return nil, fmt.Errorf("vocab: vocab_size %d out of range", vocabSize)
 	}
 	side, err := loadSideFiles(dir)
 	if err != nil {

@@ -1,0 +1,114 @@
+package vocab
+
+import (
+	"reflect"
+	"testing"
+)
+
+func llama3Post() map[string]any {
+	return map[string]any{"type": "Sequence", "processors": []any{
+		map[string]any{"type": "ByteLevel", "add_prefix_space": true, "trim_offsets": false, "use_regex": true},
+		map[string]any{"type": "TemplateProcessing",
+			"single": []any{map[string]any{"SpecialToken": map[string]any{"id": "<|begin_of_text|>", "type_id": 0}},
+				map[string]any{"Sequence": map[string]any{"id": "A", "type_id": 0}}},
+			"pair": []any{map[string]any{"SpecialToken": map[string]any{"id": "<|begin_of_text|>", "type_id": 0}},
+				map[string]any{"Sequence": map[string]any{"id": "A", "type_id": 0}},
+				map[string]any{"SpecialToken": map[string]any{"id": "<|begin_of_text|>", "type_id": 1}},
+				map[string]any{"Sequence": map[string]any{"id": "B", "type_id": 1}}}},
+	}}
+}
+
+func TestLoadSpecial(t *testing.T) {
+	added := []map[string]any{special(11, "<|begin_of_text|>", true), special(12, "<|end_of_text|>", true),
+		special(13, "<|eot_id|>", true)}
+	tok := func(post any) map[string]any {
+		return bpeTokenizer(byteLevelPre(reLlama3), []string{"h e"}, added, post)
+	}
+	for _, tc := range []struct {
+		name           string
+		files          map[string]any
+		special        map[string]uint32
+		addBOS, addEOS *bool
+		tmpl           string
+		named          map[string]string
+	}{
+		{
+			name: "tokenizer_config and template post-processor",
+			files: map[string]any{"tokenizer.json": tok(llama3Post()), "tokenizer_config.json": map[string]any{
+				"bos_token": "<|begin_of_text|>", "eos_token": map[string]any{"content": "<|eot_id|>"},
+				"chat_template": "{{ messages }}"},
+				"config.json": map[string]any{"bos_token_id": 11, "eos_token_id": []int{12, 13}, "pad_token_id": 12}},
+			special: map[string]uint32{"bos": 11, "eos": 13, "padding": 12},
+			addBOS:  boolPtr(true), tmpl: "{{ messages }}",
+		},
+		{
+			name: "add flags from tokenizer_config win",
+			files: map[string]any{"tokenizer.json": tok(llama3Post()), "tokenizer_config.json": map[string]any{
+				"bos_token": "<|begin_of_text|>", "add_bos_token": false, "add_eos_token": true}},
+			special: map[string]uint32{"bos": 11}, addBOS: boolPtr(false), addEOS: boolPtr(true),
+		},
+		{
+			name: "config.json only",
+			files: map[string]any{"tokenizer.json": tok(nil),
+				"config.json": map[string]any{"bos_token_id": 11, "eos_token_id": 12, "unk_token_id": -0.5}},
+			special: map[string]uint32{"bos": 11, "eos": 12},
+		},
+		{
+			name: "trailing special other than eos becomes eos, old eos eot",
+			files: map[string]any{"tokenizer.json": tok(map[string]any{"type": "TemplateProcessing",
+				"single": []any{map[string]any{"SpecialToken": map[string]any{"id": "<|begin_of_text|>"}},
+					map[string]any{"Sequence": map[string]any{"id": "A"}},
+					map[string]any{"SpecialToken": map[string]any{"id": "<|end_of_text|>"}}}}),
+				"tokenizer_config.json": map[string]any{"bos_token": "<|begin_of_text|>", "eos_token": "<|eot_id|>"}},
+			special: map[string]uint32{"bos": 11, "eos": 12, "eot": 13}, addBOS: boolPtr(true), addEOS: boolPtr(true),
+		},
+		{
+			name: "template list and jinja ignored when tokenizer_config has one",
+			files: map[string]any{"tokenizer.json": tok(nil), "chat_template.jinja": "jinja",
+				"tokenizer_config.json": map[string]any{"chat_template": []any{
+					map[string]any{"name": "default", "template": "D"}, map[string]any{"name": "tool use", "template": "T"},
+					map[string]any{"name": "rag", "template": "R"}}}},
+			special: map[string]uint32{}, tmpl: "D", named: map[string]string{"tool_use": "T", "rag": "R"},
+		},
+		{
+			name: "chat_template.jinja with additional templates",
+			files: map[string]any{"tokenizer.json": tok(nil), "tokenizer_config.json": map[string]any{},
+				"chat_template.jinja": "J", "additional_chat_templates/tool.jinja": "X", "chat_template.json": map[string]any{"chat_template": "no"}},
+			special: map[string]uint32{}, tmpl: "J", named: map[string]string{"tool": "X"},
+		},
+		{
+			name: "chat_template.json",
+			files: map[string]any{"tokenizer.json": tok(nil), "tokenizer_config.json": map[string]any{},
+				"chat_template.json": map[string]any{"chat_template": "JS"}},
+			special: map[string]uint32{}, tmpl: "JS",
+		},
+		{
+			name:    "no tokenizer_config: no chat template",
+			files:   map[string]any{"tokenizer.json": tok(nil), "chat_template.jinja": "J"},
+			special: map[string]uint32{},
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			v, err := Load(writeFiles(t, tc.files), 0)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(v.Special, tc.special) {
+				t.Errorf("special %v, want %v", v.Special, tc.special)
+			}
+			if !reflect.DeepEqual(v.AddBOS, tc.addBOS) || !reflect.DeepEqual(v.AddEOS, tc.addEOS) {
+				t.Errorf("add_bos %v add_eos %v, want %v %v", show(v.AddBOS), show(v.AddEOS), show(tc.addBOS), show(tc.addEOS))
+			}
+			if v.ChatTemplate != tc.tmpl || !reflect.DeepEqual(v.NamedTemplates, tc.named) {
+				t.Errorf("template %q %v, want %q %v", v.ChatTemplate, v.NamedTemplates, tc.tmpl, tc.named)
+			}
+		})
+	}
+}
+
+func show(b *bool) any {
+	if b == nil {
+		return nil
+	}
+	return *b
+}
