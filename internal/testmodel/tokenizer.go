@@ -31,7 +31,8 @@ const (
 	// merges as strings, <|endoftext|>, <|im_start|>, <|im_end|>, no bos.
 	TokenizerQwen2 TokenizerKind = "qwen2-bpe"
 	// TokenizerSPM is a Llama-2 / Mistral style SentencePiece tokenizer.model (BPE, byte fallback: <unk>, <s>,
-	// </s>, 256 <0xNN> pieces, then scored ▁-pieces) with tokenizer_config.json and special_tokens_map.json.
+	// </s>, 256 <0xNN> pieces, then scored ▁-pieces) with tokenizer_config.json, special_tokens_map.json and the
+	// equivalent byte-fallback BPE tokenizer.json that transformers writes next to it.
 	TokenizerSPM TokenizerKind = "llama2-spm"
 )
 
@@ -525,5 +526,78 @@ func spmTokenizerFiles(maxLen int) []namedFile {
 	stmJSON, _ := marshalJSON(map[string]any{"bos_token": special("<s>"), "eos_token": special("</s>"),
 		"unk_token": special("<unk>")})
 	return []namedFile{{"tokenizer_config.json", cfgJSON}, {"special_tokens_map.json", stmJSON},
-		{"tokenizer.model", model}}
+		{"tokenizer.model", model}, {"tokenizer.json", spmTokenizerJSON(m)}}
+}
+
+// spmTokenizerJSON is the tokenizer.json transformers' LlamaConverter writes for a SentencePiece BPE model: a
+// byte-fallback BPE whose merges are every split of every piece into two pieces, ordered by the piece's id (so
+// merge ranks follow the scores), the Prepend ▁ / Replace " " → ▁ normalizer, and a TemplateProcessing that adds
+// <s>.
+func spmTokenizerJSON(m *learnedSPM) []byte {
+	vocab := make(map[string]int, len(m.pieces))
+	for i, p := range m.pieces {
+		vocab[p.text] = i
+	}
+	type merge struct{ l, r string }
+	var merges []merge
+	for _, p := range m.pieces {
+		if p.typ != spmNormal {
+			continue
+		}
+		var cands []merge
+		for k := range p.text {
+			if k == 0 {
+				continue
+			}
+			l, r := p.text[:k], p.text[k:]
+			if _, ok := vocab[l]; !ok {
+				continue
+			}
+			if _, ok := vocab[r]; ok {
+				cands = append(cands, merge{l, r})
+			}
+		}
+		slices.SortFunc(cands, func(a, b merge) int {
+			return cmp.Or(cmp.Compare(vocab[a.l], vocab[b.l]), cmp.Compare(vocab[a.r], vocab[b.r]))
+		})
+		merges = append(merges, cands...)
+	}
+	strs := make([]string, len(merges))
+	for i, mg := range merges {
+		strs[i] = mg.l + " " + mg.r
+	}
+	var added []map[string]any
+	for i, s := range []string{"<unk>", "<s>", "</s>"} {
+		added = append(added, addedTokenEntry(i, s))
+	}
+	tok := func(id string, typeID int) map[string]any {
+		return map[string]any{"SpecialToken": map[string]any{"id": id, "type_id": typeID}}
+	}
+	seq := func(id string, typeID int) map[string]any {
+		return map[string]any{"Sequence": map[string]any{"id": id, "type_id": typeID}}
+	}
+	out, _ := marshalJSON(map[string]any{
+		"version":      "1.0",
+		"truncation":   nil,
+		"padding":      nil,
+		"added_tokens": added,
+		"normalizer": map[string]any{"type": "Sequence", "normalizers": []any{
+			map[string]any{"type": "Prepend", "prepend": "▁"},
+			map[string]any{"type": "Replace", "pattern": map[string]any{"String": " "}, "content": "▁"}}},
+		"pre_tokenizer": nil,
+		"post_processor": map[string]any{"type": "TemplateProcessing",
+			"single": []any{tok("<s>", 0), seq("A", 0)},
+			"pair":   []any{tok("<s>", 0), seq("A", 0), tok("<s>", 1), seq("B", 1)},
+			"special_tokens": map[string]any{"<s>": map[string]any{"id": "<s>", "ids": []int{1},
+				"tokens": []string{"<s>"}}}},
+		"decoder": map[string]any{"type": "Sequence", "decoders": []any{
+			map[string]any{"type": "Replace", "pattern": map[string]any{"String": "▁"}, "content": " "},
+			map[string]any{"type": "ByteFallback"},
+			map[string]any{"type": "Fuse"},
+			map[string]any{"type": "Strip", "content": " ", "start": 1, "stop": 0}}},
+		"model": map[string]any{"type": "BPE", "dropout": nil, "unk_token": "<unk>",
+			"continuing_subword_prefix": nil, "end_of_word_suffix": nil, "fuse_unk": true, "byte_fallback": true,
+			"ignore_merges": false, "vocab": vocab, "merges": strs},
+	}) // maps of plain values always encode
+	return out
 }

@@ -20,7 +20,7 @@ func TestRealTokenizers(t *testing.T) {
 	}{
 		{TokenizerLlama3, ArchLlama, []string{"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"}, 500},
 		{TokenizerQwen2, ArchQwen2, []string{"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"}, 500},
-		{TokenizerSPM, ArchMistral, []string{"tokenizer.model", "tokenizer_config.json", "special_tokens_map.json"}, 500},
+		{TokenizerSPM, ArchMistral, []string{"tokenizer.model", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"}, 500},
 	} {
 		t.Run(string(tc.kind), func(t *testing.T) {
 			n := tc.kind.Size()

@@ -2,6 +2,9 @@ package vocab
 
 import (
 	"context"
+	"os"
+	"path/filepath"
+	"slices"
 	"testing"
 
 	"github.com/hubsync/hubsync/internal/testmodel"
@@ -65,5 +68,39 @@ func TestLoadTestModelTokenizers(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestLoadTestModelSPMWithoutModel: the SentencePiece test model's tokenizer.json alone (tokenizer.model
+// removed) takes the LlamaHfVocab path and gives the same token texts, with −1000 scores.
+func TestLoadTestModelSPMWithoutModel(t *testing.T) {
+	spec := testmodel.Tiny(testmodel.ArchMistral)
+	spec.Tokenizer, spec.Vocab = testmodel.TokenizerSPM, 768
+	dir := t.TempDir()
+	if _, err := testmodel.GenerateBase(context.Background(), dir, spec); err != nil {
+		t.Fatal(err)
+	}
+	spm, err := Load(dir, spec.Vocab)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(filepath.Join(dir, "tokenizer.model")); err != nil {
+		t.Fatal(err)
+	}
+	hf, err := Load(dir, spec.Vocab)
+	if err != nil {
+		t.Fatal(err)
+	}
+	n := spec.Tokenizer.Size()
+	if hf.Model != "llama" || !slices.Equal(hf.Tokens[:n], spm.Tokens[:n]) {
+		t.Fatalf("model %q; tokens differ from the SentencePiece model's", hf.Model)
+	}
+	for i := range n {
+		if hf.Scores[i] != -1000 {
+			t.Fatalf("id %d score %v", i, hf.Scores[i])
+		}
+		if want := spm.Types[i]; hf.Types[i] != want {
+			t.Errorf("id %d %q: type %d, SentencePiece path %d", i, hf.Tokens[i], hf.Types[i], want)
+		}
 	}
 }
