@@ -91,3 +91,15 @@ func top2(x []float64) (best int, margin float64) {
 	}
 	return best, x[best] - second
 }
+
+// errorStd is the standard deviation over the vocabulary of got − ref.
+func errorStd(got, ref []float64) float64 {
+	var sum, sq float64
+	for i := range ref {
+		d := got[i] - ref[i]
+		sum += d
+		sq += d * d
+	}
+	n := float64(len(ref))
+	return math.Sqrt(math.Max(sq/n-(sum/n)*(sum/n), 0))
+}
