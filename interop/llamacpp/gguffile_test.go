@@ -14,6 +14,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/hubsync/hubsync/internal/ggml"
 	"github.com/hubsync/hubsync/internal/testmodel"
 )
 
@@ -391,6 +392,118 @@ func permuteRows(v []float64, shape []int64, heads int) []float64 {
 		for i := range d / 2 {
 			for j := range 2 {
 				copy(out[(h*d+2*i+j)*cols:(h*d+2*i+j+1)*cols], v[(h*d+j*d/2+i)*cols:(h*d+j*d/2+i+1)*cols])
+			}
+		}
+	}
+	return out
+}
+
+// hfNames maps GGUF tensor names back to Hugging Face checkpoint names for the test architectures (the inverse
+// of the converter's mapping that writeF32GGUF applies).
+func hfName(arch, gg string) (string, bool) {
+	switch gg {
+	case "token_embd.weight":
+		return "model.embed_tokens.weight", true
+	case "output_norm.weight":
+		return "model.norm.weight", true
+	case "output.weight":
+		return "lm_head.weight", true
+	case "rope_freqs.weight":
+		return "", false // derived from config.json's rope_scaling
+	}
+	var l int
+	var rest string
+	if _, err := fmt.Sscanf(gg, "blk.%d.", &l); err != nil {
+		return "", false
+	}
+	rest = gg[len(fmt.Sprintf("blk.%d.", l)):]
+	base, suffix, _ := strings.Cut(rest, ".")
+	names := map[string]string{
+		"attn_norm": "input_layernorm", "attn_q": "self_attn.q_proj", "attn_k": "self_attn.k_proj",
+		"attn_v": "self_attn.v_proj", "attn_output": "self_attn.o_proj", "ffn_gate": "mlp.gate_proj",
+		"ffn_up": "mlp.up_proj", "ffn_down": "mlp.down_proj", "attn_q_norm": "self_attn.q_norm",
+		"attn_k_norm": "self_attn.k_norm", "ffn_norm": "post_attention_layernorm",
+	}
+	if arch == "gemma2" {
+		names["post_attention_norm"] = "post_attention_layernorm"
+		names["ffn_norm"] = "pre_feedforward_layernorm"
+		names["post_ffw_norm"] = "post_feedforward_layernorm"
+	}
+	hf, ok := names[base]
+	if !ok {
+		return "", false
+	}
+	return fmt.Sprintf("model.layers.%d.%s.%s", l, hf, suffix), true
+}
+
+// dequantizedWeights reads a GGUF file back into Hugging Face weights: every tensor dequantized with ggml's
+// dequantize_row_* (internal/ggml), the llama Q/K permutation and Gemma's norm+1 undone. Forward on them is
+// what llama.cpp computes on the file, up to its own arithmetic.
+func dequantizedWeights(t *testing.T, path string, c testmodel.ForwardConfig) map[string]testmodel.RefTensor {
+	t.Helper()
+	f, err := parseGGUF(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	arch := c.ModelType
+	if arch == "mistral" {
+		arch = "llama"
+	}
+	out := map[string]testmodel.RefTensor{}
+	for _, ti := range f.Tensors {
+		hf, ok := hfName(arch, ti.Name)
+		if !ok {
+			if ti.Name == "rope_freqs.weight" {
+				continue
+			}
+			t.Fatalf("%s: unexpected tensor %s", path, ti.Name)
+		}
+		n := 1
+		shape := make([]int64, len(ti.Dims))
+		for i, d := range ti.Dims {
+			n *= int(d)
+			shape[len(ti.Dims)-1-i] = int64(d)
+		}
+		typ := ggml.Type(ti.Type)
+		rs, err := typ.RowSize(int(ti.Dims[0]))
+		if err != nil {
+			t.Fatal(err)
+		}
+		dst := make([]float32, n)
+		if err := ggml.Dequantize(typ, dst, ti.Data[:rs*(n/int(ti.Dims[0]))], int(ti.Dims[0])); err != nil {
+			t.Fatalf("%s: %s: %v", path, ti.Name, err)
+		}
+		v := make([]float64, n)
+		for i, x := range dst {
+			v[i] = float64(x)
+		}
+		if arch == "gemma2" && strings.HasSuffix(hf, "norm.weight") {
+			for i := range v {
+				v[i]--
+			}
+		}
+		if arch == "llama" && (strings.Contains(hf, "q_proj") || strings.Contains(hf, "k_proj")) {
+			heads := c.Heads
+			if strings.Contains(hf, "k_proj") {
+				heads = c.KVHeads
+			}
+			v = unpermuteRows(v, shape, heads)
+		}
+		out[hf] = testmodel.RefTensor{Shape: shape, Values: v}
+	}
+	return out
+}
+
+// unpermuteRows is the inverse of permuteRows.
+func unpermuteRows(v []float64, shape []int64, heads int) []float64 {
+	rows := int(shape[0])
+	cols := len(v) / rows
+	d := rows / heads
+	out := make([]float64, len(v))
+	for h := range heads {
+		for i := range d / 2 {
+			for j := range 2 {
+				copy(out[(h*d+j*d/2+i)*cols:(h*d+j*d/2+i+1)*cols], v[(h*d+2*i+j)*cols:(h*d+2*i+j+1)*cols])
 			}
 		}
 	}
