@@ -120,7 +120,11 @@ func quantizeAll(t testing.TB, ty Type, x []float32, ncols int) []byte {
 // MAX_QUANTIZATION_TOTAL_ERROR 0.002), plus a relative RMS bound per type on Gaussian weights.
 func TestQuantizationError(t *testing.T) {
 	const n = 4096
-	gauss := make([]float32, 64*n)
+	gaussRows := 64
+	if raceEnabled {
+		gaussRows = 4
+	}
+	gauss := make([]float32, gaussRows*n)
 	r := rand.New(rand.NewPCG(7, 7))
 	for i := range gauss {
 		gauss[i] = float32(r.NormFloat64() * 0.02)
