@@ -111,7 +111,8 @@ type TensorInfo struct {
 }
 
 // File is a planned GGUF file: header, metadata, tensor infos and offsets are fixed; tensor data is produced
-// from the Source on demand.
+// from the Source on demand. Write and ProduceRange may run concurrently when the Source allows concurrent reads
+// (DirSource does).
 type File struct {
 	// header is everything before the data section, padding included.
 	header  []byte

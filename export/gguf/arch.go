@@ -71,6 +71,13 @@ func archFor(hfArch string) (*arch, bool) {
 	return nil, false
 }
 
+// Sanity bounds on config values (far above any real model), so a hostile config.json cannot make Plan loop or
+// allocate without end before the tensors are checked against it.
+const (
+	maxLayers  = 1 << 12
+	maxHeadDim = 1 << 14
+)
+
 // hparams are the hyper-parameters read from config.json (with text_config merged in).
 type hparams struct {
 	raw     map[string]any
@@ -173,8 +180,11 @@ func parseConfig(cfg []byte) (*hparams, error) {
 	} else if a.name == "gemma2" {
 		return nil, configError("head_dim is missing")
 	}
-	if hp.headDim <= 0 || hp.headDim%2 != 0 {
+	if hp.headDim <= 0 || hp.headDim%2 != 0 || hp.headDim > maxHeadDim {
 		return nil, configError("head dimension %d", hp.headDim)
+	}
+	if hp.nLayer > maxLayers {
+		return nil, configError("num_hidden_layers = %d (at most %d)", hp.nLayer, maxLayers)
 	}
 	for _, k := range []string{"torch_dtype", "dtype"} {
 		if s, ok := raw[k].(string); ok {
@@ -394,7 +404,7 @@ func (hp *hparams) ropeFreqs() (vals []float32, ok bool) {
 		}
 		return def
 	}
-	base := float32(get(hp.raw["rope_theta"], 10000))
+	base := float32(get(hp.raw["rope_theta"], get(m["rope_theta"], 10000))) // newer configs keep it in rope_parameters
 	factor := float32(get(m["factor"], 8))
 	low := float32(get(m["low_freq_factor"], 1))
 	high := float32(get(m["high_freq_factor"], 4))

@@ -1,6 +1,7 @@
 package gguf
 
 import (
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -288,6 +289,24 @@ func TestGemmaNormsPlusOne(t *testing.T) {
 	}
 }
 
+func TestGemmaNormsPlusOneF16(t *testing.T) {
+	// An F16 checkpoint: the converter adds 1 in float16, so the F32 norm holds the f16-rounded sum.
+	s := gemma2Spec
+	s.dtype = tensor.F16
+	f, src := plan(t, s, FileF16)
+	b := writeAll(t, f)
+	h, err := Parse(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	in, out := srcValues(t, src, "model.norm.weight"), tensorValues(t, b, h, "output_norm.weight")
+	for i := range in {
+		if want := tensor.RoundTo(tensor.F16, in[i]+1); out[i] != want {
+			t.Fatalf("output_norm[%d] = %v, want %v", i, out[i], want)
+		}
+	}
+}
+
 func TestRopeFreqs(t *testing.T) {
 	s := llamaSpec
 	s.extra = map[string]any{"rope_scaling": map[string]any{"rope_type": "llama3", "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0}, "rope_theta": 500000.0, "original_max_position_embeddings": 8192}
@@ -300,6 +319,21 @@ func TestRopeFreqs(t *testing.T) {
 	v := tensorValues(t, b, h, "rope_freqs.weight")
 	if len(v) != 8 {
 		t.Fatalf("%d rope factors", len(v))
+	}
+	// transformers 5 keeps rope_theta inside rope_parameters: same factors.
+	s5 := s
+	s5.extra = map[string]any{"rope_parameters": map[string]any{"rope_type": "llama3", "rope_theta": 500000.0, "factor": 8.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0}, "original_max_position_embeddings": 8192, "rope_theta": nil}
+	f5, _ := plan(t, s5, FileQ8_0)
+	b5 := writeAll(t, f5)
+	h5, err := Parse(b5)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v5 := tensorValues(t, b5, h5, "rope_freqs.weight"); !slices.Equal(v5, v) {
+		t.Errorf("rope_parameters: factors %v, want %v", v5, v)
+	}
+	if kv, _ := h5.Get("llama.rope.freq_base"); kv.Value != float32(500000) {
+		t.Errorf("rope_parameters: freq_base %v", kv.Value)
 	}
 	// float64 reference of the converter's formula
 	for k := range v {
@@ -420,3 +454,62 @@ func TestFileTypes(t *testing.T) {
 
 var _ = binary.LittleEndian
 var _ = context.Background
+
+func TestQuantizedKeyOrder(t *testing.T) {
+	// llama_model_quantize re-sets general.quantization_version and general.file_type, which moves them to the
+	// end; hubsync writes its quantized files the same way (and its converter types in the converter's order).
+	for _, tc := range []struct {
+		ft   FileType
+		last []string
+	}{
+		{FileQ4_KM, []string{"general.quantization_version", "general.file_type"}},
+		{FileQ4_0, []string{"general.quantization_version", "general.file_type"}},
+		{FileQ8_0, []string{"tokenizer.ggml.add_bos_token"}},
+		{FileBF16, []string{"tokenizer.ggml.add_bos_token"}},
+	} {
+		f, _ := plan(t, modelSpec{hfArch: "LlamaForCausalLM", hidden: 256, ff: 256, layers: 1, heads: 2, kvHeads: 2, vocab: 8}, tc.ft)
+		h, err := ReadHeader(bytes.NewReader(f.header))
+		if err != nil {
+			t.Fatal(err)
+		}
+		keys := make([]string, len(h.KVs))
+		for i, kv := range h.KVs {
+			keys[i] = kv.Key
+		}
+		if got := keys[len(keys)-len(tc.last):]; !slices.Equal(got, tc.last) {
+			t.Errorf("%s: last keys %v, want %v", tc.ft, got, tc.last)
+		}
+		if kv, _ := h.Get("general.file_type"); kv.Value != uint32(tc.ft) {
+			t.Errorf("%s: file_type %v", tc.ft, kv.Value)
+		}
+	}
+}
+
+func FuzzParseConfig(f *testing.F) {
+	t := &testing.T{}
+	for _, s := range []modelSpec{llamaSpec, qwen2Spec, qwen3Spec, gemma2Spec} {
+		f.Add(s.config(t))
+	}
+	f.Add([]byte(`{"architectures":["LlamaForCausalLM"],"text_config":{"hidden_size":-1}}`))
+	f.Add([]byte(`{"architectures":["LlamaForCausalLM"],"num_hidden_layers":2000000000,"max_position_embeddings":8,"hidden_size":8,"intermediate_size":8,"num_attention_heads":2,"head_dim":2000000000,"rms_norm_eps":1e-5,"rope_scaling":{"rope_type":"llama3"}}`))
+	f.Add([]byte(`{"architectures":["LlamaForCausalLM"],"num_hidden_layers":1,"max_position_embeddings":8,"hidden_size":8,"intermediate_size":8,"num_attention_heads":2,"rms_norm_eps":1e-5,"rope_scaling":{"rope_type":"yarn","factor":"x"}}`))
+	f.Fuzz(func(t *testing.T, cfg []byte) {
+		hp, err := parseConfig(cfg)
+		if err != nil {
+			if !strings.Contains(err.Error(), "config.json") {
+				t.Fatalf("error does not name config.json: %v", err)
+			}
+			return
+		}
+		if hp.nLayer > maxLayers || hp.headDim > maxHeadDim || hp.nLayer <= 0 || hp.nEmbd <= 0 || hp.nHead <= 0 || hp.nHeadKV <= 0 || hp.headDim <= 0 || hp.nHead%hp.nHeadKV != 0 {
+			t.Fatalf("accepted %+v", hp)
+		}
+		if kvs, err := hp.metadata(FileQ4_KM, ""); err == nil {
+			if _, err := encodeHeader(kvs, nil); err != nil {
+				t.Fatal(err)
+			}
+		}
+		hp.ropeFreqs()
+		hp.ggufName("model.layers.0.self_attn.q_proj.weight")
+	})
+}

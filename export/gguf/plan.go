@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"runtime"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -229,6 +230,20 @@ func planWith(src Source, opts Options, h hooks) (*File, error) {
 		return nil, err
 	}
 	kvs = append(kvs, tkvs...)
+	if !opts.Type.converted() {
+		// llama_model_quantize re-sets these two keys, which moves them to the end: with the same order the
+		// whole file equals llama_model_quantize's output from hubsync's 16-bit file.
+		var tail []KV
+		kvs = slices.DeleteFunc(kvs, func(kv KV) bool {
+			if kv.Key == "general.quantization_version" || kv.Key == "general.file_type" {
+				tail = append(tail, kv)
+				return true
+			}
+			return false
+		})
+		slices.SortFunc(tail, func(a, b KV) int { return strings.Compare(b.Key, a.Key) }) // quantization_version first
+		kvs = append(kvs, tail...)
+	}
 	header, err := encodeHeader(kvs, infos)
 	if err != nil {
 		return nil, err
