@@ -124,8 +124,9 @@ func spaceToG(s string) string {
 
 // sideFiles are the JSON files next to the tokenizer, decoded once.
 type sideFiles struct {
-	dir string
-	tok *tokenizerJSON // tokenizer.json, nil when absent
+	dir      string         // the tokenizer's directory
+	modelDir string         // where config.json is read from
+	tok      *tokenizerJSON // tokenizer.json, nil when absent
 	// cfg is tokenizer_config.json decoded as generic JSON (numbers as json.Number), nil when absent.
 	cfg map[string]any
 	// model is config.json, nil when absent.
@@ -134,8 +135,12 @@ type sideFiles struct {
 	stm map[string]any
 }
 
-func loadSideFiles(dir string) (*sideFiles, error) {
-	s := &sideFiles{dir: dir}
+// loadSideFiles reads the files next to the tokenizer in dir, and config.json from modelDir ("" = dir).
+func loadSideFiles(dir, modelDir string) (*sideFiles, error) {
+	if modelDir == "" {
+		modelDir = dir
+	}
+	s := &sideFiles{dir: dir, modelDir: modelDir}
 	data, err := readOptional(filepath.Join(dir, fileTokenizer))
 	if err != nil {
 		return nil, err
@@ -146,10 +151,10 @@ func loadSideFiles(dir string) (*sideFiles, error) {
 		}
 	}
 	for _, f := range []struct {
-		name string
-		dst  *map[string]any
-	}{{fileConfig, &s.cfg}, {fileModelCfg, &s.model}, {"special_tokens_map.json", &s.stm}} {
-		m, err := readJSONObject(filepath.Join(dir, f.name))
+		dir, name string
+		dst       *map[string]any
+	}{{dir, fileConfig, &s.cfg}, {modelDir, fileModelCfg, &s.model}, {dir, "special_tokens_map.json", &s.stm}} {
+		m, err := readJSONObject(filepath.Join(f.dir, f.name))
 		if err != nil {
 			return nil, err
 		}

@@ -49,8 +49,8 @@ func (s *specialState) set(typ string, v any) error {
 
 // applySpecial fills v's special ids, add_bos/add_eos, add_space_prefix and chat template from tokenizer.json's
 // post-processor, tokenizer_config.json, config.json and the chat template files, as gguf-py's SpecialVocab and
-// LlamaModel.set_vocab do.
-func (sf *sideFiles) applySpecial(v *Vocab) error {
+// the set_vocab of the model's converter class (fam) do.
+func (sf *sideFiles) applySpecial(v *Vocab, fam family) error {
 	st := &specialState{types: []string{"bos", "eos", "unk", "sep", "pad", "cls", "mask"},
 		ids: map[string]int{}, add: map[string]bool{}}
 	if v.Model == "llama" {
@@ -69,7 +69,7 @@ func (sf *sideFiles) applySpecial(v *Vocab) error {
 				}
 			}
 			if err := st.set(typ, val); err != nil {
-				return fmt.Errorf("vocab: %s: %w", filepath.Join(sf.dir, fileModelCfg), err)
+				return fmt.Errorf("vocab: %s: %w", filepath.Join(sf.modelDir, fileModelCfg), err)
 			}
 		}
 	}
@@ -85,7 +85,10 @@ func (sf *sideFiles) applySpecial(v *Vocab) error {
 	if b, ok := st.add["eos"]; ok {
 		v.AddEOS = boolPtr(b)
 	}
-	if sf.cfg != nil {
+	switch {
+	case fam == familyGemma && v.Model == "llama":
+		v.AddSpacePrefix = boolPtr(false)
+	case fam == familyLlama && sf.cfg != nil:
 		if b, ok := sf.cfg["add_prefix_space"].(bool); ok {
 			v.AddSpacePrefix = boolPtr(b)
 		}

@@ -2,6 +2,7 @@ package vocab
 
 import (
 	"reflect"
+	"strings"
 	"testing"
 )
 
@@ -111,4 +112,68 @@ func show(b *bool) any {
 		return nil
 	}
 	return *b
+}
+
+func TestLoadArchFamily(t *testing.T) {
+	llamaHF := map[string]any{
+		"decoder": map[string]any{"type": "Sequence"},
+		"model": map[string]any{"type": "BPE", "vocab": map[string]int{"<0x00>": 0, "a": 1}, "byte_fallback": true,
+			"merges": []string{}},
+		"pre_tokenizer": map[string]any{"type": "ByteLevel"},
+	}
+	cfg := map[string]any{"add_prefix_space": true}
+	for _, tc := range []struct {
+		name      string
+		files     map[string]any
+		opts      LoadOptions
+		model     string
+		prefix    any
+		wantError string
+	}{
+		{"llama from config.json", map[string]any{"tokenizer.json": llamaHF, "tokenizer_config.json": cfg,
+			"config.json": map[string]any{"model_type": "llama"}}, LoadOptions{}, "llama", true, ""},
+		{"no config.json: llama", map[string]any{"tokenizer.json": llamaHF, "tokenizer_config.json": cfg},
+			LoadOptions{}, "llama", true, ""},
+		{"qwen2 from config.json", map[string]any{"tokenizer.json": llamaHF, "tokenizer_config.json": cfg,
+			"config.json": map[string]any{"model_type": "qwen2"}}, LoadOptions{}, "gpt2", nil, ""},
+		{"qwen3 option wins", map[string]any{"tokenizer.json": llamaHF, "tokenizer_config.json": cfg,
+			"config.json": map[string]any{"model_type": "llama"}}, LoadOptions{Arch: "qwen3"}, "gpt2", nil, ""},
+		{"gemma2 spm", map[string]any{"tokenizer.model": spmBytes(), "tokenizer_config.json": cfg},
+			LoadOptions{Arch: "gemma2"}, "llama", false, ""},
+		{"gemma2 without tokenizer.model", map[string]any{"tokenizer.json": llamaHF, "tokenizer_config.json": cfg,
+			"config.json": map[string]any{"model_type": "gemma2"}}, LoadOptions{}, "gpt2", nil, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			v, err := LoadWith(writeFiles(t, tc.files), 0, tc.opts)
+			if tc.wantError != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.wantError) {
+					t.Fatalf("err = %v, want %q", err, tc.wantError)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if v.Model != tc.model || show(v.AddSpacePrefix) != tc.prefix {
+				t.Fatalf("model %q add_space_prefix %v, want %q %v", v.Model, show(v.AddSpacePrefix), tc.model, tc.prefix)
+			}
+		})
+	}
+}
+
+func TestLoadModelDir(t *testing.T) {
+	tok := writeFiles(t, map[string]any{"tokenizer.json": bpeTokenizer(byteLevelPre(reQwen2), []string{"h e"}, nil, nil),
+		"tokenizer_config.json": map[string]any{"add_prefix_space": true}})
+	model := writeFiles(t, map[string]any{"config.json": map[string]any{"model_type": "qwen2", "eos_token_id": 7}})
+	v, err := LoadWith(tok, 0, LoadOptions{ModelDir: model})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if v.Special["eos"] != 7 || v.AddSpacePrefix != nil {
+		t.Fatalf("special %v add_space_prefix %v: config.json not read from ModelDir", v.Special, show(v.AddSpacePrefix))
+	}
+	bad := writeFiles(t, map[string]any{"config.json": "{"})
+	if _, err := LoadWith(tok, 0, LoadOptions{ModelDir: bad}); err == nil || !strings.Contains(err.Error(), bad) {
+		t.Fatalf("bad config.json: err = %v", err)
+	}
 }

@@ -59,6 +59,33 @@ type LoadOptions struct {
 	// recognised from tokenizer.json (the --gguf-pre override). It is not checked here: llama.cpp refuses a
 	// name it does not know when it loads the file.
 	Pre string
+	// Arch is the model's config.json model_type ("" reads it from dir/config.json). It selects the
+	// converter class whose set_vocab is followed: qwen2/qwen3 (Qwen2Model: no LlamaHfVocab path, no
+	// add_space_prefix from tokenizer_config.json), gemma/gemma2/gemma3 (add_space_prefix false for
+	// tokenizer.model; without one, the gpt2 path as Gemma3Model takes it), anything else LlamaModel (Llama, Mistral).
+	Arch string
+	// ModelDir is where config.json (special-token ids, model_type) is read from when the tokenizer comes from
+	// another directory, such as an adapter checkpoint's tokenizer with the base model's config ("" = dir).
+	ModelDir string
+}
+
+// family is the converter's set_vocab variant for a model_type.
+type family int
+
+const (
+	familyLlama family = iota // LlamaModel: tokenizer.model, else LlamaHfVocab, else gpt2
+	familyQwen2               // Qwen2Model: tokenizer.model, else gpt2
+	familyGemma               // Gemma*Model: tokenizer.model with add_space_prefix false, else gpt2 (as Gemma3Model)
+)
+
+func familyOf(arch string) family {
+	switch arch {
+	case "qwen2", "qwen2_moe", "qwen3", "qwen3_moe":
+		return familyQwen2
+	case "gemma", "gemma2", "gemma3", "gemma3_text":
+		return familyGemma
+	}
+	return familyLlama
 }
 
 // maxVocab bounds the token ids accepted from a file (the largest real vocabularies have a few hundred thousand ids).
@@ -74,7 +101,8 @@ const (
 	fileModelCfg  = "config.json"
 )
 
-// Load reads the tokenizer in dir for a model whose config.json says vocab_size (0: the tokenizer's own size).
+// Load reads the tokenizer in dir for a model whose config.json says vocab_size (0: the tokenizer's own size);
+// config.json itself is read from dir too (see LoadOptions.ModelDir).
 // Errors name the file and the problem (no tokenizer at all, an unknown pre-tokenizer, a malformed file).
 func Load(dir string, vocabSize int) (*Vocab, error) {
 	return LoadWith(dir, vocabSize, LoadOptions{})
@@ -85,15 +113,20 @@ func LoadWith(dir string, vocabSize int, opts LoadOptions) (*Vocab, error) {
 	if vocabSize < 0 || vocabSize > maxVocab {
 		return nil, fmt.Errorf("vocab: vocab_size %d out of range", vocabSize)
 	}
-	side, err := loadSideFiles(dir)
+	side, err := loadSideFiles(dir, opts.ModelDir)
 	if err != nil {
 		return nil, err
 	}
+	arch := opts.Arch
+	if arch == "" {
+		arch, _ = side.model["model_type"].(string)
+	}
+	fam := familyOf(arch)
 	var v *Vocab
 	switch {
 	case isFile(filepath.Join(dir, fileSPM)):
 		v, err = loadSentencePiece(dir, vocabSize, side)
-	case side.tok != nil && side.tok.isLlamaHF():
+	case fam == familyLlama && side.tok != nil && side.tok.isLlamaHF():
 		v, err = loadLlamaHF(dir, vocabSize, side)
 	case side.tok != nil:
 		v, err = loadBPE(dir, vocabSize, side, opts)
@@ -103,7 +136,7 @@ func LoadWith(dir string, vocabSize int, opts LoadOptions) (*Vocab, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := side.applySpecial(v); err != nil {
+	if err := side.applySpecial(v, fam); err != nil {
 		return nil, err
 	}
 	return v, nil
