@@ -57,7 +57,7 @@ func ParseForwardConfig(data []byte) (ForwardConfig, error) {
 	if c.RopeTheta == 0 {
 		c.RopeTheta = 10000
 	}
-	if c.Heads%c.KVHeads != 0 || c.HeadDim%2 != 0 {
+	if c.KVHeads <= 0 || c.HeadDim <= 0 || c.Heads%c.KVHeads != 0 || c.HeadDim%2 != 0 {
 		return c, fmt.Errorf("testmodel: %d heads, %d KV heads, head_dim %d", c.Heads, c.KVHeads, c.HeadDim)
 	}
 	return c, nil

@@ -227,3 +227,20 @@ func TestNewArchitectureSpecErrors(t *testing.T) {
 		})
 	}
 }
+
+// FuzzParseForwardConfig: any config.json either fails to parse or yields a configuration the forward pass can
+// index (positive sizes, heads a multiple of KV heads, an even head_dim).
+func FuzzParseForwardConfig(f *testing.F) {
+	f.Add([]byte(`{"model_type": "llama", "hidden_size": 8, "num_hidden_layers": 1, "num_attention_heads": 2, "vocab_size": 4}`))
+	f.Add([]byte(`{"model_type": "gemma2", "hidden_size": 8, "num_hidden_layers": 1, "num_attention_heads": 2, "num_key_value_heads": 1, "head_dim": 6, "vocab_size": 4, "rope_scaling": {"rope_type": "llama3", "factor": 8}}`))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		c, err := ParseForwardConfig(data)
+		if err != nil {
+			return
+		}
+		if c.Hidden <= 0 || c.Layers <= 0 || c.Heads <= 0 || c.KVHeads <= 0 || c.HeadDim <= 0 || c.Vocab <= 0 ||
+			c.Heads%c.KVHeads != 0 || c.HeadDim%2 != 0 {
+			t.Fatalf("accepted %+v", c)
+		}
+	})
+}

@@ -50,6 +50,11 @@ func parseGGUF(path string) (*ggufFile, error) {
 	if err != nil {
 		return nil, err
 	}
+	return parseGGUFBytes(path, data)
+}
+
+// parseGGUFBytes parses a GGUF v3 file held in memory; path only names it in errors.
+func parseGGUFBytes(path string, data []byte) (*ggufFile, error) {
 	r := &byteReader{b: data}
 	if string(r.next(4)) != "GGUF" || r.u32() != 3 {
 		return nil, fmt.Errorf("%s: not a GGUF v3 file", path)
@@ -73,12 +78,18 @@ func parseGGUF(path string) (*ggufFile, error) {
 	align := uint64(32)
 	if kv, ok := f.KV["general.alignment"]; ok && kv.Type == 4 {
 		align = uint64(binary.LittleEndian.Uint32(kv.Raw))
+		if align == 0 || align&(align-1) != 0 {
+			return nil, fmt.Errorf("%s: alignment %d", path, align)
+		}
 	}
 	for range nt {
 		var t ggufTensor
 		t.Name = r.str()
 		nd := r.u32()
-		for range min(nd, 8) {
+		if nd > 4 {
+			return nil, fmt.Errorf("%s: tensor %q has %d dimensions", path, t.Name, nd)
+		}
+		for range nd {
 			t.Dims = append(t.Dims, r.u64())
 		}
 		t.Type, t.Offset = r.u32(), r.u64()
@@ -94,7 +105,7 @@ func parseGGUF(path string) (*ggufFile, error) {
 		if i+1 < len(f.Tensors) {
 			end = base + f.Tensors[i+1].Offset
 		}
-		if base+t.Offset > end || end > uint64(len(data)) {
+		if t.Offset > uint64(len(data)) || base+t.Offset > end || end > uint64(len(data)) {
 			return nil, fmt.Errorf("%s: tensor %s lies outside the file", path, t.Name)
 		}
 		t.Data = data[base+t.Offset : end]
@@ -508,4 +519,28 @@ func unpermuteRows(v []float64, shape []int64, heads int) []float64 {
 		}
 	}
 	return out
+}
+
+// FuzzParseGGUF feeds the suite's GGUF reader arbitrary bytes (seeded with a real file): it must return an error
+// or a file whose tensors lie inside the input, never panic.
+func FuzzParseGGUF(f *testing.F) {
+	w := newGGUFWriter()
+	w.str("general.architecture", "llama")
+	w.u32("general.alignment", 32)
+	w.strs("tokenizer.ggml.tokens", []string{"a", "b"})
+	w.tensor("x.weight", []int64{2, 3}, []float64{1, 2, 3, 4, 5, 6})
+	w.tensor("y.weight", []int64{5}, []float64{1, 2, 3, 4, 5})
+	f.Add(w.bytes())
+	f.Add([]byte("GGUF"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		g, err := parseGGUFBytes("fuzz", data)
+		if err != nil {
+			return
+		}
+		for _, ti := range g.Tensors {
+			if len(ti.Data) > len(data) {
+				t.Fatalf("tensor %s holds %d bytes of a %d-byte file", ti.Name, len(ti.Data), len(data))
+			}
+		}
+	})
 }
