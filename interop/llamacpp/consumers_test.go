@@ -154,7 +154,8 @@ func tolerance(a testmodel.Arch, ft gguf.FileType) float64 {
 	return tol
 }
 
-// TestConsumers builds every file first and runs them all through the real consumers in one node process:
+// TestConsumers builds every file first and runs them all through the real consumers, in one python3 and one
+// node process:
 //   - Harness: the suite's own F32 writer (independent of export/gguf) loaded by llama.cpp gives the logits of
 //     the float64 reference forward pass (this checks the oracle itself);
 //   - LoadsAndComputes: hubsync's GGUF of every type of every test model loads in llama.cpp; F32 and F16 logits
@@ -162,6 +163,10 @@ func tolerance(a testmodel.Arch, ft gguf.FileType) float64 {
 //     under the type's bound, and the logits equal the reference forward pass of the file's own weights
 //     dequantized by internal/ggml within quantTolerance, with the same top-1 token wherever its margin exceeds
 //     marginSigmas;
+//   - Tokenization: llama.cpp's tokenization (special tokens parsed) of sample strings from each F32 file equals
+//     @huggingface/tokenizers' encoding with the model's tokenizer.json;
+//   - WholeFile: hubsync's BF16 file quantized by llama.cpp's llama_model_quantize (quantize.py) to each
+//     quantized type equals hubsync's own file of that type (compareFiles);
 //   - HuggingFaceGGUF: @huggingface/gguf parses every file to the same tensor infos as hubsync's reader and this
 //     suite's;
 //   - BadInput: a truncated file is rejected by llama.cpp.
