@@ -135,10 +135,12 @@ func QuantizeParallel(ctx context.Context, t Type, dst []byte, src []float32, nc
 		}
 		return nil
 	}
-	chunks := (rows + parallelChunkRows - 1) / parallelChunkRows
+	// Small tiles are cut finer so that every worker gets rows; the bytes do not depend on the cut.
+	chunk := max(1, min(parallelChunkRows, rows/(4*workers)))
+	chunks := (rows + chunk - 1) / chunk
 	next := make(chan int, chunks)
 	for c := range chunks {
-		next <- c * parallelChunkRows
+		next <- c * chunk
 	}
 	close(next)
 	var (
@@ -154,7 +156,7 @@ func QuantizeParallel(ctx context.Context, t Type, dst []byte, src []float32, nc
 					stopped.Store(true)
 					return
 				}
-				e := min(rows, r+parallelChunkRows)
+				e := min(rows, r+chunk)
 				quantize(t, dst[r*rs:e*rs], src[r*ncols:e*ncols])
 			}
 		}()
