@@ -346,7 +346,11 @@ func TestConsumers(t *testing.T) {
 	t.Run("WholeFile", func(t *testing.T) {
 		for _, q := range qjobs {
 			ours := strings.Replace(q.Dst, "-llama-quantize.gguf", ".gguf", 1)
-			compareFiles(t, ours, q.Dst)
+			var moved map[string]string
+			if gguf.FileType(q.FType) == gguf.FileQ8_0 {
+				moved = metadataMoved
+			}
+			compareFiles(t, ours, q.Dst, moved)
 		}
 	})
 
@@ -406,19 +410,20 @@ func TestConsumers(t *testing.T) {
 // quantTypes are the types llama-quantize makes from a 16-bit GGUF (their FileType values are llama_ftype's).
 var quantTypes = []gguf.FileType{gguf.FileQ8_0, gguf.FileQ4_0, gguf.FileQ4_KM, gguf.FileQ5_KM, gguf.FileQ6_K}
 
-// metadataMoved are the metadata keys whose position may differ between hubsync's quantized file and
-// llama_model_quantize's output from hubsync's BF16 file (their types and values must still be equal): llama.cpp
-// copies the input's keys and then sets these two (src/llama-quant.cpp), which moves them to the end, while
-// hubsync writes them where convert_hf_to_gguf does, after the hyper-parameters. No other difference is
-// allowed.
+// metadataMoved are the metadata keys whose position may differ between hubsync's Q8_0 file and
+// llama_model_quantize's Q8_0 output from hubsync's BF16 file (types and values must still be equal).
+// llama.cpp copies the input's keys and then sets these two (src/llama-quant.cpp), which moves them to the end.
+// hubsync's Q4_0 and k-quant files put them last too, so their metadata is identical and nothing is allowed to
+// differ. Its Q8_0 file is the one `convert_hf_to_gguf --outtype q8_0` writes, with the two keys after the
+// hyper-parameters.
 var metadataMoved = map[string]string{
 	"general.file_type":            "set again by llama_model_quantize, so moved to the end",
 	"general.quantization_version": "set by llama_model_quantize, so moved to the end",
 }
 
 // compareFiles checks that hubsync's file ours and llama.cpp's file theirs hold the same tensors (names, order,
-// types, dims, data bytes) and the same metadata (keys, types, values; and order, except for metadataMoved).
-func compareFiles(t *testing.T, ours, theirs string) {
+// types, dims, data bytes) and the same metadata (keys, types, values; and order, except for the keys in moved).
+func compareFiles(t *testing.T, ours, theirs string, moved map[string]string) {
 	t.Helper()
 	a, err := parseGGUF(ours)
 	if err != nil {
@@ -453,7 +458,7 @@ func compareFiles(t *testing.T, ours, theirs string) {
 	filter := func(keys []string) []string {
 		var out []string
 		for _, k := range keys {
-			if _, ok := metadataMoved[k]; !ok {
+			if _, ok := moved[k]; !ok {
 				out = append(out, k)
 			}
 		}
@@ -463,7 +468,7 @@ func compareFiles(t *testing.T, ours, theirs string) {
 	if !slices.Equal(ka, kb) {
 		t.Errorf("%s: metadata keys\n  hubsync        %v\n  llama-quantize %v", name, ka, kb)
 	}
-	for k := range metadataMoved {
+	for k := range moved {
 		if _, ok := a.KV[k]; !ok {
 			t.Errorf("%s: no %s", name, k)
 		}
