@@ -21,6 +21,9 @@ import (
 // ggufTypesHelp lists the GGUF output types (export gguf --type, push/watch --gguf).
 const ggufTypesHelp = "f32, f16, bf16, q8_0, q4_0, q4_k_m, q5_k_m, q6_k (case-insensitive)"
 
+// ggufPreHelp describes --gguf-pre (export gguf, push, watch).
+const ggufPreHelp = "byte-level BPE pre-tokenizer name written as tokenizer.ggml.pre (llama-bpe, qwen2, gpt-2, …), for a tokenizer.json whose split rules hubsync does not recognise (default: recognised)"
+
 func newExportCommand(g *globalOptions) *cobra.Command {
 	cmd := &cobra.Command{
 		Use:   "export",
@@ -38,6 +41,7 @@ func newExportCommand(g *globalOptions) *cobra.Command {
 type exportGGUFOptions struct {
 	Base, Adapter, Model string
 	Out, Types, Name     string
+	Pre                  string
 	DType                string
 	Threads              int
 	KeepTied, JSON       bool
@@ -71,6 +75,7 @@ Each file is written to a temporary file beside it and renamed into place: a fai
 	f.StringVar(&o.Types, "type", "", "GGUF type: "+ggufTypesHelp+"; a comma-separated list writes one file per type")
 	f.StringVar(&o.Name, "name", "", "model name: general.name and, with several types, the file names <name>-<TYPE>.gguf")
 	f.StringVar(&o.DType, "dtype", "", "with --adapter: the merge's 16/32-bit dtype the GGUF types are made from: bf16, fp16 or fp32 (default: the base's)")
+	f.StringVar(&o.Pre, "gguf-pre", "", ggufPreHelp)
 	f.IntVar(&o.Threads, "threads", 0, "worker threads (default: all cores; the bytes do not depend on it)")
 	f.BoolVar(&o.KeepTied, "keep-tied", false, keepTiedHelp)
 	f.BoolVar(&o.JSON, "json", false, "print the result (files with path, type and size; duration_ms) as one JSON object")
@@ -154,6 +159,7 @@ func runExportGGUF(ctx context.Context, g *globalOptions, o *exportGGUFOptions) 
 		}
 	}
 	opts.Threads = o.Threads
+	opts.Pre = o.Pre
 	// Progress: input bytes read, over one pass per file.
 	total := pipeline.SourceBytes(src) * int64(len(types))
 	ps := pipeline.NewProgressSource(src, func(done, _ int64) { mp.bytesDone(min(done, total), total) })

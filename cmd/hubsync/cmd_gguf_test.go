@@ -69,6 +69,18 @@ func TestExportGGUFCLI(t *testing.T) {
 	if _, ok := h.Tensor("token_embd.weight"); !ok || len(h.Tensors) < 10 {
 		t.Errorf("tensors %v", h.Tensors)
 	}
+	if kv, ok := h.Get("tokenizer.ggml.pre"); !ok || kv.Value == "qwen2" {
+		t.Errorf("tokenizer.ggml.pre = %#v, want the recognised name", kv.Value)
+	}
+
+	// --gguf-pre overrides the recognised pre-tokenizer name.
+	pre := filepath.Join(dir, "pre.gguf")
+	if code, _, errb := hubcliRun(t, "export", "gguf", "--base", f.base, "--adapter", ckpt, "--out", pre, "--type", "f16", "--gguf-pre", "qwen2"); code != 0 {
+		t.Fatalf("export gguf --gguf-pre: exit %d\n%s", code, errb)
+	}
+	if kv, ok := parseGGUF(t, pre).Get("tokenizer.ggml.pre"); !ok || kv.Value != "qwen2" {
+		t.Errorf("with --gguf-pre qwen2: tokenizer.ggml.pre = %#v", kv.Value)
+	}
 
 	// From the merged directory: the same bytes (the merge streams into the file what merge writes).
 	merged := filepath.Join(dir, "merged")

@@ -61,6 +61,7 @@ type pushOptions struct {
 	Staging      string
 	GGUF         string // --gguf: GGUF types of the merge to publish
 	GGUFPath     string // --gguf-path: their folder
+	GGUFPre      string // --gguf-pre: pre-tokenizer override
 
 	// changed reports whether a flag was given on the command line (cobra's Flags().Changed).
 	changed func(name string) bool
@@ -99,6 +100,7 @@ func (o *pushOptions) AddFlags(f *pflag.FlagSet) {
 	f.StringVar(&o.Staging, "staging", config.StagingAuto, "with --merged: "+stagingHelp)
 	f.StringVar(&o.GGUF, "gguf", "", "DIR is a LoRA checkpoint: also publish the merge as GGUF, one <repo name>-<TYPE>.gguf per type ("+ggufTypesHelp+", comma-separated); without --merged only the GGUF files and a card")
 	f.StringVar(&o.GGUFPath, "gguf-path", "", "with --gguf: repo folder of the GGUF files, relative to --path-in-repo (default: beside the merged model)")
+	f.StringVar(&o.GGUFPre, "gguf-pre", "", "with --gguf: "+ggufPreHelp)
 	f.StringVar(&o.StagingDir, "staging-dir", "", "with --merged/--adapter-only: where outputs are written before the upload (default <DIR's parent>/.hubsync-staging/push-*; removed afterwards)")
 }
 
@@ -547,6 +549,9 @@ func (o *pushOptions) checkpointMode(dir string) (bool, error) {
 	if o.GGUF != "" && (o.AdapterOnly || o.Raw) {
 		return false, usagef("--gguf publishes the merge; it excludes --adapter-only and --raw")
 	}
+	if o.GGUF == "" && o.GGUFPre != "" {
+		return false, usagef("--gguf-pre applies to --gguf")
+	}
 	if o.GGUF == "" && o.GGUFPath != "" {
 		return false, usagef("--gguf-path applies to --gguf")
 	}
@@ -637,7 +642,7 @@ func runPushCheckpoint(ctx context.Context, g *globalOptions, o *pushOptions, di
 		Repo: o.Repo, Private: o.Private, Revision: o.Revision, PathInRepo: o.PathInRepo, Publish: publish,
 		Layout: config.LayoutTags, Tag: o.Tag, Message: msg, CreatePR: o.CreatePR,
 		Base: o.Base, DType: dt, MaxShardSize: shard, ShardLayout: layout, Device: o.Device, KeepTied: o.KeepTied,
-		Quant: quant, Staging: staging, GGUF: ggufTypes, GGUFPath: o.GGUFPath,
+		Quant: quant, Staging: staging, GGUF: ggufTypes, GGUFPath: o.GGUFPath, GGUFPre: o.GGUFPre,
 	}
 
 	a := defaultAuthEnv()

@@ -7,6 +7,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/hubsync/hubsync/export/gguf"
 	"github.com/hubsync/hubsync/hub"
 	"github.com/hubsync/hubsync/hub/hubtest"
 )
@@ -86,7 +87,7 @@ func TestPushGGUFCLI(t *testing.T) {
 
 	// --merged --gguf: one commit with both, GGUF files in their folder.
 	before := s.Stats().Commits
-	args := append(append([]string{}, g...), "push", ckpt, "--repo", "w/both", "--merged", "--gguf", "q8_0", "--gguf-path", "gguf", "--base", f.base, "--staging", "disk")
+	args := append(append([]string{}, g...), "push", ckpt, "--repo", "w/both", "--merged", "--gguf", "q8_0", "--gguf-path", "gguf", "--gguf-pre", "gpt-2", "--base", f.base, "--staging", "disk")
 	if code, _, errb := hubcliRun(t, args...); code != 0 {
 		t.Fatalf("push --merged --gguf: %s", errb)
 	}
@@ -96,6 +97,11 @@ func TestPushGGUFCLI(t *testing.T) {
 	tree := hubTree(t, s, "w/both", "main")
 	if _, ok := tree["gguf/both-Q8_0.gguf"]; !ok {
 		t.Errorf("no gguf/both-Q8_0.gguf in %v", tree)
+	}
+	if h, err := gguf.Parse([]byte(hubFile(t, s, "w/both", "main", "gguf/both-Q8_0.gguf"))); err != nil {
+		t.Errorf("gguf/both-Q8_0.gguf: %v", err)
+	} else if kv, ok := h.Get("tokenizer.ggml.pre"); !ok || kv.Value != "gpt-2" {
+		t.Errorf("--gguf-pre gpt-2: tokenizer.ggml.pre = %#v", kv.Value)
 	}
 	if _, ok := tree["model.safetensors"]; !ok {
 		if _, ok := tree["model.safetensors.index.json"]; !ok {
@@ -125,6 +131,7 @@ func TestPushGGUFCLI(t *testing.T) {
 		{[]string{"--gguf", "q8_0", "--adapter-only"}, "--gguf"},
 		{[]string{"--gguf", "q9"}, "q9"},
 		{[]string{"--gguf-path", "x"}, "--gguf-path applies to --gguf"},
+		{[]string{"--gguf-pre", "qwen2"}, "--gguf-pre applies to --gguf"},
 		{[]string{"--gguf", "q8_0", "--merged", "--dtype", "nf4"}, "16/32-bit"},
 		{[]string{"--gguf", "q8_0", "--gguf-path", "../up"}, "--gguf-path"},
 	} {

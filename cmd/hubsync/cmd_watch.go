@@ -58,6 +58,7 @@ type watchOptions struct {
 	Staging         string
 	GGUF            []string
 	GGUFPath        string
+	GGUFPre         string
 	PruneKeep       int
 	CommitMessage   string
 	Quant           quantFlags
@@ -102,6 +103,7 @@ func (o *watchOptions) AddFlags(f *pflag.FlagSet) {
 	f.StringVar(&o.Staging, "staging", config.StagingAuto, stagingHelp+" [watch[].staging]")
 	f.StringSliceVar(&o.GGUF, "gguf", nil, "also publish every merged checkpoint as GGUF, one <repo name>-<TYPE>.gguf per type in the merged model's commit: "+ggufTypesHelp+" (comma-separated) [watch[].gguf]")
 	f.StringVar(&o.GGUFPath, "gguf-path", "", "repo folder of the GGUF files, relative to the merged model's (default: beside it) [watch[].gguf_path]")
+	f.StringVar(&o.GGUFPre, "gguf-pre", "", ggufPreHelp+" [watch[].gguf_pre]")
 	f.IntVar(&o.PruneKeep, "prune-keep", 0, "keep only the N newest per-step tags/branches/folders on the Hub (0: never delete) [watch[].prune.keep]")
 	f.StringVar(&o.CommitMessage, "commit-message", config.DefaultCommitMessage, "commit summary ({step}, {checkpoint}) [watch[].commit_message]")
 }
@@ -251,6 +253,7 @@ func (o *watchOptions) buildConfig(flags *pflag.FlagSet, g *globalOptions, args 
 		str("commit-message", &w.CommitMessage, o.CommitMessage)
 		str("staging", &w.Staging, o.Staging)
 		str("gguf-path", &w.GGUFPath, o.GGUFPath)
+		str("gguf-pre", &w.GGUFPre, o.GGUFPre)
 		if set("gguf") {
 			w.GGUF = append([]string(nil), o.GGUF...)
 		}

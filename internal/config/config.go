@@ -220,6 +220,10 @@ type Watch struct {
 	// GGUFPath (gguf_path, default "": beside the merged model) is the folder of the GGUF files, relative to
 	// where the merged model goes.
 	GGUFPath string `yaml:"gguf_path"`
+	// GGUFPre (gguf_pre, default "": recognised from tokenizer.json) overrides the GGUF files' byte-level BPE
+	// pre-tokenizer name (tokenizer.ggml.pre: llama-bpe, qwen2, gpt-2, …) when hubsync does not recognise the
+	// tokenizer's split rules.
+	GGUFPre string `yaml:"gguf_pre"`
 	// Staging (staging, default auto) says whether the merged shards are written to the staging directory
 	// before the upload (disk), never written (none: merged twice, once for the digests, once while sending),
 	// or none when the staging file system has less than twice the output's size free (auto).

@@ -23,6 +23,7 @@ func TestValidateGGUF(t *testing.T) {
 		{"4-bit alone", func(w *Watch) { w.DType, w.GGUF = "nf4", []string{"f16"} }, "16/32-bit"},
 		{"pair with publish gguf", func(w *Watch) { w.DType, w.Publish, w.GGUF = "bf16,nf4", PublishGGUF, []string{"f16"} }, "watch[0].dtype"},
 		{"bad path", func(w *Watch) { w.GGUF, w.GGUFPath = []string{"f16"}, "../x" }, "watch[0].gguf_path"},
+		{"pre without gguf", func(w *Watch) { w.GGUFPre = "qwen2" }, "watch[0].gguf_pre"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			c := Default()

@@ -127,6 +127,9 @@ func (c *Config) problems(requireWatch bool) []string {
 		case w.Publish == PublishAdapter && len(w.GGUF) > 0:
 			add(k("gguf"), "GGUF files are made from the merge, but publish is adapter (use merged, both or gguf)")
 		}
+		if w.GGUFPre != "" && len(w.GGUF) == 0 {
+			add(k("gguf_pre"), "applies to gguf, which is empty")
+		}
 		if w.GGUFPath != "" {
 			if err := checkRepoPath(w.GGUFPath); err != nil {
 				add(k("gguf_path"), "%v", err)

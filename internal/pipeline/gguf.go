@@ -77,7 +77,7 @@ func (e *GGUFPlanError) Unwrap() error { return e.Err }
 
 // PlanMergedGGUF plans the GGUF files of a merge (merge.Producer.GGUFSource, with the merged config and the
 // checkpoint's, else the base's, tokenizer).
-func PlanMergedGGUF(pr *merge.Producer, name string, types []gguf.FileType) ([]GGUFPlan, error) {
+func PlanMergedGGUF(pr *merge.Producer, name, pre string, types []gguf.FileType) ([]GGUFPlan, error) {
 	src, err := pr.GGUFSource()
 	if err != nil {
 		return nil, err
@@ -86,6 +86,7 @@ func PlanMergedGGUF(pr *merge.Producer, name string, types []gguf.FileType) ([]G
 	if err != nil {
 		return nil, err
 	}
+	opts.Pre = pre
 	return PlanGGUF(src, opts, name, types)
 }
 
@@ -138,7 +139,7 @@ func (t *Target) ggufRel(typ gguf.FileType) string {
 // Planning reads no tensor data: its errors (an architecture, tokenizer or tensor shape the GGUF writer refuses)
 // are the checkpoint's, and fail its job alone (PermanentError).
 func planTargetGGUF(src *mergedSource, t *Target) ([]GGUFPlan, error) {
-	plans, err := PlanMergedGGUF(src.producer, GGUFModelName(t.Repo), t.GGUF)
+	plans, err := PlanMergedGGUF(src.producer, GGUFModelName(t.Repo), t.GGUFPre, t.GGUF)
 	if err != nil {
 		return nil, permanent(err)
 	}

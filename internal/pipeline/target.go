@@ -90,6 +90,8 @@ type Target struct {
 	GGUF []gguf.FileType
 	// GGUFPath is the folder of the GGUF files relative to the merged model's ("" = beside it).
 	GGUFPath string
+	// GGUFPre overrides the BPE pre-tokenizer name (tokenizer.ggml.pre) recognised from tokenizer.json.
+	GGUFPre string
 }
 
 // TargetFromWatch turns a (resolved and validated) watch entry into a Target, with the daemon's device.
@@ -135,7 +137,7 @@ func TargetFromWatch(w config.Watch, device string) (Target, error) {
 			return Target{}, fmt.Errorf("watch %s: gguf: %w", w.Dir, err)
 		}
 	}
-	return Target{GGUF: types, GGUFPath: w.GGUFPath, Quant: quant, Also4Bit: also, Also4BitDType: alsoDT, QuantRepo: quantRepo,
+	return Target{GGUF: types, GGUFPath: w.GGUFPath, GGUFPre: w.GGUFPre, Quant: quant, Also4Bit: also, Also4BitDType: alsoDT, QuantRepo: quantRepo,
 		Repo: w.Repo, Private: w.Private, Revision: w.Revision, Publish: w.Publish, AdapterRepo: w.AdapterRepo,
 		Layout: w.Layout, TagFormat: w.TagFormat, BranchFormat: w.BranchFormat, SubfolderFormat: w.SubfolderFormat,
 		Message: w.CommitMessage, PruneKeep: w.Prune.Keep, Base: w.Base, DType: dt,
