@@ -64,23 +64,14 @@ func runBenchGGUF(ctx context.Context, g *globalOptions, o *benchGGUFOptions) er
 		return usagef("--shape must be tinyllama or 8b, not %q", o.Shape)
 	}
 	spec.FastRandomCodes = true
-	dir, err := benchDir(o.Dir, "hubsync-bench-gguf-")
+	ws, err := newBenchWorkspace(o.Dir, "hubsync-bench-gguf-", o.Keep)
 	if err != nil {
 		return err
 	}
-	base, adapter := filepath.Join(dir, "base"), filepath.Join(dir, "adapter")
-	merged, ggufOut := filepath.Join(dir, "merged"), filepath.Join(dir, "bench.gguf")
-	defer func() {
-		os.RemoveAll(merged)
-		os.Remove(ggufOut)
-		if !o.Keep {
-			os.RemoveAll(base)
-			os.RemoveAll(adapter)
-			if o.Dir == "" {
-				os.RemoveAll(dir)
-			}
-		}
-	}()
+	dir := ws.dir
+	base, adapter := ws.input("base"), ws.input("adapter")
+	merged, ggufOut := ws.scratch("merged"), ws.scratch("bench.gguf")
+	defer ws.cleanup()
 	w := g.stdout
 	fmt.Fprintf(w, "bench gguf: shape %s, %d layers, hidden %d, intermediate %d, vocab %d, nf4 double-quant, r=%d on all projections, GGUF %s\n",
 		preset, spec.Layers, spec.Hidden, spec.Intermediate, spec.Vocab, o.Rank, strings.ToUpper(o.Type))
