@@ -1,6 +1,8 @@
 package xet
 
 import (
+	"bytes"
+	"fmt"
 	"math/rand/v2"
 	"testing"
 )
@@ -116,6 +118,48 @@ func TestGearScanCutAt(t *testing.T) {
 	}
 }
 
+// scanWalk scans data from cut to cut (no skip-ahead) with gearScanRef and every loop of gearScans and
+// returns a description of the first disagreement, or "".
+func scanWalk(h uint64, data []byte) string {
+	for pos := 0; pos <= len(data); {
+		wantP, wantH := gearScanRef(h, data[pos:])
+		for _, s := range gearScans {
+			if p, h2 := s.scan(h, data[pos:]); p != wantP || h2 != wantH {
+				return fmt.Sprintf("%s at %d of %d: (%d, %#x), reference (%d, %#x)", s.name, pos, len(data), p, h2, wantP, wantH)
+			}
+		}
+		if wantP < 0 {
+			break
+		}
+		pos, h = pos+wantP, wantH
+	}
+	return ""
+}
+
+// TestGearScanLong walks long inputs from cut to cut: random data (cuts at every alignment), zeros in random
+// data and data full of cuts (a table entry below 1<<48 repeated: h stays small).
+func TestGearScanLong(t *testing.T) {
+	mixed := randBytes(61, 2<<20)
+	clear(mixed[300000:400000])
+	tests := []struct {
+		name string
+		data []byte
+	}{
+		{"random", randBytes(60, 16<<20)},
+		{"mixed", mixed},
+		{"cut-prone", bytes.Repeat([]byte{17, 23, 17, 17}, 50000)},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			for _, h := range []uint64{0, 1 << 60} {
+				if err := scanWalk(h, tt.data); err != "" {
+					t.Fatal(err)
+				}
+			}
+		})
+	}
+}
+
 // TestChunkerMatchesRefCuts compares Chunks and the streaming Chunker (random piece sizes) with refCuts on
 // random data, zeros (forced cuts) and mixes.
 func TestChunkerMatchesRefCuts(t *testing.T) {
@@ -180,6 +224,9 @@ func FuzzGearScan(f *testing.F) {
 				}
 			}
 			i += n
+		}
+		if err := scanWalk(h0, file); err != "" {
+			t.Fatal(err)
 		}
 		if got, want := chunkerCuts(file, r), refCuts(file); !slicesEqual(got, want) {
 			t.Fatalf("Chunker cuts %v, reference %v", got, want)
