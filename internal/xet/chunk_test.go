@@ -233,3 +233,16 @@ func FuzzGearScan(f *testing.F) {
 		}
 	})
 }
+
+// TestChunkHasherMatchesChunkHash reuses one chunkHasher over chunks of every size class, in an order where a
+// shorter chunk follows a longer one, and requires ChunkHash's value for each.
+func TestChunkHasherMatchesChunkHash(t *testing.T) {
+	data := randBytes(70, MaxChunkSize+1)
+	hasher := newChunkHasher()
+	for _, n := range []int{MaxChunkSize, 0, 1, 1023, 1024, 1025, 8192, MaxChunkSize + 1, 64 << 10, 17, 0} {
+		want := ChunkRef{Hash: ChunkHash(data[:n]), Len: uint32(n)}
+		if got := hasher.ref(data[:n]); got != want {
+			t.Fatalf("%d bytes: %v, ChunkHash %v", n, got, want)
+		}
+	}
+}
