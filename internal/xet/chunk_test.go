@@ -62,22 +62,14 @@ func chunkerCuts(data []byte, r *rand.Rand) []int {
 
 // stateForCutAt returns a start state from which the gearhash over data first reaches h < 1<<48 after byte k
 // (or earlier, by chance): it solves 2^k*h0 + s_k = target for a target below 1<<48, where s_k is the state
-// after k bytes from 0.
+// after k bytes from 0. k is 1..48.
 func stateForCutAt(data []byte, k int, high uint64) uint64 {
 	var s uint64
 	for _, b := range data[:k] {
 		s = s<<1 + gearTable[b]
 	}
-	var low uint64 = 1<<k - 1
-	if k >= 64 {
-		low = ^uint64(0)
-	}
-	target := s & low & (1<<48 - 1) // s - target is then a multiple of 2^k (k <= 48)
-	h0 := (target - s) >> k
-	if k < 64 {
-		h0 |= high << (64 - k) // the bits shifted out do not matter
-	}
-	return h0
+	target := s & (1<<k - 1) // below 1<<48 for k <= 48, and s - target is a multiple of 2^k
+	return (target-s)>>k | high<<(64-k) // the top k bits of h0 are shifted out
 }
 
 // TestGearScanCutAt plants a cut after every byte position 1..48 (every offset within the assembly loop's
