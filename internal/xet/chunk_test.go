@@ -68,7 +68,7 @@ func stateForCutAt(data []byte, k int, high uint64) uint64 {
 	for _, b := range data[:k] {
 		s = s<<1 + gearTable[b]
 	}
-	target := s & (1<<k - 1) // below 1<<48 for k <= 48, and s - target is a multiple of 2^k
+	target := s & (1<<k - 1)            // below 1<<48 for k <= 48, and s - target is a multiple of 2^k
 	return (target-s)>>k | high<<(64-k) // the top k bits of h0 are shifted out
 }
 
