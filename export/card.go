@@ -48,6 +48,16 @@ type CardInfo struct {
 	TiedNote string
 	// Quant describes a bitsandbytes 4-bit output and its measured error (nil: a 16/32-bit output).
 	Quant *QuantReport
+	// GGUF lists the GGUF files published beside (or instead of) the safetensors weights.
+	GGUF []GGUFFile
+}
+
+// GGUFFile is one GGUF file on a model card.
+type GGUFFile struct {
+	// Path is the file's path in the repo; Type its llama-quantize name ("Q4_K_M"); Size its length in bytes.
+	Path string
+	Type string
+	Size int64
 }
 
 // repoIDPattern is huggingface_hub's validate_repo_id rule: [namespace/]name of word characters, '-' and '.'.
@@ -242,6 +252,9 @@ func ModelCard(ci CardInfo) []byte {
 	if ci.Quant != nil {
 		tags = append(tags, "4-bit", "bitsandbytes")
 	}
+	if len(ci.GGUF) > 0 {
+		tags = append(tags, "gguf")
+	}
 	b.Write(ci.frontMatter("transformers", tags...))
 	title := ci.RepoID
 	if title == "" {
@@ -281,7 +294,52 @@ func ModelCard(ci CardInfo) []byte {
 	fmt.Fprintf(&b, "\n## Usage\n\n```python\nimport torch\nfrom transformers import AutoModelForCausalLM, AutoTokenizer\n\n"+
 		"model = AutoModelForCausalLM.from_pretrained(%q%s, device_map=\"auto\")\n"+
 		"tokenizer = AutoTokenizer.from_pretrained(%q)\n```\n", ci.loadPath(), dtypeArg, ci.loadPath())
+	ci.ggufSection(&b)
 	return b.Bytes()
+}
+
+// GGUFCard renders README.md for a repo of GGUF files only (publish: gguf): YAML front matter (base_model,
+// library_name: gguf, tags gguf, lora, merged, hubsync and ci.Tags, pipeline_tag), what was merged, and the GGUF
+// section (files, types, sizes, llama.cpp and Ollama usage).
+func GGUFCard(ci CardInfo) []byte {
+	var b bytes.Buffer
+	b.Write(ci.frontMatter("gguf", "gguf", "lora", "merged", "hubsync"))
+	title := ci.RepoID
+	if title == "" {
+		title = "Merged LoRA model (GGUF)"
+	}
+	fmt.Fprintf(&b, "# %s\n\n", title)
+	fmt.Fprintf(&b, "GGUF files of %s with a LoRA adapter merged into its weights, written by hubsync (pure Go, no "+
+		"llama.cpp build). They load with llama.cpp, Ollama and the other GGUF runtimes.\n\n", ci.baseName())
+	b.WriteString("## Merge\n\n")
+	ci.loraLines(&b)
+	if name := ci.DType.TorchName(); name != "" {
+		fmt.Fprintf(&b, "- Merged in: %s (the quantized types are made from the merged weights rounded to it)\n", name)
+	}
+	ci.extraLines(&b)
+	ci.ggufSection(&b)
+	return b.Bytes()
+}
+
+// ggufSection writes the card's GGUF section: a table of the files and the llama.cpp and Ollama usage lines,
+// which pick a file by its type (the Hub's ":TYPE" suffix; Q4_K_M when present, else the first file).
+func (ci CardInfo) ggufSection(b *bytes.Buffer) {
+	if len(ci.GGUF) == 0 {
+		return
+	}
+	b.WriteString("\n## GGUF\n\n| file | type | size |\n|---|---|---|\n")
+	pick := ci.GGUF[0].Type
+	for _, f := range ci.GGUF {
+		fmt.Fprintf(b, "| %s | %s | %s |\n", code(f.Path), f.Type, humanSize(f.Size))
+		if strings.EqualFold(f.Type, "Q4_K_M") {
+			pick = f.Type
+		}
+	}
+	ref := ci.RepoID
+	if ref == "" {
+		ref = "OWNER/REPO"
+	}
+	fmt.Fprintf(b, "\n```sh\nllama-cli -hf %s:%s\nollama run hf.co/%s:%s\n```\n", ref, pick, ref, pick)
 }
 
 // AdapterCard renders README.md for an adapter-only upload: YAML front matter (base_model, library_name: peft,

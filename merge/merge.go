@@ -214,7 +214,7 @@ func (p *Plan) cardInfo(sp *export.ShardPlan) export.CardInfo {
 		BaseModel: base, AdapterName: name, Rank: c.R, Alpha: c.LoraAlpha, UseRSLoRA: c.UseRSLoRA,
 		UseDoRA: c.UseDoRA, TargetModules: c.TargetModules, DType: p.modelDType, Shards: len(sp.Shards),
 		TotalSize: sp.TotalSize, Tags: p.opts.CardTags, Extra: p.opts.CardExtra, TiedNote: p.tiedNote,
-		RepoID: p.opts.CardRepoID,
+		RepoID: p.opts.CardRepoID, GGUF: p.cardGGUF,
 	}
 	if m := checkpointStep.FindStringSubmatch(name); m != nil {
 		ci.Step, _ = strconv.Atoi(m[1])

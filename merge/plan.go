@@ -137,6 +137,8 @@ type Plan struct {
 	// tiedNote says what happened to a tied base's embeddings, for the model card ("" when nothing did).
 	tiedNote string
 	merged   int
+	// cardGGUF lists GGUF files published with the merge, for the model card (SetCardGGUF).
+	cardGGUF []export.GGUFFile
 }
 
 // lmHead is the output embedding's weight in causal-LM checkpoints.

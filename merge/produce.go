@@ -114,6 +114,32 @@ func (pr *Producer) produceRange(ctx context.Context, i int, off, n int64, w io.
 	return nil
 }
 
+// ReadTensor writes bytes [off, off+n) of the output tensor name, encoded in its output dtype, to w: the bytes
+// the tensor has in the shards ProduceRange serves, from the same deterministic tile stream (tiles before off are
+// not computed). It is safe for concurrent use.
+func (pr *Producer) ReadTensor(ctx context.Context, name string, off, n int64, w io.Writer) error {
+	t := pr.index[name]
+	if t == nil {
+		return fmt.Errorf("merge: no output tensor %s", name)
+	}
+	end := off + n
+	if off < 0 || n < 0 || end > t.Bytes {
+		return fmt.Errorf("merge: range [%d, %d) outside tensor %s (%d bytes)", off, end, name, t.Bytes)
+	}
+	if n == 0 {
+		return nil
+	}
+	st := newStreamFrom(ctx, pr.p, []*outTensor{t}, off, max(1, pr.p.opts.Threads), rangeBufferBudget, &pr.norms)
+	defer st.stop()
+	if err := st.copyRange(ctx, t, off, end, w); err != nil {
+		if ctx.Err() != nil && !IsBadInput(err) {
+			return fmt.Errorf("merge: %w", ctx.Err())
+		}
+		return fmt.Errorf("merge: tensor %s: %w", name, err)
+	}
+	return nil
+}
+
 // copyRange takes tensor t's tiles from the stream (the stream skipped those before from when t is the first)
 // and writes bytes [from, to) of the tensor to w. A tensor the range ends inside is not drained: the caller stops
 // the stream.
@@ -185,9 +211,24 @@ func (pr *Producer) Digest(ctx context.Context, i int) (*ShardDigest, error) {
 			return n, err
 		})
 	}
-	dw := safetensors.NewDigestWriter(sink)
 	// One stream at a time: the whole merge's tile budget, as Execute.
-	err := pr.produceRange(ctx, i, 0, s.Layout.Size, dw, tileBufferBudget)
+	return digestStream(s.FileName, bw, sink, func(w io.Writer) error {
+		return pr.produceRange(ctx, i, 0, s.Layout.Size, w, tileBufferBudget)
+	})
+}
+
+// DigestProduced is pass one over any deterministic produced file of size bytes (a GGUF file made from a
+// Producer): produce(ctx, off, n, w) is called once for the whole file, and the digest (size, SHA-256, sample,
+// block digests) is named path.
+func DigestProduced(ctx context.Context, path string, size int64, produce func(ctx context.Context, off, n int64, w io.Writer) error) (*ShardDigest, error) {
+	bw := &blockHasher{size: VerifyBlockSize}
+	return digestStream(path, bw, bw, func(w io.Writer) error { return produce(ctx, 0, size, w) })
+}
+
+// digestStream runs produce into a digest writer over sink, whose block sums bw keeps.
+func digestStream(path string, bw *blockHasher, sink io.Writer, produce func(io.Writer) error) (*ShardDigest, error) {
+	dw := safetensors.NewDigestWriter(sink)
+	err := produce(dw)
 	d, derr := dw.Close()
 	if err == nil {
 		err = derr
@@ -197,7 +238,7 @@ func (pr *Producer) Digest(ctx context.Context, i int) (*ShardDigest, error) {
 	}
 	bw.finish()
 	return &ShardDigest{
-		FileDigest: export.FileDigest{Path: s.FileName, Size: d.Size, SHA256: d.SHA256, Sample: d.Sample},
+		FileDigest: export.FileDigest{Path: path, Size: d.Size, SHA256: d.SHA256, Sample: d.Sample},
 		Blocks:     bw.sums,
 	}, nil
 }
@@ -207,6 +248,14 @@ func (pr *Producer) Digest(ctx context.Context, i int) (*ShardDigest, error) {
 // only [off, off+n) is written to w. A mismatch is an error wrapping ErrOutputChanged, returned before the range
 // is complete, so a consumer with a known length never accepts wrong bytes.
 func (pr *Producer) ProduceVerified(ctx context.Context, i int, d *ShardDigest, off, n int64, w io.Writer) error {
+	return VerifyProduced(ctx, d, off, n, w, func(ctx context.Context, off, n int64, w io.Writer) error {
+		return pr.ProduceRange(ctx, i, off, n, w)
+	})
+}
+
+// VerifyProduced is ProduceVerified for any deterministic produced file whose pass one DigestProduced (or
+// Digest) computed: produce serves its byte ranges.
+func VerifyProduced(ctx context.Context, d *ShardDigest, off, n int64, w io.Writer, produce func(ctx context.Context, off, n int64, w io.Writer) error) error {
 	if d == nil || int64(len(d.Blocks)) != (d.Size+VerifyBlockSize-1)/VerifyBlockSize {
 		return errors.New("merge: shard digest has no block digests")
 	}
@@ -214,7 +263,7 @@ func (pr *Producer) ProduceVerified(ctx context.Context, i int, d *ShardDigest, 
 	b := min(d.Size, (off+n+VerifyBlockSize-1)/VerifyBlockSize*VerifyBlockSize)
 	vw := &verifyWriter{w: w, pos: a, from: off, to: off + n, size: d.Size, want: d.Blocks, name: d.Path, h: sha256.New()}
 	vw.blockEnd = min(d.Size, a+VerifyBlockSize)
-	return pr.ProduceRange(ctx, i, a, b-a, vw)
+	return produce(ctx, a, b-a, vw)
 }
 
 // writerFunc is a function as an io.Writer.

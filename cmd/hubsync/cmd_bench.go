@@ -30,10 +30,10 @@ func newBenchCommand(g *globalOptions) *cobra.Command {
 		Hidden: true,
 		Args:   cobra.NoArgs,
 		RunE: func(*cobra.Command, []string) error {
-			return usagef("bench needs a subcommand: merge or publish")
+			return usagef("bench needs a subcommand: merge, publish or gguf")
 		},
 	}
-	cmd.AddCommand(newBenchMergeCommand(g), newBenchPublishCommand(g))
+	cmd.AddCommand(newBenchMergeCommand(g), newBenchPublishCommand(g), newBenchGGUFCommand(g))
 	return cmd
 }
 
@@ -96,6 +96,52 @@ func benchDir(dir, pattern string) (string, error) {
 	return dir, os.MkdirAll(dir, 0o755)
 }
 
+// benchWorkspace is a bench's working directory (benchDir): generated inputs, kept with --keep so that a later
+// run with the same --dir reuses them, and scratch outputs, always removed.
+type benchWorkspace struct {
+	dir             string
+	keep, made      bool // made: the directory is a new temporary one (removed with the inputs)
+	inputs, outputs []string
+}
+
+func newBenchWorkspace(dirFlag, pattern string, keep bool) (*benchWorkspace, error) {
+	dir, err := benchDir(dirFlag, pattern)
+	if err != nil {
+		return nil, err
+	}
+	return &benchWorkspace{dir: dir, keep: keep, made: dirFlag == ""}, nil
+}
+
+// input is the path of a generated input in the workspace.
+func (b *benchWorkspace) input(name string) string {
+	p := filepath.Join(b.dir, name)
+	b.inputs = append(b.inputs, p)
+	return p
+}
+
+// scratch is the path of an output in the workspace, removed by cleanup.
+func (b *benchWorkspace) scratch(name string) string {
+	p := filepath.Join(b.dir, name)
+	b.outputs = append(b.outputs, p)
+	return p
+}
+
+// cleanup removes the outputs, and unless --keep the inputs (and a temporary directory).
+func (b *benchWorkspace) cleanup() {
+	for _, p := range b.outputs {
+		os.RemoveAll(p)
+	}
+	if b.keep {
+		return
+	}
+	for _, p := range b.inputs {
+		os.RemoveAll(p)
+	}
+	if b.made {
+		os.RemoveAll(b.dir)
+	}
+}
+
 // printBenchMachine prints the machine line every bench starts with.
 func printBenchMachine(w io.Writer, dir string) {
 	fmt.Fprintf(w, "machine: %d CPUs (GOMAXPROCS %d), %s/%s, dir %s\n", runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.GOOS, runtime.GOARCH, dir)
@@ -107,23 +153,14 @@ func runBenchMerge(ctx context.Context, g *globalOptions, o *benchMergeOptions) 
 		return err
 	}
 	spec.FastRandomCodes = true
-	dir, err := benchDir(o.Dir, "hubsync-bench-")
+	ws, err := newBenchWorkspace(o.Dir, "hubsync-bench-", o.Keep)
 	if err != nil {
 		return err
 	}
-	base, adapter := filepath.Join(dir, "base"), filepath.Join(dir, "adapter")
-	out, floorFile := filepath.Join(dir, "merged"), filepath.Join(dir, "floor.bin")
-	defer func() {
-		os.RemoveAll(out)
-		os.Remove(floorFile)
-		if !o.Keep {
-			os.RemoveAll(base)
-			os.RemoveAll(adapter)
-			if o.Dir == "" {
-				os.RemoveAll(dir)
-			}
-		}
-	}()
+	dir := ws.dir
+	base, adapter := ws.input("base"), ws.input("adapter")
+	out, floorFile := ws.scratch("merged"), ws.scratch("floor.bin")
+	defer ws.cleanup()
 	w := g.stdout
 	fmt.Fprintf(w, "bench merge: preset %s, %d layers, hidden %d, intermediate %d, vocab %d, nf4 double-quant, r=%d on all projections\n",
 		o.Preset, spec.Layers, spec.Hidden, spec.Intermediate, spec.Vocab, o.Rank)

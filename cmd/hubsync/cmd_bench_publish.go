@@ -132,23 +132,14 @@ func runBenchPublish(ctx context.Context, g *globalOptions, o *benchPublishOptio
 		layouts[l] = true
 	}
 	spec.FastRandomCodes = true
-	dir, err := benchDir(o.Dir, "hubsync-bench-publish-")
+	ws, err := newBenchWorkspace(o.Dir, "hubsync-bench-publish-", o.Keep)
 	if err != nil {
 		return err
 	}
-	base, outputs := filepath.Join(dir, "base"), filepath.Join(dir, "outputs")
-	hubDir, work := filepath.Join(dir, "hub"), filepath.Join(dir, "work")
-	defer func() {
-		os.RemoveAll(hubDir)
-		os.RemoveAll(work)
-		if !o.Keep {
-			os.RemoveAll(base)
-			os.RemoveAll(outputs)
-			if o.Dir == "" {
-				os.RemoveAll(dir)
-			}
-		}
-	}()
+	dir := ws.dir
+	base, outputs := ws.input("base"), ws.input("outputs")
+	hubDir, work := ws.scratch("hub"), ws.scratch("work")
+	defer ws.cleanup()
 	w := g.stdout
 	fmt.Fprintf(w, "bench publish: preset %s, %d layers, hidden %d, intermediate %d, vocab %d; nf4 double-quant base, r=16 on q_proj,v_proj, bf16 output; %d parts in flight\n",
 		o.Preset, spec.Layers, spec.Hidden, spec.Intermediate, spec.Vocab, o.Parts)

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"path"
 	"path/filepath"
 	"sort"
 	"strings"
@@ -18,6 +19,7 @@ import (
 	"github.com/vbauerster/mpb/v8"
 	"github.com/vbauerster/mpb/v8/decor"
 
+	"github.com/hubsync/hubsync/export/gguf"
 	"github.com/hubsync/hubsync/hub"
 	"github.com/hubsync/hubsync/internal/config"
 	"github.com/hubsync/hubsync/internal/pipeline"
@@ -57,6 +59,9 @@ type pushOptions struct {
 	KeepTied     bool
 	Quant        quantFlags
 	Staging      string
+	GGUF         string // --gguf: GGUF types of the merge to publish
+	GGUFPath     string // --gguf-path: their folder
+	GGUFPre      string // --gguf-pre: pre-tokenizer override
 
 	// changed reports whether a flag was given on the command line (cobra's Flags().Changed).
 	changed func(name string) bool
@@ -93,6 +98,9 @@ func (o *pushOptions) AddFlags(f *pflag.FlagSet) {
 	f.StringVar(&o.Device, "device", "auto", "with --merged: merge device auto, cpu or cuda")
 	f.BoolVar(&o.KeepTied, "keep-tied", false, "with --merged: "+keepTiedHelp)
 	f.StringVar(&o.Staging, "staging", config.StagingAuto, "with --merged: "+stagingHelp)
+	f.StringVar(&o.GGUF, "gguf", "", "DIR is a LoRA checkpoint: also publish the merge as GGUF, one <repo name>-<TYPE>.gguf per type ("+ggufTypesHelp+", comma-separated); without --merged only the GGUF files and a card")
+	f.StringVar(&o.GGUFPath, "gguf-path", "", "with --gguf: repo folder of the GGUF files, relative to --path-in-repo (default: beside the merged model)")
+	f.StringVar(&o.GGUFPre, "gguf-pre", "", "with --gguf: "+ggufPreHelp)
 	f.StringVar(&o.StagingDir, "staging-dir", "", "with --merged/--adapter-only: where outputs are written before the upload (default <DIR's parent>/.hubsync-staging/push-*; removed afterwards)")
 }
 
@@ -137,6 +145,9 @@ Checkpoints (DIR holds adapter_config.json, e.g. outputs/checkpoint-500):
                   a local dir, the HF cache, else downloaded into the HF cache), merge, shard (--max-shard-size,
                   --dtype), upload, one commit, optional --tag. Published: the shards, their index, config.json
                   (no quantization_config), generation_config.json, the tokenizer files and a model card.
+  --gguf TYPES    also the merge as GGUF files (llama.cpp, Ollama), one <repo name>-<TYPE>.gguf per type, in
+                  the same commit as --merged's model (its card gains a GGUF section), or alone with a GGUF card
+                  without --merged; --gguf-path puts them in a folder. --staging applies to them too.
   --adapter-only  (the default for such a DIR unless --raw) the PEFT adapter: adapter_config.json,
                   adapter_model.safetensors, the tokenizer files and a model card. Optimizer, scheduler and RNG
                   state, trainer_state.json and training_args.bin (a pickle) are not published.
@@ -535,14 +546,23 @@ func (o *pushOptions) checkpointMode(dir string) (bool, error) {
 	if o.Raw && (o.Merged || o.AdapterOnly) {
 		return false, usagef("--raw uploads the folder as it is; it excludes --merged and --adapter-only")
 	}
-	if !o.Merged && o.changed != nil {
+	if o.GGUF != "" && (o.AdapterOnly || o.Raw) {
+		return false, usagef("--gguf publishes the merge; it excludes --adapter-only and --raw")
+	}
+	if o.GGUF == "" && o.GGUFPre != "" {
+		return false, usagef("--gguf-pre applies to --gguf")
+	}
+	if o.GGUF == "" && o.GGUFPath != "" {
+		return false, usagef("--gguf-path applies to --gguf")
+	}
+	if !o.Merged && o.GGUF == "" && o.changed != nil {
 		for _, name := range []string{"base", "dtype", "max-shard-size", "shard-layout", "device", "keep-tied", "staging"} {
 			if o.changed(name) {
-				return false, usagef("--%s applies to --merged", name)
+				return false, usagef("--%s applies to --merged and --gguf", name)
 			}
 		}
 	}
-	checkpoint := o.Merged || o.AdapterOnly || (!o.Raw && pipeline.IsAdapterDir(dir))
+	checkpoint := o.Merged || o.GGUF != "" || o.AdapterOnly || (!o.Raw && pipeline.IsAdapterDir(dir))
 	if checkpoint && len(o.Exclude) > 0 {
 		return false, usagef("--exclude applies to folder uploads; a checkpoint publishes a fixed set of files (use --raw)")
 	}
@@ -590,8 +610,24 @@ func runPushCheckpoint(ctx context.Context, g *globalOptions, o *pushOptions, di
 		return fmt.Errorf("%s: no adapter_config.json: not a PEFT adapter or trainer checkpoint", filepath.Join(dir, "adapter_config.json"))
 	}
 	publish, what := config.PublishAdapter, "adapter"
+	var ggufTypes []gguf.FileType
+	if o.GGUF != "" {
+		if ggufTypes, err = gguf.ParseFileTypes(o.GGUF); err != nil {
+			return usagef("--gguf: %v", err)
+		}
+		if quant != nil {
+			return usagef("--gguf is made from a 16/32-bit merge, not with --dtype %s", o.DType)
+		}
+		if o.GGUFPath != "" && (strings.HasPrefix(o.GGUFPath, "/") || path.Clean(o.GGUFPath) != o.GGUFPath || strings.HasPrefix(o.GGUFPath, "..")) {
+			return usagef("--gguf-path %q is not a clean relative folder path", o.GGUFPath)
+		}
+		publish, what = config.PublishGGUF, "GGUF files"
+	}
 	if o.Merged {
 		publish, what = config.PublishMerged, "merged model"
+		if len(ggufTypes) > 0 {
+			what = "merged model and GGUF files"
+		}
 	}
 	msg := o.Message
 	if msg == "" {
@@ -606,7 +642,7 @@ func runPushCheckpoint(ctx context.Context, g *globalOptions, o *pushOptions, di
 		Repo: o.Repo, Private: o.Private, Revision: o.Revision, PathInRepo: o.PathInRepo, Publish: publish,
 		Layout: config.LayoutTags, Tag: o.Tag, Message: msg, CreatePR: o.CreatePR,
 		Base: o.Base, DType: dt, MaxShardSize: shard, ShardLayout: layout, Device: o.Device, KeepTied: o.KeepTied,
-		Quant: quant, Staging: staging,
+		Quant: quant, Staging: staging, GGUF: ggufTypes, GGUFPath: o.GGUFPath, GGUFPre: o.GGUFPre,
 	}
 
 	a := defaultAuthEnv()

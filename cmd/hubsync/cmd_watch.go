@@ -56,6 +56,9 @@ type watchOptions struct {
 	ShardLayout     string
 	KeepTied        bool
 	Staging         string
+	GGUF            []string
+	GGUFPath        string
+	GGUFPre         string
 	PruneKeep       int
 	CommitMessage   string
 	Quant           quantFlags
@@ -81,7 +84,7 @@ func (o *watchOptions) AddFlags(f *pflag.FlagSet) {
 	f.StringVar(&o.Repo, "repo", "", "model repo OWNER/NAME to publish to [watch[].repo]")
 	f.BoolVar(&o.Private, "private", false, "create the repo private [watch[].private]")
 	f.StringVar(&o.Revision, "revision", config.DefaultRevision, "branch to publish to [watch[].revision]")
-	f.StringVar(&o.Publish, "publish", config.PublishMerged, "what to publish: merged, adapter or both [watch[].publish]")
+	f.StringVar(&o.Publish, "publish", config.PublishMerged, "what to publish: merged, adapter, both, or gguf (only the --gguf files and a card) [watch[].publish]")
 	f.BoolVar(&o.Merged, "merged", false, "publish the adapter merged into its base (same as --publish merged)")
 	f.BoolVar(&o.AdapterOnly, "adapter-only", false, "publish the PEFT adapter only (same as --publish adapter)")
 	f.StringVar(&o.AdapterRepo, "adapter-repo", "", "repo for the adapter with --publish both (default <repo>-adapter) [watch[].adapter_repo]")
@@ -98,6 +101,9 @@ func (o *watchOptions) AddFlags(f *pflag.FlagSet) {
 	f.StringVar(&o.ShardLayout, "shard-layout", "delta", shardLayoutHelp+" [watch[].shard_layout]")
 	f.BoolVar(&o.KeepTied, "keep-tied", false, keepTiedHelp+" [watch[].keep_tied]")
 	f.StringVar(&o.Staging, "staging", config.StagingAuto, stagingHelp+" [watch[].staging]")
+	f.StringSliceVar(&o.GGUF, "gguf", nil, "also publish every merged checkpoint as GGUF, one <repo name>-<TYPE>.gguf per type in the merged model's commit: "+ggufTypesHelp+" (comma-separated) [watch[].gguf]")
+	f.StringVar(&o.GGUFPath, "gguf-path", "", "repo folder of the GGUF files, relative to the merged model's (default: beside it) [watch[].gguf_path]")
+	f.StringVar(&o.GGUFPre, "gguf-pre", "", ggufPreHelp+" [watch[].gguf_pre]")
 	f.IntVar(&o.PruneKeep, "prune-keep", 0, "keep only the N newest per-step tags/branches/folders on the Hub (0: never delete) [watch[].prune.keep]")
 	f.StringVar(&o.CommitMessage, "commit-message", config.DefaultCommitMessage, "commit summary ({step}, {checkpoint}) [watch[].commit_message]")
 }
@@ -113,7 +119,8 @@ headers and nothing changed for --settle), pins it (hard links into the staging 
 take it away, merges the adapter into its base (or takes the adapter), uploads and commits it as one commit,
 tags it, and prunes old steps (--prune-keep). tmp-checkpoint-* is ignored. --dtype bf16,nf4 publishes two merges
 of each checkpoint: bf16 to --repo and the bitsandbytes 4-bit model to --quant-repo (default <repo>-bnb-4bit),
-each committed and tagged (docs/merged-4bit.md).
+each committed and tagged (docs/merged-4bit.md). --gguf q4_k_m,q8_0 also publishes each merge as GGUF files
+(llama.cpp, Ollama) in the merged model's commit; --publish gguf publishes only them and their card (docs/gguf-cli.md).
 
 Every stage is recorded in a journal ($STATE_DIRECTORY/journal.db, else $XDG_STATE_HOME/hubsync/journal.db):
 after a crash or restart, unfinished jobs resume where they stopped (finished upload parts are not sent again,
@@ -246,6 +253,11 @@ func (o *watchOptions) buildConfig(flags *pflag.FlagSet, g *globalOptions, args 
 		str("shard-layout", &w.ShardLayout, o.ShardLayout)
 		str("commit-message", &w.CommitMessage, o.CommitMessage)
 		str("staging", &w.Staging, o.Staging)
+		str("gguf-path", &w.GGUFPath, o.GGUFPath)
+		str("gguf-pre", &w.GGUFPre, o.GGUFPre)
+		if set("gguf") {
+			w.GGUF = append([]string(nil), o.GGUF...)
+		}
 		if publishSet {
 			w.Publish = publish
 		}

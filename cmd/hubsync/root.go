@@ -104,6 +104,7 @@ resumable uploads, once (push, merge) or as a daemon that watches a trainer's ou
 		newLogoutCommand(g),
 		newWhoamiCommand(g),
 		newMergeCommand(g),
+		newExportCommand(g),
 		newPushCommand(g),
 		newUploadCommand(g),
 		newDownloadCommand(g),

@@ -223,9 +223,6 @@ func (e *encoder) kv(kv KV) error {
 		return nil
 	}
 	n := arrayLen(kv.Value)
-	if n == 0 {
-		return fmt.Errorf("gguf: key %s: empty array (gguf-py never writes one)", kv.Key)
-	}
 	e.u32(uint32(elem))
 	e.u64(uint64(n))
 	switch a := kv.Value.(type) {

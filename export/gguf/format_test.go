@@ -19,6 +19,8 @@ func sampleKVs() []KV {
 		{Key: "f32", Value: float32(1e-5)}, {Key: "b", Value: true}, {Key: "u64", Value: uint64(1 << 40)},
 		{Key: "i64", Value: int64(-1 << 40)}, {Key: "f64", Value: 0.1},
 		{Key: "tokens", Value: []string{"a", "", "ü"}}, {Key: "types", Value: []int32{1, 3}},
+		// An empty array (a byte-level BPE vocabulary without merges): llama.cpp requires the merges key.
+		{Key: "merges", Value: []string{}},
 		{Key: "scores", Value: []float32{-1000, 0.5}}, {Key: "bools", Value: []bool{true, false}},
 		{Key: "u32s", Value: []uint32{1, 2}},
 	}
@@ -83,7 +85,7 @@ func TestEncodeParseRoundTrip(t *testing.T) {
 		t.Errorf("tensors %+v, want %+v", h.Tensors, sampleTensors())
 	}
 	// Exact bytes of the start: magic, version, counts, first key.
-	wantStart := []byte("GGUF\x03\x00\x00\x00\x03\x00\x00\x00\x00\x00\x00\x00\x11\x00\x00\x00\x00\x00\x00\x00\x14\x00\x00\x00\x00\x00\x00\x00general.architecture\x08\x00\x00\x00")
+	wantStart := []byte("GGUF\x03\x00\x00\x00\x03\x00\x00\x00\x00\x00\x00\x00\x12\x00\x00\x00\x00\x00\x00\x00\x14\x00\x00\x00\x00\x00\x00\x00general.architecture\x08\x00\x00\x00")
 	if !bytes.HasPrefix(b, wantStart) {
 		t.Errorf("header starts % x", b[:len(wantStart)])
 	}
@@ -98,7 +100,6 @@ func TestEncodeRefuses(t *testing.T) {
 	}{
 		{"empty key", []KV{{Key: "", Value: "x"}}, nil},
 		{"duplicate key", []KV{{Key: "a", Value: "x"}, {Key: "a", Value: "y"}}, nil},
-		{"empty array", []KV{{Key: "a", Value: []string{}}}, nil},
 		{"unsupported value", []KV{{Key: "a", Value: 3}}, nil},
 		{"long name", nil, []TensorInfo{{Name: long, Type: ggml.F32, Dims: []uint64{1}}}},
 		{"five dims", nil, []TensorInfo{{Name: "a", Type: ggml.F32, Dims: []uint64{1, 1, 1, 1, 1}}}},

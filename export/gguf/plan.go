@@ -212,7 +212,7 @@ func planWith(src Source, opts Options, h hooks) (*File, error) {
 	if err != nil {
 		return nil, err
 	}
-	v, err := h.loadVocab(opts.TokenizerDir, hp.nVocab, vocab.LoadOptions{Pre: opts.Pre})
+	v, err := h.loadVocab(opts.TokenizerDir, hp.nVocab, vocab.LoadOptions{Pre: opts.Pre, Config: opts.Config})
 	if err != nil {
 		return nil, err
 	}
@@ -306,8 +306,10 @@ func vocabKVs(v *vocab.Vocab) ([]KV, error) {
 		kvs = append(kvs, KV{Key: "tokenizer.ggml.scores", Value: v.Scores})
 	}
 	kvs = append(kvs, KV{Key: "tokenizer.ggml.token_type", Value: v.Types})
-	if len(v.Merges) > 0 {
-		kvs = append(kvs, KV{Key: "tokenizer.ggml.merges", Value: v.Merges})
+	if len(v.Merges) > 0 || v.Model == "gpt2" {
+		// llama.cpp requires the key for a byte-level BPE vocabulary, even when it has no merges
+		// (character-level): then it is an empty array, which ggml's reader accepts.
+		kvs = append(kvs, KV{Key: "tokenizer.ggml.merges", Value: append([]string{}, v.Merges...)})
 	}
 	kinds := append([]string(nil), specialOrder...)
 	var extra []string

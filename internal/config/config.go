@@ -48,6 +48,8 @@ const (
 	PublishAdapter = "adapter"
 	PublishMerged  = "merged"
 	PublishBoth    = "both"
+	// PublishGGUF publishes only the GGUF files of the merge (Watch.GGUF) and their model card.
+	PublishGGUF = "gguf"
 
 	// LayoutTags publishes at the revision's root and tags each step; LayoutBranches commits each step to its own
 	// branch; LayoutSubfolders commits each step into its own folder of the revision.
@@ -175,7 +177,8 @@ type Watch struct {
 	Private bool `yaml:"private"`
 	// Revision (revision, default main) is the branch published to (with layouts tags and subfolders).
 	Revision string `yaml:"revision"`
-	// Publish (publish, default merged) is adapter, merged or both.
+	// Publish (publish, default merged) is adapter, merged, both, or gguf (only the GGUF files of GGUF and a
+	// model card).
 	Publish string `yaml:"publish"`
 	// AdapterRepo (adapter_repo, default "": <repo>-adapter) receives the adapter when Publish is both.
 	AdapterRepo string `yaml:"adapter_repo"`
@@ -210,6 +213,17 @@ type Watch struct {
 	// KeepTied (keep_tied, default false) keeps a tied base's embeddings tied when the adapter has a LoRA on
 	// embed_tokens (PEFT's merge_and_unload behaviour; lm_head changes too). By default they are untied.
 	KeepTied bool `yaml:"keep_tied"`
+	// GGUF (gguf, default none) lists GGUF types (f32, f16, bf16, q8_0, q4_0, q4_k_m, q5_k_m, q6_k) every
+	// merged checkpoint is also published as, one <repo name>-<TYPE>.gguf file per type in the merged model's
+	// commit (with publish gguf: alone).
+	GGUF []string `yaml:"gguf,omitempty"`
+	// GGUFPath (gguf_path, default "": beside the merged model) is the folder of the GGUF files, relative to
+	// where the merged model goes.
+	GGUFPath string `yaml:"gguf_path"`
+	// GGUFPre (gguf_pre, default "": recognised from tokenizer.json) overrides the GGUF files' byte-level BPE
+	// pre-tokenizer name (tokenizer.ggml.pre: llama-bpe, qwen2, gpt-2, …) when hubsync does not recognise the
+	// tokenizer's split rules.
+	GGUFPre string `yaml:"gguf_pre"`
 	// Staging (staging, default auto) says whether the merged shards are written to the staging directory
 	// before the upload (disk), never written (none: merged twice, once for the digests, once while sending),
 	// or none when the staging file system has less than twice the output's size free (auto).

@@ -10,6 +10,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/hubsync/hubsync/export/gguf"
 )
 
 // Validate checks the whole configuration, including that there is at least one watch entry. Call it after
@@ -113,7 +115,26 @@ func (c *Config) problems(requireWatch bool) []string {
 		if err := checkRefName(w.Revision); err != nil {
 			add(k("revision"), "%v", err)
 		}
-		oneOf(k("publish"), w.Publish, PublishAdapter, PublishMerged, PublishBoth)
+		oneOf(k("publish"), w.Publish, PublishAdapter, PublishMerged, PublishBoth, PublishGGUF)
+		if len(w.GGUF) > 0 {
+			if _, err := gguf.ParseFileTypes(strings.Join(w.GGUF, ",")); err != nil {
+				add(k("gguf"), "%v", err)
+			}
+		}
+		switch {
+		case w.Publish == PublishGGUF && len(w.GGUF) == 0:
+			add(k("gguf"), "publish is gguf, but no GGUF type is given (e.g. gguf: [q4_k_m])")
+		case w.Publish == PublishAdapter && len(w.GGUF) > 0:
+			add(k("gguf"), "GGUF files are made from the merge, but publish is adapter (use merged, both or gguf)")
+		}
+		if w.GGUFPre != "" && len(w.GGUF) == 0 {
+			add(k("gguf_pre"), "applies to gguf, which is empty")
+		}
+		if w.GGUFPath != "" {
+			if err := checkRepoPath(w.GGUFPath); err != nil {
+				add(k("gguf_path"), "%v", err)
+			}
+		}
 		if w.AdapterRepo != "" {
 			if err := checkRepoID(w.AdapterRepo); err != nil {
 				add(k("adapter_repo"), "%v", err)
@@ -145,8 +166,11 @@ func (c *Config) problems(requireWatch bool) []string {
 		} else if !both {
 			oneOf(k("dtype"), w.DType, "", "bf16", "fp16", "fp32", "nf4", "fp4")
 		}
-		if both && w.Publish == PublishAdapter {
-			add(k("dtype"), "%s names two merged outputs, but publish is adapter", w.DType)
+		if both && (w.Publish == PublishAdapter || w.Publish == PublishGGUF) {
+			add(k("dtype"), "%s names two merged outputs, but publish is %s", w.DType, w.Publish)
+		}
+		if quant != "" && !both && len(w.GGUF) > 0 {
+			add(k("gguf"), "GGUF files are made from a 16/32-bit merge, but dtype is %s (use e.g. bf16,%s)", w.DType, w.DType)
 		}
 		if w.QuantRepo != "" {
 			switch err := checkRepoID(w.QuantRepo); {

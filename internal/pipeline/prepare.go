@@ -98,6 +98,8 @@ func prepare(ctx context.Context, env *Env, o prepareOptions) (_ []outputSet, er
 			set, err = prepareMerged(ctx, env, qo, KindMerged4Bit)
 		case KindAdapter:
 			set, err = prepareAdapter(ctx, o)
+		case KindGGUF:
+			set, err = prepareGGUFOnly(ctx, env, o)
 		}
 		if err != nil {
 			return nil, err
@@ -143,7 +145,16 @@ func prepareMerged(ctx context.Context, env *Env, o prepareOptions, kind string)
 	if err != nil {
 		return nil, err
 	}
-	mode, why := env.chooseStaging(o.Target.Staging, o.Staging, src.producer.Shards().FileSize())
+	// GGUF files of the merge go in the same commit, on the same card (the 16/32-bit output only).
+	var ggufs []GGUFPlan
+	if kind == KindMerged && len(o.Target.GGUF) > 0 {
+		if ggufs, err = planTargetGGUF(src, o.Target); err != nil {
+			src.close()
+			return nil, err
+		}
+		src.plan.SetCardGGUF(ggufCardFiles(ggufs))
+	}
+	mode, why := env.chooseStaging(o.Target.Staging, o.Staging, src.producer.Shards().FileSize()+ggufBytes(ggufs))
 	if o.Target.Quant != nil && mode == StagingNone {
 		// A 4-bit output is re-quantized from its 16-bit merge on disk (merge.Options.Quant): it cannot be produced
 		// range by range, so it always stages on disk.
@@ -155,6 +166,9 @@ func prepareMerged(ctx context.Context, env *Env, o prepareOptions, kind string)
 	o.Log.Info().Str("staging", mode).Str("why", why).Msg("staging of the merged shards")
 	if mode == StagingNone {
 		set, err := prepareMergedNone(ctx, src, o, out)
+		if err == nil {
+			err = addGGUF(ctx, set, src, ggufs, mode, false)
+		}
 		if err != nil {
 			src.close()
 			return nil, err
@@ -166,7 +180,12 @@ func prepareMerged(ctx context.Context, env *Env, o prepareOptions, kind string)
 	if err != nil {
 		return nil, err
 	}
-	return &outputSet{Kind: kind, Dir: res.Dir, Files: res.Files}, nil
+	set := &outputSet{Kind: kind, Dir: res.Dir, Files: res.Files}
+	if err := addGGUF(ctx, set, nil, ggufs, mode, true); err != nil {
+		os.RemoveAll(res.Dir)
+		return nil, err
+	}
+	return set, nil
 }
 
 // prepareAdapter builds o.Staging/adapter: adapter_config.json, the adapter weights, the tokenizer files (hard

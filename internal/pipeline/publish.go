@@ -399,7 +399,7 @@ func staleFiles(ctx context.Context, c *hub.Client, d dest, set outputSet) ([]st
 // be removed when the new step lacks it.
 func isModelFile(name string) bool {
 	switch {
-	case strings.HasSuffix(name, ".safetensors"), strings.HasSuffix(name, ".safetensors.index.json"),
+	case strings.HasSuffix(name, ".safetensors"), strings.HasSuffix(name, ".safetensors.index.json"), strings.HasSuffix(name, ".gguf"),
 		strings.HasPrefix(name, "pytorch_model") && (strings.HasSuffix(name, ".bin") || strings.HasSuffix(name, ".bin.index.json")),
 		name == "adapter_model.bin", name == adapterConfigFile, name == "config.json", name == "generation_config.json":
 		return true

@@ -5,7 +5,9 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 
+	"github.com/hubsync/hubsync/export/gguf"
 	"github.com/hubsync/hubsync/hub"
 	"github.com/hubsync/hubsync/internal/config"
 	"github.com/hubsync/hubsync/internal/fsutil"
@@ -34,9 +36,12 @@ func ParseStaging(s string) (string, error) {
 	return "", fmt.Errorf("staging %q: want disk, none or auto", s)
 }
 
-// producedShard is a merged shard that is not on disk: it is produced again for every upload part.
+// producedShard is a merged shard (or a GGUF file of the merge) that is not on disk: it is produced again for
+// every upload part.
 type producedShard struct {
-	index  int
+	index int
+	// gguf, when set, is the GGUF file produced instead of shard index.
+	gguf   *gguf.File
 	digest *merge.ShardDigest
 }
 
@@ -57,7 +62,12 @@ func (m *mergedSource) close() {
 // digests as they are produced, and a difference is reported as hub.ErrContentChanged (nothing is committed).
 func (m *mergedSource) content(s *producedShard) hub.ContentFunc {
 	return func(ctx context.Context, off, n int64, w io.Writer) error {
-		err := m.producer.ProduceVerified(ctx, s.index, s.digest, off, n, w)
+		var err error
+		if s.gguf != nil {
+			err = merge.VerifyProduced(ctx, s.digest, off, n, w, s.gguf.ProduceRange)
+		} else {
+			err = m.producer.ProduceVerified(ctx, s.index, s.digest, off, n, w)
+		}
 		if errors.Is(err, merge.ErrOutputChanged) {
 			return fmt.Errorf("%w: %w", hub.ErrContentChanged, err)
 		}
@@ -142,9 +152,30 @@ func attachProducer(ctx context.Context, env *Env, o prepareOptions, set *output
 	for i, s := range src.producer.Shards().Shards {
 		byName[s.FileName] = i
 	}
+	var ggufs map[string]*gguf.File
 	for _, f := range set.Files {
 		bl, produced := blocks[f.Path]
 		if !produced {
+			continue
+		}
+		if strings.HasSuffix(f.Path, ".gguf") && len(o.Target.GGUF) > 0 {
+			if ggufs == nil {
+				plans, err := planTargetGGUF(src, o.Target)
+				if err != nil {
+					src.close()
+					return err
+				}
+				ggufs = map[string]*gguf.File{}
+				for _, p := range plans {
+					ggufs[p.Path] = p.File
+				}
+			}
+			gf := ggufs[f.Path]
+			if gf == nil || gf.Size() != f.Size {
+				src.close()
+				return fmt.Errorf("GGUF %s: the merge no longer plans it with %d bytes", f.Path, f.Size)
+			}
+			src.shards[f.Path] = &producedShard{gguf: gf, digest: &merge.ShardDigest{FileDigest: f, Blocks: bl}}
 			continue
 		}
 		i, ok := byName[f.Path]

@@ -10,6 +10,7 @@ import (
 	"strings"
 
 	"github.com/hubsync/hubsync/export"
+	"github.com/hubsync/hubsync/export/gguf"
 	"github.com/hubsync/hubsync/internal/config"
 	"github.com/hubsync/hubsync/internal/journal"
 	"github.com/hubsync/hubsync/internal/tensor"
@@ -23,6 +24,9 @@ const (
 	// KindMerged4Bit is the second merged output of a target with two dtypes (bf16,nf4): the bitsandbytes 4-bit
 	// model, published to QuantRepo.
 	KindMerged4Bit = "merged-4bit"
+	// KindGGUF is the GGUF files of the merge alone, with their card (publish gguf), committed where the merged
+	// model would go. (With publish merged or both the GGUF files are part of the merged output's commit.)
+	KindGGUF = "gguf"
 )
 
 // Target says what to publish from a checkpoint and where: one watch entry of the configuration, or the flags of
@@ -80,6 +84,14 @@ type Target struct {
 	// Staging is StagingDisk, StagingNone or StagingAuto ("" = auto): whether the merged shards are written to
 	// the staging directory or produced again while uploading.
 	Staging string
+	// GGUF lists the GGUF types the merge is also published as (push --gguf, watch gguf:), one file per type
+	// named GGUFFileName(GGUFModelName(Repo), type), in the merged model's commit (publish merged or both) or
+	// alone with a GGUF card (publish gguf). Staging applies to them as to the shards.
+	GGUF []gguf.FileType
+	// GGUFPath is the folder of the GGUF files relative to the merged model's ("" = beside it).
+	GGUFPath string
+	// GGUFPre overrides the BPE pre-tokenizer name (tokenizer.ggml.pre) recognised from tokenizer.json.
+	GGUFPre string
 }
 
 // TargetFromWatch turns a (resolved and validated) watch entry into a Target, with the daemon's device.
@@ -119,7 +131,13 @@ func TargetFromWatch(w config.Watch, device string) (Target, error) {
 	if also != nil && quantRepo == "" {
 		quantRepo = w.Repo + "-bnb-4bit"
 	}
-	return Target{Quant: quant, Also4Bit: also, Also4BitDType: alsoDT, QuantRepo: quantRepo,
+	var types []gguf.FileType
+	if len(w.GGUF) > 0 {
+		if types, err = gguf.ParseFileTypes(strings.Join(w.GGUF, ",")); err != nil {
+			return Target{}, fmt.Errorf("watch %s: gguf: %w", w.Dir, err)
+		}
+	}
+	return Target{GGUF: types, GGUFPath: w.GGUFPath, GGUFPre: w.GGUFPre, Quant: quant, Also4Bit: also, Also4BitDType: alsoDT, QuantRepo: quantRepo,
 		Repo: w.Repo, Private: w.Private, Revision: w.Revision, Publish: w.Publish, AdapterRepo: w.AdapterRepo,
 		Layout: w.Layout, TagFormat: w.TagFormat, BranchFormat: w.BranchFormat, SubfolderFormat: w.SubfolderFormat,
 		Message: w.CommitMessage, PruneKeep: w.Prune.Keep, Base: w.Base, DType: dt,
@@ -166,6 +184,8 @@ func (t *Target) kinds() []string {
 	switch t.publish() {
 	case config.PublishAdapter:
 		return []string{KindAdapter}
+	case config.PublishGGUF:
+		return []string{KindGGUF}
 	case config.PublishBoth:
 		if t.Also4Bit != nil {
 			return []string{KindMerged, KindMerged4Bit, KindAdapter}
@@ -243,6 +263,8 @@ func (t *Target) dests(step int64, name string) []dest {
 			what = "the LoRA adapter"
 		case KindMerged4Bit:
 			what = "the merged " + t.Also4Bit.Type + " 4-bit model"
+		case KindGGUF:
+			what = "the GGUF files of the merged model"
 		}
 		d.Description = fmt.Sprintf("%s of %s (training step %d), published by hubsync.", capitalize(what), name, step)
 		out = append(out, d)

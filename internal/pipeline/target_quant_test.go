@@ -46,3 +46,14 @@ func TestTargetFromWatchQuant(t *testing.T) {
 		})
 	}
 }
+
+// TestTargetFromWatchGGUF: the gguf keys reach the Target (types parsed, folder, pre-tokenizer override).
+func TestTargetFromWatchGGUF(t *testing.T) {
+	tg, err := TargetFromWatch(config.Watch{DType: "bf16", GGUF: []string{"Q4_K_M", "q8_0"}, GGUFPath: "gguf", GGUFPre: "qwen2"}, "cpu")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(tg.GGUF) != 2 || tg.GGUF[0].String() != "Q4_K_M" || tg.GGUF[1].String() != "Q8_0" || tg.GGUFPath != "gguf" || tg.GGUFPre != "qwen2" {
+		t.Errorf("GGUF %v, path %q, pre %q", tg.GGUF, tg.GGUFPath, tg.GGUFPre)
+	}
+}

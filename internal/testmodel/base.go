@@ -102,7 +102,7 @@ func GenerateBase(ctx context.Context, dir string, spec BaseSpec) (info *BaseInf
 			return nil, err
 		}
 	}
-	for _, f := range tokenizerFiles(s.Tokenizer, s.Arch, s.Vocab, s.MaxPositionEmbeddings) {
+	for _, f := range tokenizerFiles(s.Tokenizer, s.Arch.tokenizerFamily(), s.Vocab, s.MaxPositionEmbeddings) {
 		if err := put(f.name, f.data); err != nil {
 			return nil, err
 		}
@@ -215,6 +215,7 @@ type sidecar struct {
 	Seed                  int64    `json:"seed"`
 	ShardSize             int64    `json:"shard_size"`
 	FastRandomCodes       bool     `json:"fast_random_codes"`
+	Llama3Rope            bool     `json:"llama3_rope,omitempty"`
 	RopeTheta             float64  `json:"rope_theta"`
 	RMSNormEps            float64  `json:"rms_norm_eps"`
 	MaxPositionEmbeddings int      `json:"max_position_embeddings"`
@@ -228,8 +229,9 @@ func marshalSidecar(s BaseSpec) ([]byte, error) {
 		Heads: s.Heads, KVHeads: s.KVHeads, HeadDim: s.HeadDim, Vocab: s.Vocab, Tied: s.Tied, Bias: s.Bias,
 		DType: s.DType.String(), Quant: s.Quant, DoubleQuant: s.DoubleQuant, Blocksize: s.Blocksize,
 		QuantStorage: s.QuantStorage.String(), SkipModules: s.SkipModules, FanInFanOut: s.FanInFanOut,
-		Seed: s.Seed, ShardSize: s.ShardSize, FastRandomCodes: s.FastRandomCodes, RopeTheta: s.RopeTheta,
-		RMSNormEps: s.RMSNormEps, MaxPositionEmbeddings: s.MaxPositionEmbeddings, Tokenizer: s.Tokenizer})
+		Seed: s.Seed, ShardSize: s.ShardSize, FastRandomCodes: s.FastRandomCodes, Llama3Rope: s.Llama3Rope,
+		RopeTheta: s.RopeTheta, RMSNormEps: s.RMSNormEps, MaxPositionEmbeddings: s.MaxPositionEmbeddings,
+		Tokenizer: s.Tokenizer})
 }
 
 func unmarshalSidecar(data []byte) (BaseSpec, error) {
@@ -251,8 +253,8 @@ func unmarshalSidecar(data []byte) (BaseSpec, error) {
 		Heads: sc.Heads, KVHeads: sc.KVHeads, HeadDim: sc.HeadDim, Vocab: sc.Vocab, Tied: sc.Tied, Bias: sc.Bias,
 		DType: dt, Quant: sc.Quant, DoubleQuant: sc.DoubleQuant, Blocksize: sc.Blocksize, QuantStorage: qs,
 		SkipModules: sc.SkipModules, FanInFanOut: sc.FanInFanOut, Seed: sc.Seed, ShardSize: sc.ShardSize,
-		FastRandomCodes: sc.FastRandomCodes, RopeTheta: sc.RopeTheta, RMSNormEps: sc.RMSNormEps,
-		MaxPositionEmbeddings: sc.MaxPositionEmbeddings, Tokenizer: sc.Tokenizer}, nil
+		FastRandomCodes: sc.FastRandomCodes, Llama3Rope: sc.Llama3Rope, RopeTheta: sc.RopeTheta,
+		RMSNormEps: sc.RMSNormEps, MaxPositionEmbeddings: sc.MaxPositionEmbeddings, Tokenizer: sc.Tokenizer}, nil
 }
 
 // pyNum is a float rendered as Python's json.dumps renders it (10000.0, 1e-05).
@@ -260,7 +262,7 @@ func pyNum(x float64) json.Number { return json.Number(PyFloat(x)) }
 
 // configJSON renders config.json as transformers' save_pretrained does (sorted keys, 2-space indent).
 func configJSON(s BaseSpec) ([]byte, error) {
-	bos, eos := s.Tokenizer.specialIDs(s.Arch)
+	bos, eos := s.Tokenizer.specialIDs(s.Arch.tokenizerFamily())
 	c := map[string]any{
 		"architectures":           []string{s.Arch.architecture()},
 		"attention_dropout":       pyNum(0),
@@ -299,6 +301,26 @@ func configJSON(s BaseSpec) ([]byte, error) {
 		c["max_window_layers"] = s.Layers
 	case ArchMistral:
 		c["sliding_window"] = nil
+	case ArchQwen3:
+		c["attention_bias"] = false
+		c["head_dim"] = s.HeadDim
+		c["sliding_window"] = nil
+		c["use_sliding_window"] = false
+		c["max_window_layers"] = s.Layers
+	case ArchGemma2:
+		c["attention_bias"] = false
+		c["head_dim"] = s.HeadDim
+		c["hidden_act"] = "gelu_pytorch_tanh"
+		c["hidden_activation"] = "gelu_pytorch_tanh"
+		c["query_pre_attn_scalar"] = s.HeadDim
+		c["attn_logit_softcapping"] = pyNum(50)
+		c["final_logit_softcapping"] = pyNum(30)
+		c["sliding_window"] = s.MaxPositionEmbeddings
+		c["cache_implementation"] = "hybrid"
+	}
+	if s.Llama3Rope {
+		c["rope_scaling"] = map[string]any{"factor": pyNum(8), "low_freq_factor": pyNum(1),
+			"high_freq_factor": pyNum(4), "original_max_position_embeddings": 8192, "rope_type": "llama3"}
 	}
 	if s.Quant != QuantNone {
 		var skip any
@@ -325,7 +347,7 @@ func configJSON(s BaseSpec) ([]byte, error) {
 }
 
 func generationConfigJSON(s BaseSpec) []byte {
-	bos, eos := s.Tokenizer.specialIDs(s.Arch)
+	bos, eos := s.Tokenizer.specialIDs(s.Arch.tokenizerFamily())
 	out, _ := marshalJSON(map[string]any{"_from_model_config": true, "bos_token_id": bos, "eos_token_id": eos,
 		"transformers_version": "4.46.3"}) // a map of plain values always encodes
 	return out

@@ -162,7 +162,8 @@ func WriteCheckpoint(ctx context.Context, outputsDir string, step int, adapter A
 		return "", err
 	}
 	bs := opts.Base.Spec
-	for _, f := range tokenizerFiles(bs.Tokenizer, bs.Arch, bs.Vocab+a.ResizeVocab, bs.MaxPositionEmbeddings) {
+	for _, f := range tokenizerFiles(bs.Tokenizer, bs.Arch.tokenizerFamily(), bs.Vocab+a.ResizeVocab,
+		bs.MaxPositionEmbeddings) {
 		if err := put(f.name, bytesOf(f.data)); err != nil {
 			return "", err
 		}

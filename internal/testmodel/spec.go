@@ -16,6 +16,12 @@ const (
 	ArchLlama   Arch = "llama"
 	ArchQwen2   Arch = "qwen2"
 	ArchMistral Arch = "mistral"
+	// ArchQwen3 is Qwen2 without attention biases and with per-head RMSNorms on queries and keys
+	// (self_attn.q_norm / k_norm).
+	ArchQwen3 Arch = "qwen3"
+	// ArchGemma2 has tied embeddings scaled by sqrt(hidden), (1+w) RMSNorms before and after attention and the
+	// MLP, a GeLU-tanh gated MLP and tanh soft-capping of attention scores and logits.
+	ArchGemma2 Arch = "gemma2"
 )
 
 // Quant is how the base's linear weights are stored.
@@ -30,7 +36,7 @@ const (
 
 // BaseSpec describes a base model to generate. Zero fields take the defaults documented on each field.
 type BaseSpec struct {
-	Arch         Arch // llama (default), qwen2 or mistral
+	Arch         Arch // llama (default), qwen2, mistral, qwen3 or gemma2
 	Hidden       int  // hidden_size
 	Intermediate int  // intermediate_size
 	Layers       int  // num_hidden_layers
@@ -71,6 +77,10 @@ type BaseSpec struct {
 	// FastRandomCodes writes random packed codes and random plausible absmax directly instead of quantizing
 	// random floats, and cheap approximate-normal 16-bit values (benchmark mode: valid files, written fast).
 	FastRandomCodes bool
+
+	// Llama3Rope writes Llama 3.1's rope_scaling (rope_type llama3, factor 8, low_freq_factor 1,
+	// high_freq_factor 4, original_max_position_embeddings 8192). Llama only.
+	Llama3Rope bool
 
 	// Tokenizer selects the tokenizer files: the fake one (zero value), or a small real byte-level BPE
 	// (TokenizerLlama3, TokenizerQwen2) or SentencePiece (TokenizerSPM) tokenizer; Vocab must cover
@@ -122,6 +132,22 @@ func Llama3_8B() BaseSpec {
 		Seed: 1, RopeTheta: 500000, RMSNormEps: 1e-5, MaxPositionEmbeddings: 8192}
 }
 
+// GGUFSmall is a small 16-bit model whose every matrix row is a multiple of 256 elements, so that every GGUF type
+// (the k-quants' 256-element blocks included) holds every tensor: 2 layers, hidden 256, intermediate 768, 4 heads
+// of 64, 2 KV heads, vocab 1024 (room for the test tokenizers), bf16. Qwen2 gets q/k/v biases, and qwen2, qwen3
+// and gemma2 tied embeddings, as their small models have.
+func GGUFSmall(arch Arch) BaseSpec {
+	s := BaseSpec{Arch: arch, Hidden: 256, Intermediate: 768, Layers: 2, Heads: 4, KVHeads: 2, HeadDim: 64,
+		Vocab: 1024, DType: tensor.BF16, Seed: 7}
+	switch arch {
+	case ArchQwen2:
+		s.Bias, s.Tied = true, true
+	case ArchQwen3, ArchGemma2:
+		s.Tied = true
+	}
+	return s
+}
+
 // normalize fills defaults and validates the spec.
 func (s BaseSpec) normalize() (BaseSpec, error) {
 	if s.Arch == "" {
@@ -153,21 +179,22 @@ func (s BaseSpec) normalize() (BaseSpec, error) {
 	}
 	if s.RMSNormEps == 0 {
 		s.RMSNormEps = 1e-5
-		if s.Arch == ArchQwen2 {
+		if s.Arch == ArchQwen2 || s.Arch == ArchQwen3 || s.Arch == ArchGemma2 {
 			s.RMSNormEps = 1e-6
 		}
 	}
 	if s.RopeTheta == 0 {
 		s.RopeTheta = 10000
-		if s.Arch == ArchQwen2 || s.Arch == ArchMistral {
+		if s.Arch == ArchQwen2 || s.Arch == ArchQwen3 || s.Arch == ArchMistral {
 			s.RopeTheta = 1000000
 		}
 	}
 	s.SkipModules = slices.Clone(s.SkipModules)
 	switch s.Arch {
-	case ArchLlama, ArchQwen2, ArchMistral:
+	case ArchLlama, ArchQwen2, ArchMistral, ArchQwen3, ArchGemma2:
 	default:
-		return s, fmt.Errorf("testmodel: unknown architecture %q (want llama, qwen2 or mistral)", s.Arch)
+		return s, fmt.Errorf("testmodel: unknown architecture %q (want llama, qwen2, mistral, qwen3 or gemma2)",
+			s.Arch)
 	}
 	if s.Hidden <= 0 || s.Intermediate <= 0 || s.Layers <= 0 || s.Heads <= 0 || s.KVHeads <= 0 || s.HeadDim <= 0 ||
 		s.Vocab <= 0 {
@@ -196,8 +223,14 @@ func (s BaseSpec) normalize() (BaseSpec, error) {
 	default:
 		return s, fmt.Errorf("testmodel: quant storage must be U8, F16, BF16 or F32, not %s", s.QuantStorage)
 	}
-	if s.Bias && s.Arch == ArchMistral {
-		return s, fmt.Errorf("testmodel: mistral has no attention bias")
+	if s.Bias && (s.Arch == ArchMistral || s.Arch == ArchQwen3 || s.Arch == ArchGemma2) {
+		return s, fmt.Errorf("testmodel: %s has no attention bias option", s.Arch)
+	}
+	if s.Arch == ArchGemma2 && !s.Tied {
+		return s, fmt.Errorf("testmodel: gemma2 always ties its embeddings (set Tied)")
+	}
+	if s.Llama3Rope && s.Arch != ArchLlama {
+		return s, fmt.Errorf("testmodel: llama3 rope scaling is for llama only")
 	}
 	if s.Quant != QuantNone && s.FanInFanOut {
 		return s, fmt.Errorf("testmodel: FanInFanOut (Conv1D-style [in,out] weights) is only for 16-bit bases")
@@ -218,8 +251,24 @@ func (a Arch) architecture() string {
 		return "Qwen2ForCausalLM"
 	case ArchMistral:
 		return "MistralForCausalLM"
+	case ArchQwen3:
+		return "Qwen3ForCausalLM"
+	case ArchGemma2:
+		return "Gemma2ForCausalLM"
 	}
 	return "LlamaForCausalLM"
+}
+
+// tokenizerFamily is the architecture whose test tokenizer a model gets: qwen3 shares qwen2's, gemma2 llama's,
+// the others their own.
+func (a Arch) tokenizerFamily() Arch {
+	switch a {
+	case ArchQwen3:
+		return ArchQwen2
+	case ArchGemma2:
+		return ArchLlama
+	}
+	return a
 }
 
 // ModuleKind says what kind of module a Module is.
@@ -260,11 +309,20 @@ func (s BaseSpec) modules() []Module {
 		lin("self_attn.k_proj", h, kvd, attnBias)
 		lin("self_attn.v_proj", h, kvd, attnBias)
 		lin("self_attn.o_proj", qd, h, attnBias && s.Arch == ArchLlama)
+		if s.Arch == ArchQwen3 {
+			hd := int64(s.HeadDim)
+			mods = append(mods, Module{Path: p + "self_attn.q_norm", Kind: KindNorm, Out: hd},
+				Module{Path: p + "self_attn.k_norm", Kind: KindNorm, Out: hd})
+		}
 		lin("mlp.gate_proj", h, inter, false)
 		lin("mlp.up_proj", h, inter, false)
 		lin("mlp.down_proj", inter, h, false)
 		mods = append(mods, Module{Path: p + "input_layernorm", Kind: KindNorm, Out: h},
 			Module{Path: p + "post_attention_layernorm", Kind: KindNorm, Out: h})
+		if s.Arch == ArchGemma2 {
+			mods = append(mods, Module{Path: p + "pre_feedforward_layernorm", Kind: KindNorm, Out: h},
+				Module{Path: p + "post_feedforward_layernorm", Kind: KindNorm, Out: h})
+		}
 	}
 	mods = append(mods, Module{Path: "model.norm", Kind: KindNorm, Out: h})
 	if !s.Tied {

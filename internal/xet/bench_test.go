@@ -38,6 +38,31 @@ func BenchmarkChunk(b *testing.B) {
 	}
 }
 
+// BenchmarkGearScan compares the gearhash loops on the same data in one run: ref is the previous loop
+// (gearScanRef), go the portable gearScanGo, and gearScan what Chunker uses (the assembly loop on amd64). Each
+// scans from cut to cut without the skip-ahead, so all bytes are hashed.
+func BenchmarkGearScan(b *testing.B) {
+	data := randBytes(30, benchSize)
+	for _, s := range []struct {
+		name string
+		scan func(uint64, []byte) (int, uint64)
+	}{{"ref", gearScanRef}, {"go", gearScanGo}, {"gearScan", gearScan}} {
+		b.Run(s.name, func(b *testing.B) {
+			cpuRate(b, len(data))
+			for range b.N {
+				var h uint64
+				for pos := 0; pos < len(data); {
+					p, next := s.scan(h, data[pos:])
+					if p < 0 {
+						break
+					}
+					pos, h = pos+p, next
+				}
+			}
+		})
+	}
+}
+
 // BenchmarkChunkHash measures the keyed BLAKE3 chunk hash on 64 KiB chunks.
 func BenchmarkChunkHash(b *testing.B) {
 	data := randBytes(31, TargetChunkSize)

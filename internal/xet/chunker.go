@@ -5,6 +5,8 @@ import (
 	"errors"
 	"fmt"
 	"io"
+
+	"github.com/zeebo/blake3"
 )
 
 // Chunk size limits of Xet content-defined chunking.
@@ -73,32 +75,54 @@ func (c *Chunker) Pending() int { return c.n }
 // Reset starts a new stream.
 func (c *Chunker) Reset() { *c = Chunker{} }
 
-// gearScan runs the gearhash over data from state h and returns the 1-based position of the first byte after
-// which h&gearMask == 0 (or -1) and the state after the bytes it hashed.
+// gearScanGo is the portable gearhash loop: it returns the 1-based position of the first byte of data after
+// which h&gearMask == 0 (or -1) and the state after the bytes it hashed. The mask test is written as
+// h < 1<<48 (the same thing for the top-16-bit mask).
 //
-// This loop is the chunker's cost. It is unrolled by 4, and the mask test h&gearMask == 0 is written as
-// h < 1<<48 (the same thing for the top-16-bit mask), which saves loading the 64-bit mask per byte; together
-// about 1.6x the plain loop (docs/xet.md).
-func gearScan(h uint64, data []byte) (int, uint64) {
+// The loop is bound by the latency of the chain h -> 2h + table[b]. It advances the chain two bytes per step,
+// h2 = 4h + (2*table[b0] + table[b1]), with the table terms combined off the chain, and derives the odd state
+// 2h + table[b0] beside it for its mask test: about 1.3x the one-byte-per-step loop (docs/xet.md). On amd64
+// gearScan uses an assembly loop instead (chunk_amd64.s) and this one only for the tail.
+func gearScanGo(h uint64, data []byte) (int, uint64) {
 	t := &gearTable
 	i := 0
-	for ; i+4 <= len(data); i += 4 {
-		d := data[i : i+4 : i+4]
-		h = t[d[0]] + h*2
-		if h < 1<<48 {
-			return i + 1, h
+	for ; i+8 <= len(data); i += 8 {
+		d := (*[8]byte)(data[i:])
+		a0, a1 := t[d[0]], t[d[1]]
+		h1 := h*2 + a0
+		if h1 < 1<<48 {
+			return i + 1, h1
 		}
-		h = t[d[1]] + h*2
-		if h < 1<<48 {
-			return i + 2, h
+		h2 := h*4 + (a0*2 + a1)
+		if h2 < 1<<48 {
+			return i + 2, h2
 		}
-		h = t[d[2]] + h*2
-		if h < 1<<48 {
-			return i + 3, h
+		a2, a3 := t[d[2]], t[d[3]]
+		h3 := h2*2 + a2
+		if h3 < 1<<48 {
+			return i + 3, h3
 		}
-		h = t[d[3]] + h*2
+		h4 := h2*4 + (a2*2 + a3)
+		if h4 < 1<<48 {
+			return i + 4, h4
+		}
+		a4, a5 := t[d[4]], t[d[5]]
+		h5 := h4*2 + a4
+		if h5 < 1<<48 {
+			return i + 5, h5
+		}
+		h6 := h4*4 + (a4*2 + a5)
+		if h6 < 1<<48 {
+			return i + 6, h6
+		}
+		a6, a7 := t[d[6]], t[d[7]]
+		h7 := h6*2 + a6
+		if h7 < 1<<48 {
+			return i + 7, h7
+		}
+		h = h6*4 + (a6*2 + a7)
 		if h < 1<<48 {
-			return i + 4, h
+			return i + 8, h
 		}
 	}
 	for ; i < len(data); i++ {
@@ -120,16 +144,38 @@ func Chunks(data []byte) []ChunkRef {
 	return refs
 }
 
+// chunkHasher computes chunk hashes (ChunkHash) with one keyed BLAKE3 state reused from chunk to chunk:
+// ChunkHash allocates and clears a state of about 10 KiB per call, a sixth of a 64 KiB chunk's bytes.
+type chunkHasher struct{ h *blake3.Hasher }
+
+func newChunkHasher() chunkHasher {
+	h, err := blake3.NewKeyed(dataKey[:])
+	if err != nil {
+		panic(err) // unreachable: the key is 32 bytes
+	}
+	return chunkHasher{h}
+}
+
+// ref returns chunk's reference: ChunkHash(chunk) and its length.
+func (c chunkHasher) ref(chunk []byte) ChunkRef {
+	c.h.Reset() // keeps the key
+	_, _ = c.h.Write(chunk)
+	ref := ChunkRef{Len: uint32(len(chunk))}
+	c.h.Sum(ref.Hash[:0])
+	return ref
+}
+
 // chunkBytes calls fn for each chunk of data, a whole file.
 func chunkBytes(data []byte, fn func(chunk []byte, ref ChunkRef) error) error {
 	var c Chunker
+	hasher := newChunkHasher()
 	start := 0
 	for pos := 0; pos < len(data); {
 		n, cut := c.Next(data[pos:])
 		pos += n
 		if cut || pos == len(data) {
 			chunk := data[start:pos]
-			if err := fn(chunk, ChunkRef{Hash: ChunkHash(chunk), Len: uint32(len(chunk))}); err != nil {
+			if err := fn(chunk, hasher.ref(chunk)); err != nil {
 				return err
 			}
 			start = pos
@@ -145,6 +191,7 @@ const splitBuffer = 4 << 20
 // order. chunk is valid only during the call. It stops at the first error from r, fn or ctx.
 func Split(ctx context.Context, r io.Reader, fn func(chunk []byte, ref ChunkRef) error) error {
 	var c Chunker
+	hasher := newChunkHasher()
 	buf := make([]byte, MaxChunkSize+splitBuffer)
 	start, fill := 0, 0 // buf[start:fill] is the chunk in progress plus unscanned bytes
 	scan := 0           // buf[start:scan] has been fed to c
@@ -158,7 +205,7 @@ func Split(ctx context.Context, r io.Reader, fn func(chunk []byte, ref ChunkRef)
 			scan += n
 			if cut {
 				chunk := buf[start:scan]
-				if err := fn(chunk, ChunkRef{Hash: ChunkHash(chunk), Len: uint32(len(chunk))}); err != nil {
+				if err := fn(chunk, hasher.ref(chunk)); err != nil {
 					return err
 				}
 				start = scan
@@ -167,7 +214,7 @@ func Split(ctx context.Context, r io.Reader, fn func(chunk []byte, ref ChunkRef)
 		if eof {
 			if start < fill {
 				chunk := buf[start:fill]
-				return fn(chunk, ChunkRef{Hash: ChunkHash(chunk), Len: uint32(len(chunk))})
+				return fn(chunk, hasher.ref(chunk))
 			}
 			return nil
 		}

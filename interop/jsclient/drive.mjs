@@ -3,43 +3,12 @@
 //
 // Environment: HF_ENDPOINT, HF_TOKEN, JS_REPO (repository the script creates and fills from FILES_DIR),
 // GO_REPO (repository hubsync pushed, with tag GO_TAG), FILES_DIR (files to upload; sub folders allowed).
-import { createHash } from "node:crypto";
-import { readdir, readFile } from "node:fs/promises";
-import { join, relative } from "node:path";
+import { readFile } from "node:fs/promises";
+import { relative } from "node:path";
 import * as hub from "@huggingface/hub";
+import { common, filesDir, jsRepo, out, sha256, step, walk } from "./common.mjs";
 
-const hubUrl = process.env.HF_ENDPOINT;
-const accessToken = process.env.HF_TOKEN;
-const jsRepo = { type: "model", name: process.env.JS_REPO };
 const goRepo = { type: "model", name: process.env.GO_REPO };
-const filesDir = process.env.FILES_DIR;
-const common = { hubUrl, accessToken };
-const out = { steps: [] };
-
-function sha256(buf) {
-  return createHash("sha256").update(buf).digest("hex");
-}
-
-async function step(name, fn) {
-  try {
-    const v = await fn();
-    out.steps.push({ name, ok: true });
-    return v;
-  } catch (e) {
-    out.steps.push({ name, ok: false, error: String(e && e.stack ? e.stack : e) });
-    return undefined;
-  }
-}
-
-async function walk(dir) {
-  const found = [];
-  for (const e of await readdir(dir, { withFileTypes: true })) {
-    const p = join(dir, e.name);
-    if (e.isDirectory()) found.push(...(await walk(p)));
-    else found.push(p);
-  }
-  return found;
-}
 
 async function download(repo, path, revision) {
   const blob = await hub.downloadFile({ ...common, repo, path, revision });

@@ -5,42 +5,10 @@
 // Environment: HF_ENDPOINT, HF_TOKEN, JS_REPO (repository the script creates and fills from FILES_DIR through
 // Xet: uploadFiles with useXet), FILES_DIR, GO_REPO (optional: a repository whose files hubsync stored in Xet;
 // the script downloads them).
-import { createHash } from "node:crypto";
-import { readdir, readFile } from "node:fs/promises";
-import { join, relative } from "node:path";
+import { readFile } from "node:fs/promises";
+import { relative } from "node:path";
 import * as hub from "@huggingface/hub";
-
-const hubUrl = process.env.HF_ENDPOINT;
-const accessToken = process.env.HF_TOKEN;
-const jsRepo = { type: "model", name: process.env.JS_REPO };
-const filesDir = process.env.FILES_DIR;
-const common = { hubUrl, accessToken };
-const out = { steps: [] };
-
-function sha256(buf) {
-  return createHash("sha256").update(buf).digest("hex");
-}
-
-async function step(name, fn) {
-  try {
-    const v = await fn();
-    out.steps.push({ name, ok: true });
-    return v;
-  } catch (e) {
-    out.steps.push({ name, ok: false, error: String(e && e.stack ? e.stack : e) });
-    return undefined;
-  }
-}
-
-async function walk(dir) {
-  const found = [];
-  for (const e of await readdir(dir, { withFileTypes: true })) {
-    const p = join(dir, e.name);
-    if (e.isDirectory()) found.push(...(await walk(p)));
-    else found.push(p);
-  }
-  return found;
-}
+import { common, filesDir, jsRepo, out, sha256, step, walk } from "./common.mjs";
 
 // download reads a file through downloadFile; for a Xet file it reports whether the client saw the Xet info.
 async function download(repo, path) {

@@ -74,12 +74,41 @@ func writeFiles(t *testing.T, dir string, files map[string][]byte) {
 	}
 }
 
-type driveResult struct {
+// driveSteps is the steps list every driver prints: one entry per client call, with its error.
+type driveSteps struct {
 	Steps []struct {
 		Name  string `json:"name"`
 		OK    bool   `json:"ok"`
 		Error string `json:"error"`
 	} `json:"steps"`
+}
+
+func (d *driveSteps) steps() *driveSteps { return d }
+
+// runDriver runs a driver script with node and env added to the environment, decodes the JSON it prints last
+// into res and fails t for every step that failed.
+func runDriver(ctx context.Context, t *testing.T, node, script string, env []string, res interface{ steps() *driveSteps }) {
+	t.Helper()
+	cmd := exec.CommandContext(ctx, node, script)
+	cmd.Env = append(os.Environ(), env...)
+	var stdout, stderr bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("node %s: %v\nstdout: %s\nstderr: %s", script, err, stdout.String(), stderr.String())
+	}
+	lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
+	if err := json.Unmarshal([]byte(lines[len(lines)-1]), res); err != nil {
+		t.Fatalf("%s output: %v\n%s\nstderr: %s", script, err, stdout.String(), stderr.String())
+	}
+	for _, s := range res.steps().Steps {
+		if !s.OK {
+			t.Errorf("JS step %q failed: %s", s.Name, s.Error)
+		}
+	}
+}
+
+type driveResult struct {
+	driveSteps
 	Whoami  string   `json:"whoami"`
 	Commits []string `json:"commits"`
 	JSFiles map[string]struct {
@@ -163,24 +192,9 @@ func TestJSClientInterop(t *testing.T) {
 	writeFiles(t, jsDir, jsFiles)
 	before := srv.Stats()
 
-	cmd := exec.CommandContext(ctx, node, "drive.mjs")
-	cmd.Env = append(os.Environ(), "HF_ENDPOINT="+srv.URL(), "HF_TOKEN="+aliceTok, "JS_REPO=alice/js",
-		"GO_REPO=alice/go", "GO_TAG=v1", "FILES_DIR="+jsDir)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("node drive.mjs: %v\nstdout: %s\nstderr: %s", err, stdout.String(), stderr.String())
-	}
-	lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
 	var res driveResult
-	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &res); err != nil {
-		t.Fatalf("drive.mjs output: %v\n%s\nstderr: %s", err, stdout.String(), stderr.String())
-	}
-	for _, s := range res.Steps {
-		if !s.OK {
-			t.Errorf("JS step %q failed: %s", s.Name, s.Error)
-		}
-	}
+	runDriver(ctx, t, node, "drive.mjs", []string{"HF_ENDPOINT=" + srv.URL(), "HF_TOKEN=" + aliceTok, "JS_REPO=alice/js",
+		"GO_REPO=alice/go", "GO_TAG=v1", "FILES_DIR=" + jsDir}, &res)
 	if res.Whoami != "alice" {
 		t.Errorf("whoAmI = %q", res.Whoami)
 	}
@@ -279,11 +293,7 @@ func TestJSClientInterop(t *testing.T) {
 }
 
 type xetDriveResult struct {
-	Steps []struct {
-		Name  string `json:"name"`
-		OK    bool   `json:"ok"`
-		Error string `json:"error"`
-	} `json:"steps"`
+	driveSteps
 	JSDownloads map[string]xetDownload `json:"jsDownloads"`
 	GoFiles     map[string]xetDownload `json:"goFiles"`
 }
@@ -344,24 +354,9 @@ func TestJSClientXetInterop(t *testing.T) {
 	jsDir := t.TempDir()
 	writeFiles(t, jsDir, jsFiles)
 	before := srv.Stats()
-	cmd := exec.CommandContext(ctx, node, "drive_xet.mjs")
-	cmd.Env = append(os.Environ(), "HF_ENDPOINT="+srv.URL(), "HF_TOKEN="+aliceTok, "JS_REPO=alice/js",
-		"GO_REPO=alice/go", "FILES_DIR="+jsDir)
-	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
-	if err := cmd.Run(); err != nil {
-		t.Fatalf("node drive_xet.mjs: %v\nstdout: %s\nstderr: %s", err, stdout.String(), stderr.String())
-	}
-	lines := strings.Split(strings.TrimSpace(stdout.String()), "\n")
 	var res xetDriveResult
-	if err := json.Unmarshal([]byte(lines[len(lines)-1]), &res); err != nil {
-		t.Fatalf("drive_xet.mjs output: %v\n%s\nstderr: %s", err, stdout.String(), stderr.String())
-	}
-	for _, s := range res.Steps {
-		if !s.OK {
-			t.Errorf("JS step %q failed: %s", s.Name, s.Error)
-		}
-	}
+	runDriver(ctx, t, node, "drive_xet.mjs", []string{"HF_ENDPOINT=" + srv.URL(), "HF_TOKEN=" + aliceTok, "JS_REPO=alice/js",
+		"GO_REPO=alice/go", "FILES_DIR=" + jsDir}, &res)
 	after := srv.Stats()
 	if after.Xet.XorbsStored == before.Xet.XorbsStored || after.Xet.ShardsStored == before.Xet.ShardsStored {
 		t.Errorf("the JavaScript client stored no xorb or shard: %+v", after.Xet)

@@ -1,5 +1,5 @@
 // Package llamacpp locates the test oracles installed in this folder by npm (package.json pins them):
-// llama.cpp v0.5.0 prebuilt for linux-x64 through node-llama-cpp (its libggml-base.so and libllama.so are
+// llama.cpp v0.5.0 prebuilt for linux-x64 through node-llama-cpp (its libggml-base.so and libllama.v0.5.0.so are
 // called from Debian's python3 with ctypes), @huggingface/gguf and @huggingface/tokenizers. Install them once
 // with `NODE_LLAMA_CPP_SKIP_DOWNLOAD=true npm ci --omit=optional --ignore-scripts` here (.ci/run does). Tests
 // that need them skip when they are missing, except under CI=true, where they fail.
@@ -19,7 +19,8 @@ type Oracles struct {
 	Node, Python string
 	// Modules is this folder's node_modules (for NODE_PATH or as a working directory's parent).
 	Modules string
-	// LibDir holds libggml-base.so, libllama.so and the CPU backends of llama.cpp v0.5.0.
+	// LibDir holds libggml-base.so, libggml.v0.5.0.so, libllama.v0.5.0.so (with libllama-common.so) and the CPU
+	// backends (libggml-cpu-*.so) of llama.cpp v0.5.0.
 	LibDir string
 }
 
@@ -59,6 +60,7 @@ func find() (*Oracles, string) {
 	lib := filepath.Join(mods, "@node-llama-cpp", "linux-x64", "bins", "linux-x64")
 	for _, p := range []string{
 		filepath.Join(lib, "libggml-base.so"),
+		filepath.Join(lib, "libllama.v0.5.0.so"),
 		filepath.Join(mods, "node-llama-cpp", "package.json"),
 		filepath.Join(mods, "@huggingface", "gguf", "package.json"),
 		filepath.Join(mods, "@huggingface", "tokenizers", "package.json"),

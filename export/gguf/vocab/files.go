@@ -135,8 +135,9 @@ type sideFiles struct {
 	stm map[string]any
 }
 
-// loadSideFiles reads the files next to the tokenizer in dir, and config.json from modelDir ("" = dir).
-func loadSideFiles(dir, modelDir string) (*sideFiles, error) {
+// loadSideFiles reads the files next to the tokenizer in dir, and config.json from modelDir ("" = dir) unless
+// config holds its contents.
+func loadSideFiles(dir, modelDir string, config []byte) (*sideFiles, error) {
 	if modelDir == "" {
 		modelDir = dir
 	}
@@ -159,6 +160,13 @@ func loadSideFiles(dir, modelDir string) (*sideFiles, error) {
 			return nil, err
 		}
 		*f.dst = m
+	}
+	if config != nil {
+		m, err := decodeObject(config)
+		if err != nil {
+			return nil, fmt.Errorf("vocab: config.json: %w", err)
+		}
+		s.model = m
 	}
 	return s, nil
 }

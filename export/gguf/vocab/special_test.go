@@ -177,3 +177,32 @@ func TestLoadModelDir(t *testing.T) {
 		t.Fatalf("bad config.json: err = %v", err)
 	}
 }
+
+// TestLoadConfigBytes: LoadOptions.Config (a merged config that exists on no disk) wins over ModelDir's file.
+func TestLoadConfigBytes(t *testing.T) {
+	tok := writeFiles(t, map[string]any{"tokenizer.json": bpeTokenizer(byteLevelPre(reQwen2), []string{"h e"}, nil, nil),
+		"tokenizer_config.json": map[string]any{"add_prefix_space": true}})
+	model := writeFiles(t, map[string]any{"config.json": map[string]any{"model_type": "llama", "eos_token_id": 3}})
+	for _, tc := range []struct {
+		name    string
+		opts    LoadOptions
+		wantEOS uint32
+	}{
+		{"bytes only", LoadOptions{Config: []byte(`{"model_type":"qwen2","eos_token_id":7}`)}, 7},
+		{"bytes over ModelDir", LoadOptions{ModelDir: model, Config: []byte(`{"model_type":"qwen2","eos_token_id":7}`)}, 7},
+		{"ModelDir", LoadOptions{ModelDir: model}, 3},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			v, err := LoadWith(tok, 0, tc.opts)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if v.Special["eos"] != tc.wantEOS {
+				t.Fatalf("eos = %d, want %d", v.Special["eos"], tc.wantEOS)
+			}
+		})
+	}
+	if _, err := LoadWith(tok, 0, LoadOptions{Config: []byte("{")}); err == nil || !strings.Contains(err.Error(), "config.json") {
+		t.Fatalf("bad config bytes: err = %v", err)
+	}
+}

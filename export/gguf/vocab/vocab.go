@@ -67,6 +67,9 @@ type LoadOptions struct {
 	// ModelDir is where config.json (special-token ids, model_type) is read from when the tokenizer comes from
 	// another directory, such as an adapter checkpoint's tokenizer with the base model's config ("" = dir).
 	ModelDir string
+	// Config, when set, is the model's config.json itself (for a merge: the merged config, which may exist on no
+	// disk); it takes precedence over ModelDir's file.
+	Config []byte
 }
 
 // family is the converter's set_vocab variant for a model_type.
@@ -113,7 +116,7 @@ func LoadWith(dir string, vocabSize int, opts LoadOptions) (*Vocab, error) {
 	if vocabSize < 0 || vocabSize > maxVocab {
 		return nil, fmt.Errorf("vocab: vocab_size %d out of range", vocabSize)
 	}
-	side, err := loadSideFiles(dir, opts.ModelDir)
+	side, err := loadSideFiles(dir, opts.ModelDir, opts.Config)
 	if err != nil {
 		return nil, err
 	}
