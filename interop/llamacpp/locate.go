@@ -1,7 +1,7 @@
 // Package llamacpp locates the test oracles installed in this folder by npm (package.json pins them):
 // llama.cpp v0.5.0 prebuilt for linux-x64 through node-llama-cpp (its libggml-base.so and libllama.v0.5.0.so are
 // called from Debian's python3 with ctypes), @huggingface/gguf and @huggingface/tokenizers. Install them once
-// with `NODE_LLAMA_CPP_SKIP_DOWNLOAD=true npm ci --omit=optional --ignore-scripts` here (.ci/run does). Tests
+// with `NODE_LLAMA_CPP_SKIP_DOWNLOAD=true npm install --omit=optional --ignore-scripts` here (.ci/run does). Tests
 // that need them skip when they are missing, except under CI=true, where they fail.
 package llamacpp
 
@@ -66,7 +66,7 @@ func find() (*Oracles, string) {
 		filepath.Join(mods, "@huggingface", "tokenizers", "package.json"),
 	} {
 		if _, err := os.Stat(p); err != nil {
-			return nil, "llama.cpp oracles are not installed (run NODE_LLAMA_CPP_SKIP_DOWNLOAD=true npm ci " +
+			return nil, "llama.cpp oracles are not installed (run NODE_LLAMA_CPP_SKIP_DOWNLOAD=true npm install " +
 				"--omit=optional --ignore-scripts in interop/llamacpp): " + err.Error()
 		}
 	}
