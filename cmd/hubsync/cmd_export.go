@@ -58,8 +58,9 @@ merged safetensors are written), or from a merged 16/32-bit model directory (--m
 
 --type is one of ` + ggufTypesHelp + `, or a comma-separated list of them; with a list, --out is a
 directory (created when missing) and the files are named <name>-<TYPE>.gguf, <name> being --name (default:
---out's base name without .gguf, -<TYPE> and -GGUF suffixes; also general.name). Quantized types are computed from the merged weights rounded to
-the model's 16-bit dtype, as merge, convert and llama-quantize give them.
+--out's base name without .gguf, -<TYPE> and -GGUF suffixes; also general.name). Quantized types are
+computed from the merged weights rounded to the model's 16-bit dtype (config.json's torch_dtype), as merge,
+convert and llama-quantize give them; a float32 model (--dtype fp32) is quantized from its float32 weights.
 
 Each file is written to a temporary file beside it and renamed into place: a failure or ^C leaves no file.`,
 		Args: cobra.NoArgs,

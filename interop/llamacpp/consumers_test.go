@@ -163,6 +163,8 @@ func tolerance(a testmodel.Arch, ft gguf.FileType) float64 {
 //     under the type's bound, and the logits equal the reference forward pass of the file's own weights
 //     dequantized by internal/ggml within quantTolerance, with the same top-1 token wherever its margin exceeds
 //     marginSigmas;
+//   - TopOne: on models with a clear winner by construction (peakedModels), every quantized and 16-bit type's
+//     top-1 token equals the F32 file's on every sequence (checkTopOne);
 //   - Tokenization: llama.cpp's tokenization (special tokens parsed) of sample strings from each F32 file equals
 //     @huggingface/tokenizers' encoding with the model's tokenizer.json;
 //   - WholeFile: hubsync's BF16 file quantized by llama.cpp's llama_model_quantize (quantize.py) to each
@@ -197,6 +199,7 @@ func TestConsumers(t *testing.T) {
 		j.Tokenizers = append(j.Tokenizers, tokenizerJob{JSON: filepath.Join(md, "tokenizer.json"),
 			Config: filepath.Join(md, "tokenizer_config.json"), Texts: texts(m.spec.Tokenizer)})
 	}
+	peaked, peakedDirs := addPeakedJobs(t, dir, &j)
 	// A truncated file: the first half of the llama Q8_0 file.
 	whole, err := os.ReadFile(filepath.Join(dir, "llama-Q8_0.gguf"))
 	if err != nil {
@@ -320,6 +323,8 @@ func TestConsumers(t *testing.T) {
 			}
 		}
 	})
+
+	t.Run("TopOne", func(t *testing.T) { checkTopOne(t, dir, peaked, peakedDirs, logits) })
 
 	t.Run("Tokenization", func(t *testing.T) {
 		for i, m := range models {
