@@ -122,6 +122,9 @@ type Tile struct {
 	NonFinite int
 }
 
+// Check validates a tile's internal consistency: backends outside this package call it before touching memory.
+func (t *Tile) Check() error { return t.check() }
+
 // check validates a tile's internal consistency (used by backends before touching memory).
 func (t *Tile) check() error {
 	if t.Count < 0 || len(t.Work) < t.Count {

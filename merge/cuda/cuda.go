@@ -36,29 +36,43 @@ func probe() Probe {
 	return Probe{Device: C.GoString(&name[0])}
 }
 
-// errNoDataPath is why a device that answers cannot be used yet: this build checks the kernels' arithmetic on
-// the host and finds devices, but does not launch kernels (docs/cuda.md).
-var errNoDataPath = errors.New("this build has no kernel launch path yet (docs/cuda.md)")
-
-// usable says whether a probed device can run merges, and why not.
-func usable(pr Probe) error {
-	if pr.Err != nil {
-		return pr.Err
-	}
-	return fmt.Errorf("CUDA device %q found, but %w", pr.Device, errNoDataPath)
-}
-
-// Provider returns the CUDA backend provider for merge.Options.Backends. The device probe runs once, on first use.
-// Until the kernel launch path exists Available is always false, so auto merges on the CPU (logging the reason)
-// and --device cuda fails with the reason: no driver, no device, or no launch path.
+// Provider returns the CUDA backend provider for merge.Options.Backends. On first use it looks for a device and,
+// when one answers, loads the kernels and self-checks them against the host arithmetic; Available is true only
+// when all of that worked, so auto merges on the CPU otherwise (logging the reason) and --device cuda fails with
+// the reason: no driver, no device, or a device that failed to load or check the kernels.
 func Provider() merge.BackendProvider {
-	p := sync.OnceValue(func() error { return usable(probe()) })
+	p := sync.OnceValue(func() Probe {
+		pr := probe()
+		if pr.Err != nil {
+			return pr
+		}
+		b, err := newGPU(pr.Device, nil)
+		if err != nil {
+			pr.Err = fmt.Errorf("CUDA device %q: %w", pr.Device, err)
+			return pr
+		}
+		b.Close()
+		return pr
+	})
 	return merge.BackendProvider{
-		Name:        merge.DeviceCUDA,
-		Available:   func() bool { return p() == nil },
-		Unavailable: func() string { return p().Error() },
-		New: func(*kernels.Impl) (merge.Backend, error) {
-			return nil, fmt.Errorf("cuda: %w", p())
+		Name:      merge.DeviceCUDA,
+		Available: func() bool { return p().Err == nil },
+		Unavailable: func() string {
+			if err := p().Err; err != nil {
+				return err.Error()
+			}
+			return ""
+		},
+		New: func(k *kernels.Impl) (merge.Backend, error) {
+			pr := p()
+			if pr.Err != nil {
+				return nil, fmt.Errorf("cuda: %w", pr.Err)
+			}
+			b, err := newGPU(pr.Device, k)
+			if err != nil {
+				return nil, fmt.Errorf("cuda (%s): %w", pr.Device, err)
+			}
+			return b, nil
 		},
 	}
 }
