@@ -1,9 +1,7 @@
 // kernels.cu: the merge's CUDA kernels over hsmath.cuh's per-element functions, in hostref.cc's order (every
-// element's V, then DoRA, then rounding with the first non-finite index). Build check (CI, no GPU needed):
-//
-//	nvcc -ptx -arch=compute_70 -fmad=false -ftz=false -prec-div=true -prec-sqrt=true -o /dev/null kernels.cu
-//
-// No kernel is launched yet: the driver-API launch path (pinned buffers, streams) is still to do (docs/cuda.md).
+// element's V, then DoRA, then rounding with the first non-finite index). `go generate` compiles it to
+// kernels.ptx (committed, embedded, loaded by gpu.c through the driver API); CI checks that the PTX is current.
+// -fmad=false and the explicit _rn intrinsics keep nvcc from fusing or reordering anything.
 #include "hsmath.cuh"
 
 // hs_k_base: work[i] = V[i] (base value plus the low-rank update), grid-stride over the tile.
