@@ -122,6 +122,9 @@ type Tile struct {
 	NonFinite int
 }
 
+// Check validates a tile's internal consistency: backends outside this package call it before touching memory.
+func (t *Tile) Check() error { return t.check() }
+
 // check validates a tile's internal consistency (used by backends before touching memory).
 func (t *Tile) check() error {
 	if t.Count < 0 || len(t.Work) < t.Count {
@@ -180,6 +183,34 @@ type BackendProvider struct {
 	Available func() bool
 	// New creates the backend; kernel is the CPU kernel set, for backends that fall back to it.
 	New func(kernel *kernels.Impl) (Backend, error)
+	// Unavailable, when set, says why Available reports false ("no NVIDIA driver (libcuda.so.1): …"); it names
+	// the reason in --device errors and in auto's fallback log line.
+	Unavailable func() string
+}
+
+// reason is why p is not available, for messages.
+func (p BackendProvider) reason() string {
+	if p.Unavailable != nil {
+		if r := p.Unavailable(); r != "" {
+			return r
+		}
+	}
+	return "no " + p.Name + " device found"
+}
+
+// autoFallback returns, when device is auto and providers were built in but none is available, the line auto logs
+// when it falls back to the CPU (the first provider's reason); "" otherwise.
+func autoFallback(device string, providers []BackendProvider) string {
+	device = strings.ToLower(strings.TrimSpace(device))
+	if (device != "" && device != DeviceAuto) || len(providers) == 0 {
+		return ""
+	}
+	for _, p := range providers {
+		if p.Available != nil && p.Available() {
+			return ""
+		}
+	}
+	return providers[0].Name + " unavailable (" + providers[0].reason() + "); merging on the CPU"
 }
 
 // Device names accepted by Options.Device.
@@ -210,7 +241,7 @@ func selectBackend(device string, providers []BackendProvider, kernel *kernels.I
 	for _, p := range providers {
 		if p.Name == device {
 			if p.Available != nil && !p.Available() {
-				return nil, fmt.Errorf("--device %s: no %s device found", device, device)
+				return nil, fmt.Errorf("--device %s: %s", device, p.reason())
 			}
 			return p.New(kernel)
 		}

@@ -199,6 +199,9 @@ func NewPlan(ctx context.Context, opts Options) (_ *Plan, err error) {
 	if p.backend, err = selectBackend(opts.Device, opts.Backends, p.kernel); err != nil {
 		return nil, fmt.Errorf("merge: %w", err)
 	}
+	if note := autoFallback(opts.Device, opts.Backends); note != "" {
+		p.log.Info().Str("backend", p.backend.Name()).Msg(note)
+	}
 	dir, repoID, err := resolveBase(ctx, opts.Base, opts.FetchBase)
 	if err != nil {
 		return nil, err

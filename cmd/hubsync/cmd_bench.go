@@ -19,6 +19,7 @@ import (
 	"github.com/spf13/cobra"
 
 	"github.com/hubsync/hubsync/internal/testmodel"
+	"github.com/hubsync/hubsync/merge"
 )
 
 // newBenchCommand is the hidden "bench" command: whole-pipeline benchmarks that go test -bench cannot measure
@@ -44,6 +45,7 @@ type benchMergeOptions struct {
 	Keep    bool
 	Threads int
 	Kernel  string
+	Device  string
 	Profile string
 	Rank    int
 	Runs    int
@@ -70,6 +72,7 @@ output GB/s, peak RSS (from the child's rusage) and the ratio to the floor.`,
 	f.BoolVar(&o.Keep, "keep", false, "keep the generated base, adapter and output (a later run with the same --dir reuses the base and adapter)")
 	f.IntVar(&o.Threads, "threads", 0, "merge worker threads (default: all cores)")
 	f.StringVar(&o.Kernel, "kernel", "", "CPU kernel set for the merge (default: the best)")
+	f.StringVar(&o.Device, "device", merge.DeviceAuto, "merge device: auto, cpu or cuda (cuda needs a -tags cuda build)")
 	f.StringVar(&o.Profile, "profile", "", "write the child merge's CPU profile to this file")
 	f.IntVar(&o.Rank, "rank", 16, "LoRA rank")
 	f.IntVar(&o.Runs, "runs", 1, "floor/merge pairs to run (interleaved; the median ratio is reported)")
@@ -148,6 +151,11 @@ func printBenchMachine(w io.Writer, dir string) {
 }
 
 func runBenchMerge(ctx context.Context, g *globalOptions, o *benchMergeOptions) error {
+	switch o.Device {
+	case merge.DeviceAuto, merge.DeviceCPU, merge.DeviceCUDA:
+	default:
+		return usagef("--device must be auto, cpu or cuda, not %q", o.Device)
+	}
 	spec, err := benchPreset(o.Preset)
 	if err != nil {
 		return err
@@ -200,7 +208,7 @@ func runBenchMerge(ctx context.Context, g *globalOptions, o *benchMergeOptions) 
 		}
 	}
 
-	args := []string{"merge", "--base", base, "--adapter", adapter, "--out", out, "--log-format", "json"}
+	args := []string{"merge", "--base", base, "--adapter", adapter, "--out", out, "--log-format", "json", "--device", o.Device}
 	if o.Threads > 0 {
 		args = append(args, "--threads", fmt.Sprint(o.Threads))
 	}
