@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Runs every check CI runs: formatting, vet (also for the portable, arm64, Windows and macOS builds), the whole
-# test suite under the race detector, and the merge kernels again with the assembly disabled.
+# test suite under the race detector, the ggml quantizers' oracle test again with FMA (GOAMD64=v3), the merge
+# kernels and the Xet gearhash loop again with the assembly disabled, and, where nvcc is installed, the CUDA
+# backend's build and host-side checks (-tags cuda; no GPU needed).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -43,5 +45,31 @@ fi
 
 echo "== go test -tags noasm (portable kernels and gearhash loop)"
 go test -tags noasm -timeout 20m ./merge/... ./internal/xet/...
+
+echo "== CUDA backend (-tags cuda, no GPU needed): PTX current, build, vet, host-side kernel tests, --device checks"
+if command -v nvcc >/dev/null 2>&1; then
+	# kernels.ptx is generated from kernels.cu (go generate ./merge/cuda) and committed: it must be current.
+	cuda_ptx="$(mktemp)"
+	nvcc -ptx -arch=compute_70 -fmad=false -ftz=false -prec-div=true -prec-sqrt=true -o "$cuda_ptx" merge/cuda/kernels.cu
+	cmp -s "$cuda_ptx" merge/cuda/kernels.ptx || { echo "merge/cuda/kernels.ptx is stale: run go generate ./merge/cuda" >&2; exit 1; }
+	rm -f "$cuda_ptx"
+	go build -tags cuda ./...
+	go vet -tags cuda ./merge/cuda ./cmd/hubsync
+	go test -tags cuda ./merge/cuda
+	go test -tags cuda -run 'TestCUDA' ./cmd/hubsync
+	cuda_tmp="$(mktemp -d)"
+	go build -tags cuda -o "$cuda_tmp/hubsync" ./cmd/hubsync
+	if "$cuda_tmp/hubsync" merge --base "$cuda_tmp/nobase" --adapter "$cuda_tmp/noadapter" --out "$cuda_tmp/out" --device cuda 2>"$cuda_tmp/err"; then
+		echo "hubsync -tags cuda: --device cuda succeeded without a GPU" >&2
+		exit 1
+	fi
+	grep -q -- '--device cuda: ' "$cuda_tmp/err" || { cat "$cuda_tmp/err" >&2; exit 1; }
+	rm -rf "$cuda_tmp"
+elif [ "${CI:-}" = "true" ]; then
+	echo "CI=true: nvcc is not installed (.ci/run installs Debian's nvidia-cuda-toolkit)" >&2
+	exit 1
+else
+	echo "skipped: nvcc is not installed (Debian: nvidia-cuda-toolkit from non-free)"
+fi
 
 echo "all checks passed"
