@@ -145,6 +145,23 @@ func (b *benchWorkspace) cleanup() {
 	}
 }
 
+// benchBaseAndAdapter generates (or reuses, see benchBase) the bench base and an r=rank adapter on all seven
+// projections; a reused base keeps its adapter when one is there.
+func benchBaseAndAdapter(ctx context.Context, base, adapter string, spec testmodel.BaseSpec, rank int) (*testmodel.BaseInfo, bool, error) {
+	bi, reused, err := benchBase(ctx, base, spec)
+	if err != nil {
+		return nil, false, fmt.Errorf("generate base: %w", err)
+	}
+	if _, err := os.Stat(filepath.Join(adapter, "adapter_model.safetensors")); err != nil || !reused {
+		os.RemoveAll(adapter)
+		if _, err := testmodel.GenerateAdapter(ctx, adapter, bi, testmodel.AdapterSpec{R: rank, Alpha: float64(2 * rank),
+			TargetModules: testmodel.AllLinear(), Seed: 7}); err != nil {
+			return nil, false, fmt.Errorf("generate adapter: %w", err)
+		}
+	}
+	return bi, reused, nil
+}
+
 // printBenchMachine prints the machine line every bench starts with.
 func printBenchMachine(w io.Writer, dir string) {
 	fmt.Fprintf(w, "machine: %d CPUs (GOMAXPROCS %d), %s/%s, dir %s\n", runtime.NumCPU(), runtime.GOMAXPROCS(0), runtime.GOOS, runtime.GOARCH, dir)
@@ -175,16 +192,9 @@ func runBenchMerge(ctx context.Context, g *globalOptions, o *benchMergeOptions) 
 	printBenchMachine(w, dir)
 
 	t0 := time.Now()
-	bi, reused, err := benchBase(ctx, base, spec)
+	bi, reused, err := benchBaseAndAdapter(ctx, base, adapter, spec, o.Rank)
 	if err != nil {
-		return fmt.Errorf("generate base: %w", err)
-	}
-	if _, err := os.Stat(filepath.Join(adapter, "adapter_model.safetensors")); err != nil || !reused {
-		os.RemoveAll(adapter)
-		if _, err := testmodel.GenerateAdapter(ctx, adapter, bi, testmodel.AdapterSpec{R: o.Rank, Alpha: float64(2 * o.Rank),
-			TargetModules: testmodel.AllLinear(), Seed: 7}); err != nil {
-			return fmt.Errorf("generate adapter: %w", err)
-		}
+		return err
 	}
 	inBytes, err := dirWeightBytes(base)
 	if err != nil {

@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
-	"path/filepath"
 	"strings"
 	"time"
 
@@ -13,7 +12,6 @@ import (
 
 	"github.com/hubsync/hubsync/internal/ggml"
 	"github.com/hubsync/hubsync/internal/tensor"
-	"github.com/hubsync/hubsync/internal/testmodel"
 )
 
 // benchGGUFOptions are the flags of "bench gguf".
@@ -77,16 +75,9 @@ func runBenchGGUF(ctx context.Context, g *globalOptions, o *benchGGUFOptions) er
 		preset, spec.Layers, spec.Hidden, spec.Intermediate, spec.Vocab, o.Rank, strings.ToUpper(o.Type))
 	printBenchMachine(w, dir)
 	t0 := time.Now()
-	bi, reused, err := benchBase(ctx, base, spec)
+	_, reused, err := benchBaseAndAdapter(ctx, base, adapter, spec, o.Rank)
 	if err != nil {
-		return fmt.Errorf("generate base: %w", err)
-	}
-	if _, err := os.Stat(filepath.Join(adapter, "adapter_model.safetensors")); err != nil || !reused {
-		os.RemoveAll(adapter)
-		if _, err := testmodel.GenerateAdapter(ctx, adapter, bi, testmodel.AdapterSpec{R: o.Rank, Alpha: float64(2 * o.Rank),
-			TargetModules: testmodel.AllLinear(), Seed: 7}); err != nil {
-			return fmt.Errorf("generate adapter: %w", err)
-		}
+		return err
 	}
 	baseBytes, err := dirWeightBytes(base)
 	if err != nil {
