@@ -75,8 +75,11 @@ const fakeCUDAChild = "HUBSYNC_FAKE_CUDA_MERGE_CHILD"
 // memory, host loops for the kernels) in a child process and requires the --device cpu shards byte for byte: plain
 // LoRA, fan_in_fan_out, embedding LoRA and DoRA (rows and columns), with the generic and the best CPU kernels.
 // It proves the wiring and the data path, not a GPU's arithmetic.
+//
+// With HUBSYNC_TEST_DEVICE=cuda the same merges run in this process on the machine's real driver and GPU (the GPU
+// check of docs/cuda.md): HUBSYNC_TEST_DEVICE=cuda go test -tags cuda -v -run TestCUDAFakeDeviceMerge ./cmd/hubsync
 func TestCUDAFakeDeviceMerge(t *testing.T) {
-	if os.Getenv(fakeCUDAChild) != "1" {
+	if os.Getenv(fakeCUDAChild) != "1" && os.Getenv("HUBSYNC_TEST_DEVICE") != "cuda" {
 		cc, err := exec.LookPath("cc")
 		if err != nil {
 			t.Skip("no C compiler")
@@ -96,7 +99,7 @@ func TestCUDAFakeDeviceMerge(t *testing.T) {
 		return
 	}
 	if p := cuda.Provider(); !p.Available() {
-		t.Fatalf("fake device unavailable: %s", p.Unavailable())
+		t.Fatalf("CUDA device unavailable: %s", p.Unavailable())
 	}
 	dir := t.TempDir()
 	ctx := context.Background()
