@@ -51,6 +51,16 @@ func TestFakeDriver(t *testing.T) {
 		fakeDriverChild(t)
 		return
 	}
+	out, err := runOnFakeDriver(t, "-test.run=^TestFakeDriver$", "-test.v")
+	if err != nil || !strings.Contains(string(out), "fake device ok") {
+		t.Fatalf("child: %v\n%s", err, out)
+	}
+}
+
+// runOnFakeDriver builds testdata/fakecuda.c as libcuda.so.1 and runs this test binary with args in a child
+// process that loads it, returning the child's output.
+func runOnFakeDriver(t *testing.T, args ...string) ([]byte, error) {
+	t.Helper()
 	cc, err := exec.LookPath("cc")
 	if err != nil {
 		t.Skip("no C compiler")
@@ -61,11 +71,34 @@ func TestFakeDriver(t *testing.T) {
 	if out, err := build.CombinedOutput(); err != nil {
 		t.Fatalf("building the fake driver: %v\n%s", err, out)
 	}
-	child := exec.Command(os.Args[0], "-test.run=^TestFakeDriver$", "-test.v")
+	child := exec.Command(os.Args[0], args...)
 	child.Env = append(os.Environ(), fakeChildEnv+"=1", "LD_LIBRARY_PATH="+dir)
-	out, err := child.CombinedOutput()
-	if err != nil || !strings.Contains(string(out), "fake device ok") {
+	return child.CombinedOutput()
+}
+
+// TestFakeDriverBenchmark runs BenchmarkKernelThroughput once against the stand-in driver: every tile kind is
+// staged, its kernels and the device-to-device copy run, and the three metrics are reported (the figures
+// themselves mean nothing on the fake).
+func TestFakeDriverBenchmark(t *testing.T) {
+	if os.Getenv(fakeChildEnv) == "1" {
+		t.Skip("the child runs the benchmark")
+	}
+	out, err := runOnFakeDriver(t, "-test.run=^$", "-test.bench=^BenchmarkKernelThroughput$", "-test.benchtime=1x")
+	if err != nil {
 		t.Fatalf("child: %v\n%s", err, out)
+	}
+	for _, bt := range benchTiles {
+		line := ""
+		for l := range strings.Lines(string(out)) {
+			if strings.Contains(l, "BenchmarkKernelThroughput/"+bt.name) {
+				line = l
+			}
+		}
+		for _, m := range []string{"kernel_GB/s", "copy_GB/s", "copy_ratio"} {
+			if !strings.Contains(line, m) {
+				t.Errorf("%s: no %s in %q\n%s", bt.name, m, line, out)
+			}
+		}
 	}
 }
 

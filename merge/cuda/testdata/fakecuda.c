@@ -34,6 +34,7 @@ int cuMemHostAlloc(void **p, size_t n, unsigned f) { (void)f; *p = malloc(n); me
 int cuMemFreeHost(void *p) { free(p); return 0; }
 int cuMemcpyHtoDAsync_v2(dptr d, const void *s, size_t n, void *st) { (void)st; memcpy((void *)d, s, n); return 0; }
 int cuMemcpyDtoHAsync_v2(void *d, dptr s, size_t n, void *st) { (void)st; memcpy(d, (const void *)s, n); return 0; }
+int cuMemcpyDtoDAsync_v2(dptr d, dptr s, size_t n, void *st) { (void)st; memmove((void *)d, (const void *)s, n); return 0; }
 
 int cuLaunchKernel(void *f, unsigned gx, unsigned gy, unsigned gz, unsigned bx, unsigned by, unsigned bz, unsigned sh,
                    void *st, void **params, void **extra) {
