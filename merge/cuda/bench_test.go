@@ -30,7 +30,7 @@ var benchTiles = []struct {
 func BenchmarkKernelThroughput(b *testing.B) {
 	p := Provider()
 	if !p.Available() {
-		b.Skipf("no CUDA device: %s", p.Unavailable())
+		b.Skipf("CUDA unavailable: %s", p.Unavailable())
 	}
 	g, err := openGPU("bench", true)
 	if err != nil {
