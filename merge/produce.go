@@ -146,33 +146,9 @@ func (pr *Producer) ReadTensor(ctx context.Context, name string, off, n int64, w
 func (s *stream) copyRange(ctx context.Context, t *outTensor, from, to int64, w io.Writer) error {
 	es := int64(t.DType.Size())
 	for {
-		var j *job
-		var ok bool
-		select {
-		case j, ok = <-s.ordered:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-		if !ok {
-			if err := s.ctx.Err(); err != nil {
-				return err
-			}
-			return errors.New("tile stream ended before the range was complete")
-		}
-		select {
-		case <-j.done:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-		if j.err != nil {
-			if j.slot != nil {
-				s.release(j.slot)
-			}
-			return j.err
-		}
-		if j.pr.t != t {
-			s.release(j.slot)
-			return fmt.Errorf("tile stream is at %s", j.pr.t.Name)
+		j, err := s.nextTile(ctx, t)
+		if err != nil {
+			return err
 		}
 		b0 := j.start
 		if t.Kind != KindCopy {
@@ -180,7 +156,6 @@ func (s *stream) copyRange(ctx context.Context, t *outTensor, from, to int64, w 
 		}
 		b1 := b0 + int64(len(j.out))
 		lo, hi := max(b0, from), min(b1, to)
-		var err error
 		if lo < hi {
 			_, err = w.Write(j.out[lo-b0 : hi-b0])
 		}

@@ -579,6 +579,40 @@ func (s *stream) nonFiniteError(t *outTensor, idx int64, pre float32) error {
 	return badf(file, t.Name, "%s at %s is %v (output tensor %s, adapter tensors %v)", what, where, pre, t.Name, t.AdapterTensors)
 }
 
+// nextTile waits for the stream's next finished tile, which must belong to tensor t. On an error the tile's
+// slot is released.
+func (s *stream) nextTile(ctx context.Context, t *outTensor) (*job, error) {
+	var j *job
+	var ok bool
+	select {
+	case j, ok = <-s.ordered:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	if !ok {
+		if err := s.ctx.Err(); err != nil {
+			return nil, err
+		}
+		return nil, fmt.Errorf("the tile stream ended before tensor %s was complete", t.Name)
+	}
+	select {
+	case <-j.done:
+	case <-ctx.Done():
+		return nil, ctx.Err()
+	}
+	if j.err != nil {
+		if j.slot != nil {
+			s.release(j.slot)
+		}
+		return nil, j.err
+	}
+	if j.pr.t != t {
+		s.release(j.slot)
+		return nil, fmt.Errorf("tensor %s was asked for, but the tile stream is at %s", t.Name, j.pr.t.Name)
+	}
+	return j, nil
+}
+
 // fill is the writer's callback: it copies the tiles of tensor ti, in order, to w.
 func (s *stream) fill(ctx context.Context, ti safetensors.TensorInfo, w io.Writer) error {
 	t := s.byName[ti.Name]
@@ -587,32 +621,9 @@ func (s *stream) fill(ctx context.Context, ti safetensors.TensorInfo, w io.Write
 	}
 	remaining := ti.Size()
 	for remaining > 0 {
-		var j *job
-		var ok bool
-		select {
-		case j, ok = <-s.ordered:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-		if !ok {
-			if err := s.ctx.Err(); err != nil {
-				return err
-			}
-			return fmt.Errorf("merge: tile stream ended before tensor %s was complete", ti.Name)
-		}
-		select {
-		case <-j.done:
-		case <-ctx.Done():
-			return ctx.Err()
-		}
-		if j.err != nil {
-			if j.slot != nil {
-				s.release(j.slot)
-			}
-			return j.err
-		}
-		if j.pr.t != t {
-			return fmt.Errorf("merge: the writer asked for tensor %s but the tile stream is at %s", ti.Name, j.pr.t.Name)
+		j, err := s.nextTile(ctx, t)
+		if err != nil {
+			return err
 		}
 		if int64(len(j.out)) > remaining {
 			return fmt.Errorf("merge: tensor %s: tiles exceed its %d bytes", ti.Name, ti.Size())
