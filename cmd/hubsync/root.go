@@ -195,7 +195,9 @@ func (g *globalOptions) setup() error {
 	default:
 		return usagef("--log-format must be auto, console or json, not %q", g.LogFormat)
 	}
-	g.log = zerolog.New(w).Level(level).With().Timestamp().Logger()
+	// Transfers log from several goroutines at once; the writer (stderr, or a buffer in tests) need not be safe
+	// for concurrent use, so the logger serializes its writes.
+	g.log = zerolog.New(zerolog.SyncWriter(w)).Level(level).With().Timestamp().Logger()
 	return nil
 }
 
